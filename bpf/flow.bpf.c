@@ -1,0 +1,451 @@
+// SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
+/*
+ * Flow accounting for XDP and TC (ingress and egress).
+ *
+ * Per packet: parse L2 (up to two VLAN tags), L3 (IPv4 with options, IPv6 with extension
+ * headers) and L4 headers without helpers, count the frame in a per-CPU per-interface record,
+ * and update a per-CPU LRU flow table. Time comes from a global that a bpf_timer refreshes
+ * every tick, so the hot path reads memory instead of calling bpf_ktime_get_ns().
+ * Frames are never dropped or changed: XDP returns XDP_PASS, TC returns TC_ACT_UNSPEC so that
+ * later filters (someone else's) still run.
+ */
+#include "vmlinux.h"
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_endian.h>
+#include "x0tta6bl4.h"
+
+#define ETH_P_IP 0x0800
+#define ETH_P_IPV6 0x86DD
+#define ETH_P_8021Q 0x8100
+#define ETH_P_8021AD 0x88A8
+#define TC_ACT_UNSPEC (-1)
+/* IPv6 next-header values that vmlinux.h does not carry (they are macros in the kernel). */
+#define IPPROTO_HOPOPTS 0
+#define IPPROTO_ROUTING 43
+#define IPPROTO_FRAGMENT 44
+#define IPPROTO_ICMPV6 58
+#define IPPROTO_DSTOPTS 60
+#define IPPROTO_MH 135
+#define EEXIST 17
+#define X0_MAX_EXT_HEADERS 6
+#define NSEC_PER_SEC 1000000000ULL
+
+/* Settable before load (the .rodata map). */
+const volatile __u64 x0_clock_tick_ns = 10 * 1000 * 1000;
+const volatile __u32 x0_event_rate = 1000; /* new-flow events per second, per CPU and interface */
+const volatile struct x0_iface_stats x0_zero_stats = {};
+
+/* Refreshed by the timer; 0 until the first packet arms it. */
+volatile __u64 x0_clock_ns = 0;
+
+struct x0_timer {
+	struct bpf_timer timer;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct x0_timer);
+} x0_clock SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_HASH);
+	__uint(max_entries, 1024);
+	__type(key, struct x0_iface_key);
+	__type(value, struct x0_iface_stats);
+} x0_ifaces SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_PERCPU_HASH);
+	__uint(max_entries, 65536);
+	__type(key, struct x0_flow_key);
+	__type(value, struct x0_flow_value);
+} x0_flows SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, 1 << 20);
+} x0_events SEC(".maps");
+
+static int x0_tick(void *map, __u32 *key, struct x0_timer *t)
+{
+	x0_clock_ns = bpf_ktime_get_ns();
+	bpf_timer_start(&t->timer, x0_clock_tick_ns, 0);
+	return 0;
+}
+
+static __always_inline __u64 x0_now(void)
+{
+	__u64 now = x0_clock_ns;
+	__u32 zero = 0;
+	struct x0_timer *t;
+
+	if (now)
+		return now;
+	/* First packet since load: start the clock. A concurrent arm gets -EBUSY, harmlessly. */
+	now = bpf_ktime_get_ns();
+	x0_clock_ns = now;
+	t = bpf_map_lookup_elem(&x0_clock, &zero);
+	if (t && bpf_timer_init(&t->timer, &x0_clock, 1 /* CLOCK_MONOTONIC */) == 0) {
+		bpf_timer_set_callback(&t->timer, x0_tick);
+		bpf_timer_start(&t->timer, x0_clock_tick_ns, 0);
+	}
+	return now;
+}
+
+struct x0_parsed {
+	struct x0_flow_key key;
+	__u32 cls;
+	__s32 malformed; /* enum x0_malformed, or -1 */
+	__u8 tcp_flags;
+	__u8 fragment;
+	__u8 vlan;
+};
+
+struct x0_opt_hdr {
+	__u8 nexthdr;
+	__u8 hdrlen;
+};
+
+struct x0_frag_hdr {
+	__u8 nexthdr;
+	__u8 reserved;
+	__be16 frag_off;
+	__be32 id;
+};
+
+/* L4 header at p; returns the class offset (TCP 0, UDP 1, ICMP 2, other 3) or -1 if cut short. */
+static __always_inline int x0_parse_l4(void *p, void *end, __u8 proto, struct x0_parsed *r)
+{
+	if (proto == IPPROTO_TCP) {
+		struct tcphdr *th = p;
+
+		if ((void *)(th + 1) > end)
+			return -1;
+		r->key.sport = th->source;
+		r->key.dport = th->dest;
+		r->tcp_flags = ((__u8 *)th)[13];
+		return 0;
+	}
+	if (proto == IPPROTO_UDP) {
+		struct udphdr *uh = p;
+
+		if ((void *)(uh + 1) > end)
+			return -1;
+		r->key.sport = uh->source;
+		r->key.dport = uh->dest;
+		return 1;
+	}
+	if (proto == IPPROTO_ICMP || proto == IPPROTO_ICMPV6) {
+		__u8 *ih = p;
+
+		if ((void *)(ih + 2) > end)
+			return -1;
+		r->key.sport = bpf_htons(ih[0]);
+		r->key.dport = bpf_htons(ih[1]);
+		return 2;
+	}
+	return 3;
+}
+
+static __always_inline void x0_parse_ipv4(void *p, void *end, __u32 l3_len, struct x0_parsed *r)
+{
+	struct iphdr *ip = p;
+	__u32 ihl, tot_len;
+	int l4;
+
+	if ((void *)(ip + 1) > end) {
+		r->malformed = X0_MAL_L3_TRUNCATED;
+		return;
+	}
+	if (ip->version != 4) {
+		r->malformed = X0_MAL_IP_VERSION;
+		return;
+	}
+	ihl = ip->ihl * 4;
+	if (ihl < sizeof(*ip)) {
+		r->malformed = X0_MAL_IPV4_IHL;
+		return;
+	}
+	tot_len = bpf_ntohs(ip->tot_len);
+	if (tot_len < ihl || tot_len > l3_len) {
+		r->malformed = X0_MAL_IP_LENGTH;
+		return;
+	}
+	if (p + ihl > end) {
+		r->malformed = X0_MAL_L3_TRUNCATED;
+		return;
+	}
+	r->key.family = 4;
+	r->key.proto = ip->protocol;
+	__builtin_memcpy(r->key.saddr, &ip->saddr, 4);
+	__builtin_memcpy(r->key.daddr, &ip->daddr, 4);
+	if (ip->frag_off & bpf_htons(0x3fff)) { /* MF set or offset non-zero */
+		r->fragment = 1;
+		l4 = 3;
+	} else {
+		l4 = x0_parse_l4(p + ihl, end, ip->protocol, r);
+		if (l4 < 0) {
+			r->malformed = X0_MAL_L4_TRUNCATED;
+			return;
+		}
+	}
+	if (ip->protocol != IPPROTO_TCP && ip->protocol != IPPROTO_UDP &&
+	    ip->protocol != IPPROTO_ICMP)
+		l4 = 3;
+	r->cls = X0_CLASS_IPV4_TCP + l4;
+}
+
+static __always_inline void x0_parse_ipv6(void *p, void *end, __u32 l3_len, struct x0_parsed *r)
+{
+	struct ipv6hdr *ip6 = p;
+	__u8 nh;
+	int l4;
+
+	if ((void *)(ip6 + 1) > end) {
+		r->malformed = X0_MAL_L3_TRUNCATED;
+		return;
+	}
+	if (ip6->version != 6) {
+		r->malformed = X0_MAL_IP_VERSION;
+		return;
+	}
+	if (bpf_ntohs(ip6->payload_len) + sizeof(*ip6) > l3_len) {
+		r->malformed = X0_MAL_IP_LENGTH;
+		return;
+	}
+	r->key.family = 6;
+	__builtin_memcpy(r->key.saddr, &ip6->saddr, 16);
+	__builtin_memcpy(r->key.daddr, &ip6->daddr, 16);
+	nh = ip6->nexthdr;
+	p = ip6 + 1;
+
+#pragma unroll
+	for (int i = 0; i < X0_MAX_EXT_HEADERS; i++) {
+		struct x0_opt_hdr *oh = p;
+
+		if (nh != IPPROTO_HOPOPTS && nh != IPPROTO_ROUTING && nh != IPPROTO_DSTOPTS &&
+		    nh != IPPROTO_FRAGMENT && nh != IPPROTO_AH && nh != IPPROTO_MH)
+			goto l4;
+		if ((void *)(oh + 1) > end) {
+			r->malformed = X0_MAL_L3_TRUNCATED;
+			return;
+		}
+		if (nh == IPPROTO_FRAGMENT) {
+			struct x0_frag_hdr *fh = p;
+
+			if ((void *)(fh + 1) > end) {
+				r->malformed = X0_MAL_L3_TRUNCATED;
+				return;
+			}
+			r->fragment = 1;
+			r->key.proto = fh->nexthdr;
+			r->cls = X0_CLASS_IPV6_OTHER;
+			if (fh->nexthdr == IPPROTO_TCP)
+				r->cls = X0_CLASS_IPV6_TCP;
+			else if (fh->nexthdr == IPPROTO_UDP)
+				r->cls = X0_CLASS_IPV6_UDP;
+			else if (fh->nexthdr == IPPROTO_ICMPV6)
+				r->cls = X0_CLASS_IPV6_ICMP;
+			return;
+		}
+		/* AH counts its length in 4-byte units minus 2, the others in 8-byte units minus 1. */
+		if (nh == IPPROTO_AH)
+			p += ((__u32)oh->hdrlen + 2) * 4;
+		else
+			p += ((__u32)oh->hdrlen + 1) * 8;
+		nh = oh->nexthdr;
+	}
+	r->malformed = X0_MAL_EXT_HEADERS;
+	return;
+l4:
+	r->key.proto = nh;
+	l4 = x0_parse_l4(p, end, nh, r);
+	if (l4 < 0) {
+		r->malformed = X0_MAL_L4_TRUNCATED;
+		return;
+	}
+	if (nh != IPPROTO_TCP && nh != IPPROTO_UDP && nh != IPPROTO_ICMPV6)
+		l4 = 3;
+	r->cls = X0_CLASS_IPV6_TCP + l4;
+}
+
+static __always_inline void x0_parse(void *data, void *end, __u32 len, struct x0_parsed *r)
+{
+	struct ethhdr *eth = data;
+	void *p;
+	__u16 proto;
+
+	if ((void *)(eth + 1) > end) {
+		r->malformed = X0_MAL_L2_TRUNCATED;
+		return;
+	}
+	proto = eth->h_proto;
+	p = eth + 1;
+#pragma unroll
+	for (int i = 0; i < 2; i++) {
+		if (proto == bpf_htons(ETH_P_8021Q) || proto == bpf_htons(ETH_P_8021AD)) {
+			struct vlan_hdr *vh = p;
+
+			if ((void *)(vh + 1) > end) {
+				r->malformed = X0_MAL_L2_TRUNCATED;
+				return;
+			}
+			r->vlan = 1;
+			proto = vh->h_vlan_encapsulated_proto;
+			p = vh + 1;
+		}
+	}
+	if (proto == bpf_htons(ETH_P_IP))
+		x0_parse_ipv4(p, end, len - (p - data), r);
+	else if (proto == bpf_htons(ETH_P_IPV6))
+		x0_parse_ipv6(p, end, len - (p - data), r);
+}
+
+static __always_inline void x0_emit(struct x0_iface_stats *st, struct x0_parsed *r, __u64 now,
+				    __u32 len)
+{
+	struct x0_flow_event *e;
+
+	if (now - st->rate_window_ns >= NSEC_PER_SEC) {
+		st->rate_window_ns = now;
+		st->rate_window_count = 0;
+	}
+	if (st->rate_window_count >= x0_event_rate) {
+		st->events_suppressed++;
+		return;
+	}
+	st->rate_window_count++;
+	e = bpf_ringbuf_reserve(&x0_events, sizeof(*e), 0);
+	if (!e) {
+		st->events_lost++;
+		return;
+	}
+	e->ts_ns = now;
+	e->key = r->key;
+	e->pkt_len = len;
+	e->type = X0_EVENT_NEW_FLOW;
+	e->tcp_flags = r->tcp_flags;
+	e->pad = 0;
+	bpf_ringbuf_submit(e, 0);
+	st->events_sent++;
+}
+
+static __always_inline void x0_account(void *data, void *end, __u32 len, __u32 ifindex,
+				       __u32 hook)
+{
+	struct x0_parsed r = { .cls = X0_CLASS_NON_IP, .malformed = -1 };
+	struct x0_iface_key ik = { .ifindex = ifindex, .hook = hook };
+	struct x0_iface_stats *st;
+	struct x0_flow_value *fv;
+	__u64 now;
+	long err;
+
+	x0_parse(data, end, len, &r);
+
+	st = bpf_map_lookup_elem(&x0_ifaces, &ik);
+	if (!st) {
+		bpf_map_update_elem(&x0_ifaces, &ik, (void *)&x0_zero_stats, BPF_NOEXIST);
+		st = bpf_map_lookup_elem(&x0_ifaces, &ik);
+		if (!st)
+			return;
+	}
+	if (r.malformed >= 0) {
+		if (r.malformed < X0_MAL_COUNT)
+			st->malformed[r.malformed]++;
+		r.cls = X0_CLASS_MALFORMED;
+	}
+	if (r.cls < X0_CLASS_COUNT) {
+		st->classes[r.cls].packets++;
+		st->classes[r.cls].bytes += len;
+	}
+	if (r.vlan)
+		st->vlan_tagged++;
+	if (r.cls == X0_CLASS_NON_IP || r.cls == X0_CLASS_MALFORMED)
+		return;
+	if (r.fragment)
+		st->fragments++;
+
+	r.key.ifindex = ifindex;
+	r.key.hook = hook;
+	now = x0_now();
+	fv = bpf_map_lookup_elem(&x0_flows, &r.key);
+	if (fv) {
+		fv->packets++;
+		fv->bytes += len;
+		fv->last_seen_ns = now;
+		fv->tcp_flags |= r.tcp_flags;
+		if (!fv->first_seen_ns) /* first packet of this flow on this CPU */
+			fv->first_seen_ns = now;
+		return;
+	}
+
+	struct x0_flow_value nv = {
+		.packets = 1,
+		.bytes = len,
+		.first_seen_ns = now,
+		.last_seen_ns = now,
+		.tcp_flags = r.tcp_flags,
+		.fragment = r.fragment,
+	};
+	err = bpf_map_update_elem(&x0_flows, &r.key, &nv, BPF_NOEXIST);
+	if (err == -EEXIST) { /* another CPU inserted it first */
+		fv = bpf_map_lookup_elem(&x0_flows, &r.key);
+		if (fv) {
+			fv->packets++;
+			fv->bytes += len;
+			fv->last_seen_ns = now;
+			fv->tcp_flags |= r.tcp_flags;
+			fv->first_seen_ns = fv->first_seen_ns ?: now;
+		}
+		return;
+	}
+	if (err) {
+		st->flow_insert_failed++;
+		return;
+	}
+	st->flows_created++;
+	if (x0_event_rate)
+		x0_emit(st, &r, now, len);
+}
+
+SEC("xdp")
+int x0_xdp(struct xdp_md *ctx)
+{
+	void *data = (void *)(long)ctx->data;
+	void *end = (void *)(long)ctx->data_end;
+
+	x0_account(data, end, (__u64)(end - data), ctx->ingress_ifindex, X0_HOOK_XDP);
+	return XDP_PASS;
+}
+
+static __always_inline void x0_tc(struct __sk_buff *skb, __u32 hook)
+{
+	void *data = (void *)(long)skb->data;
+	void *end = (void *)(long)skb->data_end;
+
+	/* Headers beyond the linear part: pull at most what the parser can read. */
+	if (data + 128 > end && skb->len > (__u64)(end - data)) {
+		bpf_skb_pull_data(skb, skb->len < 128 ? skb->len : 128);
+		data = (void *)(long)skb->data;
+		end = (void *)(long)skb->data_end;
+	}
+	x0_account(data, end, skb->len, skb->ifindex, hook);
+}
+
+SEC("tc")
+int x0_tc_ingress(struct __sk_buff *skb)
+{
+	x0_tc(skb, X0_HOOK_TC_INGRESS);
+	return TC_ACT_UNSPEC;
+}
+
+SEC("tc")
+int x0_tc_egress(struct __sk_buff *skb)
+{
+	x0_tc(skb, X0_HOOK_TC_EGRESS);
+	return TC_ACT_UNSPEC;
+}
+
+char LICENSE[] SEC("license") = "Dual BSD/GPL";

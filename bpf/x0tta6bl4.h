@@ -1,0 +1,111 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
+/*
+ * The structs and constants that cross the kernel/user-space boundary, defined once.
+ * ffi/layout.ts mirrors them; tests/unit/layout_test.ts checks that mirror against the BTF of
+ * the compiled objects, so a change here that the TypeScript side misses fails the tests.
+ */
+#ifndef X0TTA6BL4_H
+#define X0TTA6BL4_H
+
+/* Where a program is attached. */
+enum x0_hook {
+	X0_HOOK_XDP = 0,
+	X0_HOOK_TC_INGRESS = 1,
+	X0_HOOK_TC_EGRESS = 2,
+	X0_HOOK_COUNT = 3,
+};
+
+/* Traffic classes counted per interface and hook: L3 family times L4 protocol. */
+enum x0_class {
+	X0_CLASS_IPV4_TCP = 0,
+	X0_CLASS_IPV4_UDP = 1,
+	X0_CLASS_IPV4_ICMP = 2,
+	X0_CLASS_IPV4_OTHER = 3,
+	X0_CLASS_IPV6_TCP = 4,
+	X0_CLASS_IPV6_UDP = 5,
+	X0_CLASS_IPV6_ICMP = 6,
+	X0_CLASS_IPV6_OTHER = 7,
+	X0_CLASS_NON_IP = 8,
+	X0_CLASS_MALFORMED = 9,
+	X0_CLASS_COUNT = 10,
+};
+
+/* Why a frame was counted as malformed (it is still passed on, never dropped). */
+enum x0_malformed {
+	X0_MAL_L2_TRUNCATED = 0,   /* shorter than an Ethernet header or a VLAN tag */
+	X0_MAL_L3_TRUNCATED = 1,   /* IP header (with options or extension headers) cut short */
+	X0_MAL_IP_VERSION = 2,     /* version nibble disagrees with the EtherType */
+	X0_MAL_IPV4_IHL = 3,       /* IHL below 5 */
+	X0_MAL_IP_LENGTH = 4,      /* IP total/payload length beyond the frame, or below the header */
+	X0_MAL_L4_TRUNCATED = 5,   /* TCP/UDP/ICMP header cut short */
+	X0_MAL_EXT_HEADERS = 6,    /* more IPv6 extension headers than we walk */
+	X0_MAL_COUNT = 7,
+};
+
+enum x0_event_type {
+	X0_EVENT_NEW_FLOW = 1,
+};
+
+struct x0_iface_key {
+	__u32 ifindex;
+	__u32 hook; /* enum x0_hook */
+};
+
+struct x0_counter {
+	__u64 packets;
+	__u64 bytes;
+};
+
+/* Per-CPU value of the x0_ifaces map: user space sums the CPUs. */
+struct x0_iface_stats {
+	struct x0_counter classes[X0_CLASS_COUNT];
+	__u64 malformed[X0_MAL_COUNT];
+	__u64 fragments;          /* IPv4 or IPv6 fragments (their flows carry no ports) */
+	__u64 vlan_tagged;        /* frames that carried one or two 802.1Q/802.1ad tags */
+	__u64 flows_created;      /* flow entries inserted; evictions = created - present */
+	__u64 flow_insert_failed; /* flow entries the kernel refused to insert */
+	__u64 events_sent;        /* events written to the ring buffer */
+	__u64 events_suppressed;  /* events not sent because of the rate limit */
+	__u64 events_lost;        /* events that could not be reserved: ring buffer full */
+	__u64 rate_window_ns;     /* rate limiter state: start of the current window */
+	__u64 rate_window_count;  /* rate limiter state: events sent in that window */
+};
+
+/* Flow table key: one entry per 5-tuple, interface and hook. Addresses and ports are in
+ * network byte order as on the wire; IPv4 addresses use the first 4 bytes. For ICMP and
+ * ICMPv6, sport carries the type and dport the code. Fragments carry no ports. */
+struct x0_flow_key {
+	__u8 saddr[16];
+	__u8 daddr[16];
+	__u16 sport;
+	__u16 dport;
+	__u32 ifindex;
+	__u8 proto;  /* IP protocol number (the one after IPv6 extension headers) */
+	__u8 family; /* 4 or 6 */
+	__u8 hook;   /* enum x0_hook */
+	__u8 pad;
+};
+
+/* Per-CPU value of the x0_flows map. Times are CLOCK_MONOTONIC nanoseconds at the
+ * resolution of the datapath clock tick. */
+struct x0_flow_value {
+	__u64 packets;
+	__u64 bytes;
+	__u64 first_seen_ns;
+	__u64 last_seen_ns;
+	__u8 tcp_flags; /* OR of the TCP flags byte of every packet */
+	__u8 fragment;  /* 1 when the flow is made of IP fragments */
+	__u8 pad[6];
+};
+
+/* Ring buffer record. */
+struct x0_flow_event {
+	__u64 ts_ns;
+	struct x0_flow_key key;
+	__u32 pkt_len;
+	__u8 type; /* enum x0_event_type */
+	__u8 tcp_flags;
+	__u16 pad;
+};
+
+#endif
