@@ -38,6 +38,10 @@ const volatile struct x0_iface_stats x0_zero_stats = {};
 /* Refreshed by the timer; 0 until the first packet arms it. */
 volatile __u64 x0_clock_ns = 0;
 
+/* Puts the ring buffer record into the object's BTF (ring buffers carry no value type), so
+ * tests/unit/layout_test.ts can check its TypeScript mirror. */
+struct x0_flow_event *x0_flow_event_btf __attribute__((unused));
+
 struct x0_timer {
 	struct bpf_timer timer;
 };

@@ -1,0 +1,211 @@
+/**
+ * Domain values from the datapath's maps and events: per-interface counters and flows, with
+ * per-CPU values summed. Everything here reads bytes laid out as in bpf/x0tta6bl4.h.
+ */
+import {
+  CLASSES,
+  type ClassName,
+  EVENT_NEW_FLOW,
+  FLOW_EVENT,
+  FLOW_KEY,
+  FLOW_VALUE,
+  HOOK_NAMES,
+  type HookName,
+  IFACE_KEY,
+  IFACE_STATS,
+  MALFORMED_REASONS,
+  type MalformedReason,
+  off,
+} from "../../ffi/layout.ts";
+import type { BpfMap } from "../datapath/object.ts";
+
+export interface Counter {
+  packets: number;
+  bytes: number;
+}
+
+export interface IfaceStats {
+  ifindex: number;
+  hook: HookName;
+  classes: Record<ClassName, Counter>;
+  malformed: Record<MalformedReason, number>;
+  fragments: number;
+  vlanTagged: number;
+  flowsCreated: number;
+  flowInsertFailed: number;
+  eventsSent: number;
+  eventsSuppressed: number;
+  eventsLost: number;
+}
+
+export interface FlowKey {
+  ifindex: number;
+  hook: HookName;
+  family: 4 | 6;
+  proto: number;
+  saddr: string;
+  daddr: string;
+  /** Host byte order. For ICMP: sport is the type, dport the code. */
+  sport: number;
+  dport: number;
+}
+
+export interface Flow extends FlowKey {
+  packets: number;
+  bytes: number;
+  firstSeenNs: number;
+  lastSeenNs: number;
+  tcpFlags: number;
+  fragment: boolean;
+}
+
+export interface FlowEvent {
+  type: "new_flow";
+  tsNs: number;
+  flow: FlowKey;
+  packetBytes: number;
+  tcpFlags: number;
+}
+
+function u64(v: DataView, o: number): number {
+  return Number(v.getBigUint64(o, true));
+}
+
+export function formatAddress(bytes: Uint8Array, family: 4 | 6): string {
+  if (family === 4) return `${bytes[0]}.${bytes[1]}.${bytes[2]}.${bytes[3]}`;
+  const groups: number[] = [];
+  for (let i = 0; i < 16; i += 2) groups.push((bytes[i] << 8) | bytes[i + 1]);
+  // RFC 5952: compress the longest run (at least two) of zero groups, the first one on ties.
+  let best = -1, bestLen = 1;
+  for (let i = 0; i < 8;) {
+    if (groups[i] !== 0) {
+      i++;
+      continue;
+    }
+    let j = i;
+    while (j < 8 && groups[j] === 0) j++;
+    if (j - i > bestLen) [best, bestLen] = [i, j - i];
+    i = j;
+  }
+  const hex = groups.map((g) => g.toString(16));
+  if (best < 0) return hex.join(":");
+  return `${hex.slice(0, best).join(":")}::${hex.slice(best + bestLen).join(":")}`;
+}
+
+const K = FLOW_KEY.members;
+
+export function decodeFlowKey(b: Uint8Array, at = 0): FlowKey {
+  const v = new DataView(b.buffer, b.byteOffset + at, FLOW_KEY.size);
+  const family = v.getUint8(K.family[0]) === 6 ? 6 : 4;
+  const base = b.byteOffset + at;
+  return {
+    ifindex: v.getUint32(K.ifindex[0], true),
+    hook: HOOK_NAMES[v.getUint8(K.hook[0])] ?? "xdp",
+    family,
+    proto: v.getUint8(K.proto[0]),
+    saddr: formatAddress(new Uint8Array(b.buffer, base + K.saddr[0], 16), family),
+    daddr: formatAddress(new Uint8Array(b.buffer, base + K.daddr[0], 16), family),
+    sport: v.getUint16(K.sport[0], false),
+    dport: v.getUint16(K.dport[0], false),
+  };
+}
+
+/** Sums a per-CPU flow value (stride bytes per CPU) into one. */
+function sumFlowValue(b: Uint8Array, at: number, stride: number, cpus: number) {
+  const v = new DataView(b.buffer, b.byteOffset + at, stride * cpus);
+  let packets = 0, bytes = 0, first = 0, last = 0, flags = 0, fragment = 0;
+  const V = FLOW_VALUE.members;
+  for (let c = 0, o = 0; c < cpus; c++, o += stride) {
+    const p = u64(v, o + V.packets[0]);
+    if (p === 0) continue;
+    packets += p;
+    bytes += u64(v, o + V.bytes[0]);
+    const f = u64(v, o + V.first_seen_ns[0]);
+    if (f && (!first || f < first)) first = f;
+    last = Math.max(last, u64(v, o + V.last_seen_ns[0]));
+    flags |= v.getUint8(o + V.tcp_flags[0]);
+    fragment |= v.getUint8(o + V.fragment[0]);
+  }
+  return { packets, bytes, firstSeenNs: first, lastSeenNs: last, tcpFlags: flags, fragment };
+}
+
+/** Every flow in the table, per-CPU values summed. */
+export function readFlows(map: BpfMap): Flow[] {
+  const out: Flow[] = [];
+  const cpus = map.percpu ? map.cpus : 1;
+  for (const { count, keys, values } of map.batches()) {
+    for (let i = 0; i < count; i++) {
+      const s = sumFlowValue(values, i * map.valueBytes, map.valueStride, cpus);
+      out.push({ ...decodeFlowKey(keys, i * map.keySize), ...s, fragment: s.fragment !== 0 });
+    }
+  }
+  return out;
+}
+
+/** Per-interface, per-hook counters, per-CPU values summed. */
+export function readIfaceStats(map: BpfMap): IfaceStats[] {
+  const out: IfaceStats[] = [];
+  const cpus = map.percpu ? map.cpus : 1;
+  const S = IFACE_STATS.members;
+  for (const { count, keys, values } of map.batches()) {
+    const kv = new DataView(keys.buffer, keys.byteOffset);
+    for (let i = 0; i < count; i++) {
+      const sum = new Array<number>(IFACE_STATS.size / 8).fill(0);
+      const v = new DataView(values.buffer, values.byteOffset + i * map.valueBytes);
+      for (let c = 0; c < cpus; c++) {
+        for (let w = 0; w < sum.length; w++) sum[w] += u64(v, c * map.valueStride + w * 8);
+      }
+      const at = (o: number) => sum[o / 8];
+      const classes = {} as Record<ClassName, Counter>;
+      CLASSES.forEach((name, j) => {
+        classes[name] = { packets: at(j * 16), bytes: at(j * 16 + 8) };
+      });
+      const malformed = {} as Record<MalformedReason, number>;
+      MALFORMED_REASONS.forEach((name, j) => {
+        malformed[name] = at(S.malformed[0] + j * 8);
+      });
+      out.push({
+        ifindex: kv.getUint32(i * IFACE_KEY.size + off(IFACE_KEY, "ifindex"), true),
+        hook: HOOK_NAMES[kv.getUint32(i * IFACE_KEY.size + off(IFACE_KEY, "hook"), true)],
+        classes,
+        malformed,
+        fragments: at(S.fragments[0]),
+        vlanTagged: at(S.vlan_tagged[0]),
+        flowsCreated: at(S.flows_created[0]),
+        flowInsertFailed: at(S.flow_insert_failed[0]),
+        eventsSent: at(S.events_sent[0]),
+        eventsSuppressed: at(S.events_suppressed[0]),
+        eventsLost: at(S.events_lost[0]),
+      });
+    }
+  }
+  return out;
+}
+
+/** Decodes one ring buffer record; throws on a record of the wrong size or type. */
+export function decodeEvent(b: Uint8Array): FlowEvent {
+  if (b.length < FLOW_EVENT.size) {
+    throw new Error(`flow event of ${b.length} bytes, expected ${FLOW_EVENT.size}`);
+  }
+  const v = new DataView(b.buffer, b.byteOffset, FLOW_EVENT.size);
+  const E = FLOW_EVENT.members;
+  const type = v.getUint8(E.type[0]);
+  if (type !== EVENT_NEW_FLOW) throw new Error(`unknown flow event type ${type}`);
+  return {
+    type: "new_flow",
+    tsNs: u64(v, E.ts_ns[0]),
+    flow: decodeFlowKey(b, E.key[0]),
+    packetBytes: v.getUint32(E.pkt_len[0], true),
+    tcpFlags: v.getUint8(E.tcp_flags[0]),
+  };
+}
+
+/** Totals over every class of one interface record. */
+export function totals(s: IfaceStats): Counter {
+  let packets = 0, bytes = 0;
+  for (const c of Object.values(s.classes)) {
+    packets += c.packets;
+    bytes += c.bytes;
+  }
+  return { packets, bytes };
+}

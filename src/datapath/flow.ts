@@ -1,0 +1,144 @@
+/**
+ * The flow-accounting datapath: the embedded flow.bpf.o loaded once, attached to any number
+ * of interfaces by XDP or TC, with its maps and ring buffer. Owns every attachment it made.
+ */
+import flowObject from "../../bpf/build/flow.bpf.o" with { type: "bytes" };
+import type { HookName } from "../../ffi/layout.ts";
+import {
+  DEFAULT_TC_FILTER,
+  TcAttachment,
+  type TcFilterId,
+  XdpAttachment,
+  type XdpMode,
+  type XdpModeRequest,
+} from "./attach.ts";
+import { KernelError } from "./errors.ts";
+import { ifnameOf } from "./netdev.ts";
+import { type BpfMap, Collection, type Program } from "./object.ts";
+
+export const FLOW_OBJECT: Uint8Array<ArrayBuffer> = flowObject as Uint8Array<ArrayBuffer>;
+
+export interface DatapathOptions {
+  /** Flow table capacity (LRU: the least recently used flow is evicted when full). */
+  flowTableSize?: number;
+  /** Ring buffer size in bytes, a power of two and a multiple of the page size. */
+  ringBufferBytes?: number;
+  btfPath?: string;
+}
+
+/** "xdp": XDP on ingress plus TC on egress. "tc": TC on ingress and egress. */
+export type AttachMode = "xdp" | "tc";
+
+export interface InterfaceAttachment {
+  ifindex: number;
+  name: string;
+  mode: AttachMode;
+  /** The XDP mode the kernel accepted, when mode is "xdp". */
+  xdpMode?: XdpMode;
+  hooks: HookName[];
+}
+
+export class FlowDatapath implements Disposable {
+  readonly collection: Collection;
+  readonly xdp: Program;
+  readonly tcIngress: Program;
+  readonly tcEgress: Program;
+  readonly ifaces: BpfMap;
+  readonly flows: BpfMap;
+  readonly events: BpfMap;
+  readonly #attached = new Map<number, { info: InterfaceAttachment; links: Disposable[] }>();
+
+  constructor(o: DatapathOptions = {}) {
+    const maxEntries: Record<string, number> = {};
+    if (o.flowTableSize) maxEntries.x0_flows = o.flowTableSize;
+    if (o.ringBufferBytes) maxEntries.x0_events = o.ringBufferBytes;
+    this.collection = Collection.load(FLOW_OBJECT, {
+      name: "x0tta6bl4_flow",
+      maxEntries,
+      btfPath: o.btfPath,
+    });
+    this.xdp = this.collection.program("x0_xdp");
+    this.tcIngress = this.collection.program("x0_tc_ingress");
+    this.tcEgress = this.collection.program("x0_tc_egress");
+    this.ifaces = this.collection.map("x0_ifaces");
+    this.flows = this.collection.map("x0_flows");
+    this.events = this.collection.map("x0_events");
+  }
+
+  /** Attaches to one interface; everything attached so far stays if a later hook fails. */
+  attach(
+    ifindex: number,
+    mode: AttachMode,
+    xdpMode: XdpModeRequest = "auto",
+    filter: TcFilterId = DEFAULT_TC_FILTER,
+  ): InterfaceAttachment {
+    const name = ifnameOf(ifindex);
+    if (name === undefined) throw new KernelError(`attach to ifindex ${ifindex}`, 19);
+    if (this.#attached.has(ifindex)) {
+      throw new KernelError(`attach to ${name}`, 17, "x0tta6bl4 is already attached there");
+    }
+    const links: Disposable[] = [];
+    try {
+      let accepted: XdpMode | undefined;
+      if (mode === "xdp") {
+        const x = XdpAttachment.attach(this.xdp, ifindex, xdpMode);
+        accepted = x.mode;
+        links.push(x);
+      } else {
+        links.push(TcAttachment.attach(this.tcIngress, ifindex, "ingress", filter));
+      }
+      links.push(TcAttachment.attach(this.tcEgress, ifindex, "egress", filter));
+      const info: InterfaceAttachment = {
+        ifindex,
+        name,
+        mode,
+        xdpMode: accepted,
+        hooks: mode === "xdp" ? ["xdp", "tcEgress"] : ["tcIngress", "tcEgress"],
+      };
+      this.#attached.set(ifindex, { info, links });
+      return info;
+    } catch (e) {
+      for (const l of links.reverse()) l[Symbol.dispose]();
+      throw e;
+    }
+  }
+
+  /** Removes exactly what attach() added on that interface. Returns false if nothing was. */
+  detach(ifindex: number): boolean {
+    const a = this.#attached.get(ifindex);
+    if (!a) return false;
+    this.#attached.delete(ifindex);
+    const errors: unknown[] = [];
+    for (const l of a.links.reverse()) {
+      try {
+        l[Symbol.dispose]();
+      } catch (e) {
+        errors.push(e);
+      }
+    }
+    if (errors.length) throw errors[0];
+    return true;
+  }
+
+  attachments(): InterfaceAttachment[] {
+    return [...this.#attached.values()].map((a) => a.info);
+  }
+
+  /** Detaches everything, then closes programs and maps. */
+  close(): void {
+    const errors: unknown[] = [];
+    for (const ifindex of [...this.#attached.keys()]) {
+      try {
+        this.detach(ifindex);
+      } catch (e) {
+        errors.push(e);
+      }
+    }
+    this.collection.close();
+    if (errors.length) throw errors[0];
+  }
+
+  [Symbol.dispose](): void {
+    this.close();
+  }
+}

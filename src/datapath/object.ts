@@ -1,0 +1,275 @@
+/**
+ * Owned kernel objects: a Collection (one loaded BPF object file) hands out its Programs and
+ * Maps; closing the Collection closes them all. Opened from embedded bytes, never from a path.
+ */
+import {
+  BPF,
+  cstr,
+  type Libbpf,
+  loadLibbpf,
+  loadLibc,
+  OPTS,
+  opts,
+  readCstr,
+  setPtr,
+} from "../../ffi/libbpf.ts";
+import { check, KernelError } from "./errors.ts";
+import { captureLibbpfLog, libbpfMessages } from "./log.ts";
+
+export const VMLINUX_BTF = "/sys/kernel/btf/vmlinux";
+
+export interface OpenOptions {
+  /** Object name as the kernel shows it (bpftool prog show). */
+  name: string;
+  /** max_entries per map name, set before load. */
+  maxEntries?: Record<string, number>;
+  /** Kernel BTF to relocate against, where the kernel has none of its own. */
+  btfPath?: string;
+}
+
+const MAP_TYPE_PERCPU = new Set([5, 6, 10]); // PERCPU_HASH, PERCPU_ARRAY, LRU_PERCPU_HASH
+const ENOENT = 2;
+
+function errno(): number {
+  const p = loadLibc().__errno_location();
+  return p === null ? 0 : new Deno.UnsafePointerView(p).getInt32();
+}
+
+export class Program {
+  constructor(readonly name: string, readonly fd: number, private readonly lib: Libbpf) {}
+
+  /** Runs the program once or `repeat` times on `data` with BPF_PROG_TEST_RUN. */
+  testRun(data: Uint8Array<ArrayBuffer>, repeat = 1): { retval: number; durationNs: number } {
+    const o = OPTS.testRun;
+    const { buf, view } = opts(o.size);
+    setPtr(view, o.dataIn, data);
+    view.setUint32(o.dataSizeIn, data.length, true);
+    view.setInt32(o.repeat, repeat, true);
+    check(`test-run ${this.name}`, this.lib.bpf_prog_test_run_opts(this.fd, buf));
+    return { retval: view.getInt32(o.retval, true), durationNs: view.getUint32(o.duration, true) };
+  }
+
+  /** Kernel-side facts: id, and run time and count when kernel.bpf_stats_enabled is 1. */
+  info(): { id: number; name: string; runTimeNs: number; runCount: number } {
+    return programInfo(this.lib, this.fd, `query ${this.name}`);
+  }
+}
+
+export function programInfo(lib: Libbpf, fd: number, op: string) {
+  const o = OPTS.progInfo;
+  const buf = new Uint8Array(o.size);
+  const len = new Uint32Array([o.size]);
+  check(op, lib.bpf_obj_get_info_by_fd(fd, buf, len));
+  const view = new DataView(buf.buffer);
+  const nameBytes = buf.subarray(o.name, o.name + o.nameLen);
+  const nul = nameBytes.indexOf(0);
+  return {
+    id: view.getUint32(o.id, true),
+    name: new TextDecoder().decode(nameBytes.subarray(0, nul < 0 ? o.nameLen : nul)),
+    runTimeNs: Number(view.getBigUint64(o.runTimeNs, true)),
+    runCount: Number(view.getBigUint64(o.runCnt, true)),
+  };
+}
+
+/** One batch of a map read: `count` keys and values, in buffers reused between batches. */
+export interface Batch {
+  count: number;
+  keys: Uint8Array;
+  values: Uint8Array;
+}
+
+export class BpfMap {
+  readonly percpu: boolean;
+  /** Bytes of one CPU's value (value_size rounded up to 8, as the kernel lays them out). */
+  readonly valueStride: number;
+  /** Bytes of one element's value as user space reads it (all CPUs for per-CPU maps). */
+  readonly valueBytes: number;
+
+  constructor(
+    readonly name: string,
+    readonly fd: number,
+    readonly type: number,
+    readonly keySize: number,
+    readonly valueSize: number,
+    readonly maxEntries: number,
+    readonly cpus: number,
+    private readonly lib: Libbpf,
+  ) {
+    this.percpu = MAP_TYPE_PERCPU.has(type);
+    this.valueStride = this.percpu ? (valueSize + 7) & ~7 : valueSize;
+    this.valueBytes = this.valueStride * (this.percpu ? cpus : 1);
+  }
+
+  lookup(key: Uint8Array<ArrayBuffer>): Uint8Array | undefined {
+    const value = new Uint8Array(this.valueBytes);
+    const ret = this.lib.bpf_map_lookup_elem(this.fd, key, value);
+    if (ret === -ENOENT) return undefined;
+    check(`lookup in map ${this.name}`, ret);
+    return value;
+  }
+
+  update(key: Uint8Array<ArrayBuffer>, value: Uint8Array<ArrayBuffer>, flags = BPF.any): void {
+    check(`update map ${this.name}`, this.lib.bpf_map_update_elem(this.fd, key, value, flags));
+  }
+
+  /** Deletes a key; returns false when it was not there. */
+  delete(key: Uint8Array<ArrayBuffer>): boolean {
+    const ret = this.lib.bpf_map_delete_elem(this.fd, key);
+    if (ret === -ENOENT) return false;
+    check(`delete from map ${this.name}`, ret);
+    return true;
+  }
+
+  /** Reads the whole map with bpf_map_lookup_batch, `batchSize` elements a call. */
+  *batches(batchSize = 4096): Generator<Batch> {
+    const keys = new Uint8Array(batchSize * this.keySize);
+    const values = new Uint8Array(batchSize * this.valueBytes);
+    const token = Math.max(8, this.keySize);
+    const inBatch = new Uint8Array(token);
+    const outBatch = new Uint8Array(token);
+    const count = new Uint32Array(1);
+    const o = opts(OPTS.batch.size).buf;
+    let first = true;
+    for (;;) {
+      count[0] = batchSize;
+      const ret = this.lib.bpf_map_lookup_batch(
+        this.fd,
+        first ? null : inBatch,
+        outBatch,
+        keys,
+        values,
+        count,
+        o,
+      );
+      if (ret < 0 && ret !== -ENOENT) check(`read map ${this.name}`, ret);
+      if (count[0] > 0) yield { count: count[0], keys, values };
+      if (ret < 0) return;
+      inBatch.set(outBatch);
+      first = false;
+    }
+  }
+
+  /** Number of elements, by a full batched read. */
+  count(): number {
+    let n = 0;
+    for (const b of this.batches()) n += b.count;
+    return n;
+  }
+}
+
+export class Collection implements Disposable {
+  #obj: Deno.PointerValue;
+  readonly programs = new Map<string, Program>();
+  readonly maps = new Map<string, BpfMap>();
+
+  private constructor(obj: Deno.PointerValue, readonly name: string, lib: Libbpf) {
+    this.#obj = obj;
+    const cpus = check("count possible CPUs", lib.libbpf_num_possible_cpus());
+    for (
+      let p = lib.bpf_object__next_program(obj, null);
+      p;
+      p = lib.bpf_object__next_program(obj, p)
+    ) {
+      const pname = readCstr(lib.bpf_program__name(p));
+      this.programs.set(pname, new Program(pname, lib.bpf_program__fd(p), lib));
+    }
+    for (let m = lib.bpf_object__next_map(obj, null); m; m = lib.bpf_object__next_map(obj, m)) {
+      const mname = readCstr(lib.bpf_map__name(m));
+      this.maps.set(
+        mname,
+        new BpfMap(
+          mname,
+          lib.bpf_map__fd(m),
+          lib.bpf_map__type(m),
+          lib.bpf_map__key_size(m),
+          lib.bpf_map__value_size(m),
+          lib.bpf_map__max_entries(m),
+          cpus,
+          lib,
+        ),
+      );
+    }
+  }
+
+  /** Opens an object from its bytes, sizes its maps and loads it into the kernel. */
+  static load(bytes: Uint8Array<ArrayBuffer>, o: OpenOptions): Collection {
+    const lib = loadLibbpf();
+    captureLibbpfLog();
+    const btfPath = o.btfPath;
+    if (!btfPath) {
+      try {
+        Deno.statSync(VMLINUX_BTF);
+      } catch {
+        throw new KernelError(`load ${o.name}`, 3, `${VMLINUX_BTF} is missing`);
+      }
+    }
+    const log = new Uint8Array(1 << 20);
+    const oo = OPTS.objectOpen;
+    const { buf, view } = opts(oo.size);
+    const name = cstr(o.name);
+    const btf = btfPath ? cstr(btfPath) : null;
+    setPtr(view, oo.objectName, name);
+    setPtr(view, oo.btfCustomPath, btf);
+    setPtr(view, oo.logBuf, log);
+    view.setBigUint64(oo.logSize, BigInt(log.length), true);
+    libbpfMessages.splice(0);
+    const obj = lib.bpf_object__open_mem(bytes, BigInt(bytes.length), buf);
+    if (obj === null) {
+      throw new KernelError(`open ${o.name}`, errno(), libbpfMessages.join("; "));
+    }
+    try {
+      for (const [mapName, n] of Object.entries(o.maxEntries ?? {})) {
+        const m = lib.bpf_object__find_map_by_name(obj, cstr(mapName));
+        if (m === null) throw new Error(`${o.name} has no map ${mapName}`);
+        check(`size map ${mapName}`, lib.bpf_map__set_max_entries(m, n));
+      }
+      const ret = lib.bpf_object__load(obj);
+      if (ret < 0) {
+        const nul = log.indexOf(0);
+        const text = new TextDecoder().decode(log.subarray(0, nul < 0 ? log.length : nul));
+        throw new KernelError(
+          `load ${o.name}`,
+          -ret,
+          libbpfMessages.filter((m) => !m.includes("-- ") && !m.startsWith(";")).slice(-3)
+            .join("; "),
+          undefined,
+          text.trim().split("\n").slice(-40).join("\n"),
+        );
+      }
+      // keep the option buffers alive until libbpf no longer reads them
+      void [name, btf, log];
+      return new Collection(obj, o.name, lib);
+    } catch (e) {
+      lib.bpf_object__close(obj);
+      throw e;
+    }
+  }
+
+  program(name: string): Program {
+    const p = this.programs.get(name);
+    if (!p) throw new Error(`object ${this.name} has no program ${name}`);
+    return p;
+  }
+
+  map(name: string): BpfMap {
+    const m = this.maps.get(name);
+    if (!m) throw new Error(`object ${this.name} has no map ${name}`);
+    return m;
+  }
+
+  get closed(): boolean {
+    return this.#obj === null;
+  }
+
+  close(): void {
+    if (this.#obj === null) return;
+    loadLibbpf().bpf_object__close(this.#obj);
+    this.#obj = null;
+    this.programs.clear();
+    this.maps.clear();
+  }
+
+  [Symbol.dispose](): void {
+    this.close();
+  }
+}
