@@ -49,6 +49,8 @@ const LIBBPF_SYMBOLS = {
 
 const LIBC_SYMBOLS = {
   close: { parameters: ["i32"], result: "i32" },
+  open: { parameters: ["buffer", "i32"], result: "i32" },
+  setns: { parameters: ["i32", "i32"], result: "i32" },
   if_nametoindex: { parameters: ["buffer"], result: "u32" },
   if_indextoname: { parameters: ["u32", "buffer"], result: "pointer" },
   clock_gettime: { parameters: ["i32", "buffer"], result: "i32" },
@@ -104,6 +106,12 @@ export function loadLibc(): Libc {
     }
   }
   return libc;
+}
+
+/** The calling thread's errno, right after a libc or libbpf call that failed. */
+export function lastErrno(): number {
+  const p = loadLibc().__errno_location();
+  return p === null ? 0 : new Deno.UnsafePointerView(p).getInt32();
 }
 
 /** A NUL-terminated copy of s, for `buffer` parameters that take `const char *`. */

@@ -6,6 +6,7 @@
 import { BPF, loadLibbpf, loadLibc, OPTS, opts } from "../../ffi/libbpf.ts";
 import { check, KernelError } from "./errors.ts";
 import { ifnameOf } from "./netdev.ts";
+import { NetnsHandle } from "./netns.ts";
 import { type Program, programInfo } from "./object.ts";
 
 export type XdpMode = "native" | "generic";
@@ -161,6 +162,7 @@ function clsactEmpty(ifname: string): boolean {
 
 export class TcAttachment implements Disposable {
   #attached = true;
+  readonly #netns = NetnsHandle.current();
 
   private constructor(
     readonly program: Program,
@@ -219,6 +221,14 @@ export class TcAttachment implements Disposable {
   close(): void {
     if (!this.#attached) return;
     this.#attached = false;
+    try {
+      this.#netns.run(() => this.#detach());
+    } finally {
+      this.#netns.close();
+    }
+  }
+
+  #detach(): void {
     const lib = loadLibbpf();
     const point = this.direction === "ingress" ? BPF.tcIngress : BPF.tcEgress;
     const q = tcOpts(this.filter);

@@ -75,7 +75,11 @@ export class FlowDatapath implements Disposable {
     const name = ifnameOf(ifindex);
     if (name === undefined) throw new KernelError(`attach to ifindex ${ifindex}`, 19);
     if (this.#attached.has(ifindex)) {
-      throw new KernelError(`attach to ${name}`, 17, "x0tta6bl4 is already attached there");
+      throw new KernelError(
+        `attach to ${name}`,
+        17,
+        `ifindex ${ifindex} is already watched (here or in another network namespace)`,
+      );
     }
     const links: Disposable[] = [];
     try {

@@ -5,9 +5,9 @@
 import {
   BPF,
   cstr,
+  lastErrno,
   type Libbpf,
   loadLibbpf,
-  loadLibc,
   OPTS,
   opts,
   readCstr,
@@ -29,11 +29,6 @@ export interface OpenOptions {
 
 const MAP_TYPE_PERCPU = new Set([5, 6, 10]); // PERCPU_HASH, PERCPU_ARRAY, LRU_PERCPU_HASH
 const ENOENT = 2;
-
-function errno(): number {
-  const p = loadLibc().__errno_location();
-  return p === null ? 0 : new Deno.UnsafePointerView(p).getInt32();
-}
 
 export class Program {
   constructor(readonly name: string, readonly fd: number, private readonly lib: Libbpf) {}
@@ -215,7 +210,7 @@ export class Collection implements Disposable {
     libbpfMessages.splice(0);
     const obj = lib.bpf_object__open_mem(bytes, BigInt(bytes.length), buf);
     if (obj === null) {
-      throw new KernelError(`open ${o.name}`, errno(), libbpfMessages.join("; "));
+      throw new KernelError(`open ${o.name}`, lastErrno(), libbpfMessages.join("; "));
     }
     try {
       for (const [mapName, n] of Object.entries(o.maxEntries ?? {})) {
