@@ -41,7 +41,7 @@ const LIBBPF_SYMBOLS = {
   bpf_tc_attach: { parameters: ["buffer", "buffer"], result: "i32" },
   bpf_tc_detach: { parameters: ["buffer", "buffer"], result: "i32" },
   bpf_tc_query: { parameters: ["buffer", "buffer"], result: "i32" },
-  ring_buffer__new: { parameters: ["i32", "function", "pointer", "pointer"], result: "pointer" },
+  ring_buffer__new: { parameters: ["i32", "function", "pointer", "buffer"], result: "pointer" },
   ring_buffer__consume: { parameters: ["pointer"], result: "i32" },
   ring_buffer__epoll_fd: { parameters: ["pointer"], result: "i32" },
   ring_buffer__free: { parameters: ["pointer"], result: "void" },

@@ -56,8 +56,8 @@ export function hintFor(op: string, errno: number): string {
     case 16:
       return "another program already holds this hook; detach it first or choose the TC hook";
     case 3:
-      return "the kernel has no BTF (/sys/kernel/btf/vmlinux): use a kernel built with " +
-        "CONFIG_DEBUG_INFO_BTF=y, or set btf_path to a BTF file for this kernel";
+      return "use a kernel built with CONFIG_DEBUG_INFO_BTF=y (it provides /sys/kernel/btf/vmlinux), " +
+        "or point btf_path at a BTF file made for this kernel";
     case 95:
     case 524:
       return "this kernel or driver does not support the operation";

@@ -13,7 +13,7 @@ import {
   readCstr,
   setPtr,
 } from "../../ffi/libbpf.ts";
-import { check, KernelError } from "./errors.ts";
+import { check, hintFor, KernelError } from "./errors.ts";
 import { captureLibbpfLog, libbpfMessages } from "./log.ts";
 
 export const VMLINUX_BTF = "/sys/kernel/btf/vmlinux";
@@ -222,12 +222,17 @@ export class Collection implements Disposable {
       if (ret < 0) {
         const nul = log.indexOf(0);
         const text = new TextDecoder().decode(log.subarray(0, nul < 0 ? log.length : nul));
+        const said = libbpfMessages.filter((m) => !m.includes("-- ") && !m.startsWith(";"));
+        // CO-RE needs the kernel's BTF: name that fix rather than the errno's generic one.
+        const btfProblem = said.some((m) => /target BTF|kernel BTF/.test(m));
         throw new KernelError(
           `load ${o.name}`,
           -ret,
-          libbpfMessages.filter((m) => !m.includes("-- ") && !m.startsWith(";")).slice(-3)
-            .join("; "),
-          undefined,
+          said.slice(-3).join("; "),
+          btfProblem
+            ? `the kernel BTF${btfPath ? ` at ${btfPath}` : ""} is missing or unreadable: ` +
+              hintFor("load", 3)
+            : undefined,
           text.trim().split("\n").slice(-40).join("\n"),
         );
       }

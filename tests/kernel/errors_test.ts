@@ -1,0 +1,104 @@
+/**
+ * Error paths against the real kernel: each failure gives a precise error that names the fix.
+ */
+import assert from "node:assert/strict";
+import rejectObject from "../../bpf/build/testdata/reject.bpf.o" with { type: "bytes" };
+import { KernelError } from "../../src/datapath/errors.ts";
+import { FlowDatapath } from "../../src/datapath/flow.ts";
+import { ifindexOf } from "../../src/datapath/netdev.ts";
+import { withNetns } from "../../src/datapath/netns.ts";
+import { Collection } from "../../src/datapath/object.ts";
+import { VethPair } from "../helpers/netns.ts";
+
+const MAIN = new URL("../../main.ts", import.meta.url).pathname;
+const deno = Deno.execPath();
+
+function kernelError(fn: () => unknown): KernelError {
+  try {
+    fn();
+  } catch (e) {
+    if (e instanceof KernelError) return e;
+    throw e;
+  }
+  assert.fail("expected a KernelError");
+}
+
+Deno.test("errors: a nonexistent interface is ENODEV and says how to check", () => {
+  const e = kernelError(() => ifindexOf("x0nope0"));
+  assert.equal(e.errnoName, "ENODEV");
+  assert.match(e.message, /x0nope0.*ip link/);
+  using dp = new FlowDatapath();
+  assert.equal(kernelError(() => dp.attach(999999, "tc")).errnoName, "ENODEV");
+  assert.equal(kernelError(() => ifindexOf("bad name/")).errnoName, "EINVAL");
+});
+
+Deno.test("errors: an XDP hook held by another program is refused, naming it, and left alone", () => {
+  using v = new VethPair(3);
+  const obj = new URL("../../bpf/build/baseline.bpf.o", import.meta.url).pathname;
+  v.run(v.b, "ip", ["link", "set", "dev", v.b.dev, "xdpgeneric", "obj", obj, "sec", "xdp"]);
+  using dp = new FlowDatapath();
+  const e = withNetns(v.b.ns, () => kernelError(() => dp.attach(ifindexOf(v.b.dev), "xdp")));
+  assert.equal(e.errnoName, "EBUSY");
+  assert.match(e.message, /held by program "x0_xdp_pass" \(id \d+, generic mode\)/);
+  assert.match(e.hint, /never replaces another XDP program/);
+  // The other program is still there, and nothing of ours was left on the interface.
+  assert.match(v.run(v.b, "ip", ["-d", "link", "show", v.b.dev]), /xdpgeneric/);
+  assert.equal(v.run(v.b, "tc", ["filter", "show", "dev", v.b.dev, "egress"]), "");
+  assert.equal(dp.attachments().length, 0);
+});
+
+Deno.test("errors: a verifier rejection carries the verifier's log", () => {
+  const e = kernelError(() =>
+    Collection.load(rejectObject as Uint8Array<ArrayBuffer>, { name: "x0_reject" })
+  );
+  assert.equal(e.errnoName, "EACCES");
+  assert.match(e.verifierLog, /invalid access to packet/);
+  assert.match(e.message, /verifier log:/);
+});
+
+Deno.test("errors: unusable kernel BTF names the BTF fix", () => {
+  const e = kernelError(() => new FlowDatapath({ btfPath: "/nonexistent/vmlinux" }));
+  assert.match(e.message, /kernel BTF at \/nonexistent\/vmlinux is missing or unreadable/);
+  assert.match(e.hint, /CONFIG_DEBUG_INFO_BTF=y/);
+});
+
+async function cli(args: string[], env: Record<string, string> = {}, dropCaps = false) {
+  const cmd = [deno, "run", "-A", MAIN, ...args];
+  const out = await (dropCaps
+    ? new Deno.Command("capsh", {
+      args: [
+        "--drop=cap_bpf,cap_perfmon,cap_sys_admin,cap_net_admin",
+        "--",
+        "-c",
+        cmd.map((a) => `'${a}'`).join(" "),
+      ],
+      env,
+      stdout: "piped",
+      stderr: "piped",
+    })
+    : new Deno.Command(cmd[0], { args: cmd.slice(1), env, stdout: "piped", stderr: "piped" }))
+    .output();
+  return { code: out.code, stderr: new TextDecoder().decode(out.stderr) };
+}
+
+Deno.test("errors: without privileges the CLI exits 1 naming the capabilities", async () => {
+  const r = await cli(["attach", "lo", "--count", "1"], {}, true);
+  assert.equal(r.code, 1, r.stderr);
+  assert.match(r.stderr, /EPERM|EACCES/);
+  assert.match(r.stderr, /CAP_BPF.*CAP_NET_ADMIN/);
+});
+
+Deno.test("errors: a missing libbpf exits 1 naming the package to install", async () => {
+  const r = await cli(["attach", "lo", "--count", "1"], {
+    X0TTA6BL4_LIBBPF: "/nonexistent/libbpf.so.1",
+  });
+  assert.equal(r.code, 1, r.stderr);
+  assert.match(r.stderr, /cannot load \/nonexistent\/libbpf\.so\.1/);
+  assert.match(r.stderr, /apt-get install libbpf1/);
+});
+
+Deno.test("errors: bad usage exits 2", async () => {
+  const r = await cli(["attach", "--hook", "bogus"]);
+  assert.equal(r.code, 2);
+  assert.match(r.stderr, /--hook must be tc or xdp/);
+});
