@@ -33,7 +33,6 @@
 /* Settable before load (the .rodata map). */
 const volatile __u64 x0_clock_tick_ns = 10 * 1000 * 1000;
 const volatile __u32 x0_event_rate = 1000; /* new-flow events per second, per CPU and interface */
-const volatile struct x0_iface_stats x0_zero_stats = {};
 
 /* Refreshed by the timer; 0 until the first packet arms it. */
 volatile __u64 x0_clock_ns = 0;
@@ -53,12 +52,27 @@ struct {
 	__type(value, struct x0_timer);
 } x0_clock SEC(".maps");
 
+/* ifindex -> slot; both array lookups below are inlined by the verifier. */
 struct {
-	__uint(type, BPF_MAP_TYPE_PERCPU_HASH);
-	__uint(max_entries, 1024);
-	__type(key, struct x0_iface_key);
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, X0_DEFAULT_IFINDEX_LIMIT);
+	__type(key, __u32);
+	__type(value, __u32);
+} x0_ifslot SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, X0_DEFAULT_SLOTS * X0_HOOK_COUNT);
+	__type(key, __u32);
 	__type(value, struct x0_iface_stats);
-} x0_ifaces SEC(".maps");
+} x0_ifstats SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct x0_flow_cache);
+} x0_flowcache SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_PERCPU_HASH);
@@ -336,22 +350,64 @@ static __always_inline void x0_emit(struct x0_iface_stats *st, struct x0_parsed 
 	st->events_sent++;
 }
 
+/* Adds one packet to a flow table entry that exists. */
+static __always_inline void x0_add(struct x0_flow_value *fv, __u64 packets, __u64 bytes,
+				   __u64 now, __u8 flags)
+{
+	fv->packets += packets;
+	fv->bytes += bytes;
+	fv->last_seen_ns = now;
+	fv->tcp_flags |= flags;
+	if (!fv->first_seen_ns) /* first packet of this flow on this CPU */
+		fv->first_seen_ns = now;
+}
+
+/* Moves what the cache holds for its flow into the flow table. */
+static __always_inline void x0_flush(struct x0_flow_cache *c)
+{
+	struct x0_flow_value *fv;
+
+	if (!c->pending.packets)
+		return;
+	fv = bpf_map_lookup_elem(&x0_flows, &c->key);
+	if (fv)
+		x0_add(fv, c->pending.packets, c->pending.bytes, c->pending.last_seen_ns,
+		       c->pending.tcp_flags);
+	else /* evicted meanwhile: it comes back with what the cache held */
+		bpf_map_update_elem(&x0_flows, &c->key, &c->pending, BPF_ANY);
+	c->pending.packets = 0;
+	c->pending.bytes = 0;
+	c->pending.tcp_flags = 0;
+}
+
+static __always_inline int x0_same_key(const struct x0_flow_key *a, const struct x0_flow_key *b)
+{
+	const __u64 *x = (const __u64 *)a, *y = (const __u64 *)b;
+
+	/* 44 bytes: five 8-byte words and the last 4 bytes (ifindex is 4-aligned at 36). */
+	return ((x[0] ^ y[0]) | (x[1] ^ y[1]) | (x[2] ^ y[2]) | (x[3] ^ y[3]) | (x[4] ^ y[4]) |
+		(__u64)(((const __u32 *)a)[10] ^ ((const __u32 *)b)[10])) == 0;
+}
+
 static __always_inline void x0_account(void *data, void *end, __u32 len, __u32 ifindex,
 				       __u32 hook)
 {
 	struct x0_parsed r = { .cls = X0_CLASS_NON_IP, .malformed = -1 };
-	struct x0_iface_key ik = { .ifindex = ifindex, .hook = hook };
 	struct x0_iface_stats *st;
+	struct x0_flow_cache *c;
 	struct x0_flow_value *fv;
+	__u32 zero = 0, idx, *slot;
 	__u64 now;
 	long err;
 
 	x0_parse(data, end, len, &r);
 
-	st = bpf_map_lookup_elem(&x0_ifaces, &ik);
-	if (!st) {
-		bpf_map_update_elem(&x0_ifaces, &ik, (void *)&x0_zero_stats, BPF_NOEXIST);
-		st = bpf_map_lookup_elem(&x0_ifaces, &ik);
+	slot = bpf_map_lookup_elem(&x0_ifslot, &ifindex);
+	idx = (slot ? *slot : 0) * X0_HOOK_COUNT + hook;
+	st = bpf_map_lookup_elem(&x0_ifstats, &idx);
+	if (!st) { /* slot beyond the table: count under slot 0 */
+		idx = hook;
+		st = bpf_map_lookup_elem(&x0_ifstats, &idx);
 		if (!st)
 			return;
 	}
@@ -374,14 +430,23 @@ static __always_inline void x0_account(void *data, void *end, __u32 len, __u32 i
 	r.key.ifindex = ifindex;
 	r.key.hook = hook;
 	now = x0_now();
+	c = bpf_map_lookup_elem(&x0_flowcache, &zero);
+	if (!c)
+		return;
+	if (x0_same_key(&c->key, &r.key)) {
+		c->pending.packets++;
+		c->pending.bytes += len;
+		c->pending.last_seen_ns = now;
+		c->pending.tcp_flags |= r.tcp_flags;
+		return;
+	}
+	x0_flush(c);
+	c->key = r.key;
+	c->pending.fragment = r.fragment;
+
 	fv = bpf_map_lookup_elem(&x0_flows, &r.key);
 	if (fv) {
-		fv->packets++;
-		fv->bytes += len;
-		fv->last_seen_ns = now;
-		fv->tcp_flags |= r.tcp_flags;
-		if (!fv->first_seen_ns) /* first packet of this flow on this CPU */
-			fv->first_seen_ns = now;
+		x0_add(fv, 1, len, now, r.tcp_flags);
 		return;
 	}
 
@@ -396,13 +461,8 @@ static __always_inline void x0_account(void *data, void *end, __u32 len, __u32 i
 	err = bpf_map_update_elem(&x0_flows, &r.key, &nv, BPF_NOEXIST);
 	if (err == -EEXIST) { /* another CPU inserted it first */
 		fv = bpf_map_lookup_elem(&x0_flows, &r.key);
-		if (fv) {
-			fv->packets++;
-			fv->bytes += len;
-			fv->last_seen_ns = now;
-			fv->tcp_flags |= r.tcp_flags;
-			fv->first_seen_ns = fv->first_seen_ns ?: now;
-		}
+		if (fv)
+			x0_add(fv, 1, len, now, r.tcp_flags);
 		return;
 	}
 	if (err) {

@@ -46,17 +46,19 @@ enum x0_event_type {
 	X0_EVENT_NEW_FLOW = 1,
 };
 
-struct x0_iface_key {
-	__u32 ifindex;
-	__u32 hook; /* enum x0_hook */
-};
+/* Interfaces are counted in slots: x0_ifslot maps an ifindex to a slot that user space
+ * assigned on attach; x0_ifstats holds X0_HOOK_COUNT records per slot. Slot 0 counts every
+ * interface that has none (e.g. BPF_PROG_TEST_RUN on the loopback). */
+#define X0_DEFAULT_SLOTS 64
+#define X0_DEFAULT_IFINDEX_LIMIT 32768
 
 struct x0_counter {
 	__u64 packets;
 	__u64 bytes;
 };
 
-/* Per-CPU value of the x0_ifaces map: user space sums the CPUs. */
+/* Per-CPU value of the x0_ifstats map (index slot * X0_HOOK_COUNT + hook): user space sums
+ * the CPUs. */
 struct x0_iface_stats {
 	struct x0_counter classes[X0_CLASS_COUNT];
 	__u64 malformed[X0_MAL_COUNT];
@@ -96,6 +98,15 @@ struct x0_flow_value {
 	__u8 tcp_flags; /* OR of the TCP flags byte of every packet */
 	__u8 fragment;  /* 1 when the flow is made of IP fragments */
 	__u8 pad[6];
+};
+
+/* Per-CPU one-entry flow cache: consecutive packets of one flow on one CPU add up here and
+ * reach x0_flows when another flow comes along. User space adds `pending` to the flow's
+ * totals when it reads, so nothing waits unseen. */
+struct x0_flow_cache {
+	struct x0_flow_key key;
+	__u32 pad;
+	struct x0_flow_value pending;
 };
 
 /* Ring buffer record. */

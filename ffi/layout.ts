@@ -44,11 +44,9 @@ export type MalformedReason = typeof MALFORMED_REASONS[number];
 
 export const EVENT_NEW_FLOW = 1;
 
-export const IFACE_KEY: StructLayout = {
-  name: "x0_iface_key",
-  size: 8,
-  members: { ifindex: [0, 4], hook: [4, 4] },
-};
+/** #defines of the header: default slot count and ifindex limit (both settable at load). */
+export const DEFAULT_SLOTS = 64;
+export const DEFAULT_IFINDEX_LIMIT = 32768;
 
 const MAL_OFF = 16 * CLASSES.length;
 const TAIL_OFF = MAL_OFF + 8 * MALFORMED_REASONS.length;
@@ -101,6 +99,12 @@ export const FLOW_VALUE: StructLayout = {
   },
 };
 
+export const FLOW_CACHE: StructLayout = {
+  name: "x0_flow_cache",
+  size: 88,
+  members: { key: [0, 44], pad: [44, 4], pending: [48, 40] },
+};
+
 export const FLOW_EVENT: StructLayout = {
   name: "x0_flow_event",
   size: 64,
@@ -115,10 +119,10 @@ export const FLOW_EVENT: StructLayout = {
 };
 
 export const LAYOUTS: readonly StructLayout[] = [
-  IFACE_KEY,
   IFACE_STATS,
   FLOW_KEY,
   FLOW_VALUE,
+  FLOW_CACHE,
   FLOW_EVENT,
 ];
 

@@ -60,7 +60,7 @@ export async function runAttach(o: AttachOptions): Promise<number> {
       const rows = [["INTERFACE", "HOOK", "bit/s", "pkt/s", "packets", "malformed", "lost events"]];
       const nextIface = new Map<string, { packets: number; bytes: number }>();
       const names = new Map(dp.attachments().map((a) => [a.ifindex, a.name]));
-      for (const s of readIfaceStats(dp.ifaces)) {
+      for (const s of readIfaceStats(dp)) {
         const key = `${s.ifindex}/${s.hook}`;
         const t = totals(s);
         const p = prevIface.get(key) ?? { packets: 0, bytes: 0 };
@@ -76,7 +76,7 @@ export async function runAttach(o: AttachOptions): Promise<number> {
         ]);
       }
       prevIface = nextIface;
-      const flows = readFlows(dp.flows);
+      const flows = readFlows(dp);
       const nextFlows = new Map<string, number>();
       const rated = flows.map((f) => {
         const id = flowId(f);

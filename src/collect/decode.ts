@@ -6,18 +6,17 @@ import {
   CLASSES,
   type ClassName,
   EVENT_NEW_FLOW,
+  FLOW_CACHE,
   FLOW_EVENT,
   FLOW_KEY,
   FLOW_VALUE,
   HOOK_NAMES,
   type HookName,
-  IFACE_KEY,
   IFACE_STATS,
   MALFORMED_REASONS,
   type MalformedReason,
-  off,
 } from "../../ffi/layout.ts";
-import type { BpfMap } from "../datapath/object.ts";
+import type { FlowDatapath } from "../datapath/flow.ts";
 
 export interface Counter {
   packets: number;
@@ -25,6 +24,7 @@ export interface Counter {
 }
 
 export interface IfaceStats {
+  /** 0 for the counters of interfaces that have no slot of their own. */
   ifindex: number;
   hook: HookName;
   classes: Record<ClassName, Counter>;
@@ -129,32 +129,69 @@ function sumFlowValue(b: Uint8Array, at: number, stride: number, cpus: number) {
   return { packets, bytes, firstSeenNs: first, lastSeenNs: last, tcpFlags: flags, fragment };
 }
 
-/** Every flow in the table, per-CPU values summed. */
-export function readFlows(map: BpfMap): Flow[] {
+/**
+ * Every flow: the table's per-CPU values summed, plus what each CPU's flow cache still holds.
+ */
+export function readFlows(dp: FlowDatapath): Flow[] {
+  // The few cached flows first (one per CPU at most), to merge into the table's entries.
+  const pending: { key: Uint8Array; value: ReturnType<typeof sumFlowValue>; merged: boolean }[] =
+    [];
+  const cache = dp.flowCache.lookup(new Uint8Array(4));
+  const C = FLOW_CACHE.members;
+  for (let c = 0; cache && c < dp.flowCache.cpus; c++) {
+    const at = c * dp.flowCache.valueStride;
+    const value = sumFlowValue(cache, at + C.pending[0], FLOW_VALUE.size, 1);
+    const key = cache.subarray(at + C.key[0], at + C.key[0] + FLOW_KEY.size);
+    if (value.packets > 0) pending.push({ key, value, merged: false });
+  }
   const out: Flow[] = [];
+  const map = dp.flows;
   const cpus = map.percpu ? map.cpus : 1;
   for (const { count, keys, values } of map.batches()) {
     for (let i = 0; i < count; i++) {
+      const at = i * map.keySize;
       const s = sumFlowValue(values, i * map.valueBytes, map.valueStride, cpus);
-      out.push({ ...decodeFlowKey(keys, i * map.keySize), ...s, fragment: s.fragment !== 0 });
+      for (const p of pending) {
+        if (p.merged || !sameBytes(p.key, keys, at)) continue;
+        p.merged = true;
+        s.packets += p.value.packets;
+        s.bytes += p.value.bytes;
+        s.lastSeenNs = Math.max(s.lastSeenNs, p.value.lastSeenNs);
+        s.tcpFlags |= p.value.tcpFlags;
+      }
+      out.push({ ...decodeFlowKey(keys, at), ...s, fragment: s.fragment !== 0 });
     }
+  }
+  // Evicted from the table while a cache still held packets of it.
+  for (const p of pending) {
+    if (!p.merged) out.push({ ...decodeFlowKey(p.key), ...p.value, fragment: !!p.value.fragment });
   }
   return out;
 }
 
-/** Per-interface, per-hook counters, per-CPU values summed. */
-export function readIfaceStats(map: BpfMap): IfaceStats[] {
+function sameBytes(a: Uint8Array, b: Uint8Array, at: number): boolean {
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[at + i]) return false;
+  return true;
+}
+
+/** Per-interface, per-hook counters, per-CPU values summed; slots never used are left out. */
+export function readIfaceStats(dp: FlowDatapath): IfaceStats[] {
+  const map = dp.ifstats;
   const out: IfaceStats[] = [];
   const cpus = map.percpu ? map.cpus : 1;
   const S = IFACE_STATS.members;
   for (const { count, keys, values } of map.batches()) {
     const kv = new DataView(keys.buffer, keys.byteOffset);
     for (let i = 0; i < count; i++) {
+      const index = kv.getUint32(i * map.keySize, true);
+      const ifindex = dp.ifindexOfSlot(Math.floor(index / HOOK_NAMES.length));
+      if (ifindex === undefined) continue;
       const sum = new Array<number>(IFACE_STATS.size / 8).fill(0);
       const v = new DataView(values.buffer, values.byteOffset + i * map.valueBytes);
       for (let c = 0; c < cpus; c++) {
         for (let w = 0; w < sum.length; w++) sum[w] += u64(v, c * map.valueStride + w * 8);
       }
+      if (ifindex === 0 && sum.every((x) => x === 0)) continue;
       const at = (o: number) => sum[o / 8];
       const classes = {} as Record<ClassName, Counter>;
       CLASSES.forEach((name, j) => {
@@ -165,8 +202,8 @@ export function readIfaceStats(map: BpfMap): IfaceStats[] {
         malformed[name] = at(S.malformed[0] + j * 8);
       });
       out.push({
-        ifindex: kv.getUint32(i * IFACE_KEY.size + off(IFACE_KEY, "ifindex"), true),
-        hook: HOOK_NAMES[kv.getUint32(i * IFACE_KEY.size + off(IFACE_KEY, "hook"), true)],
+        ifindex,
+        hook: HOOK_NAMES[index % HOOK_NAMES.length],
         classes,
         malformed,
         fragments: at(S.fragments[0]),

@@ -3,7 +3,12 @@
  * of interfaces by XDP or TC, with its maps and ring buffer. Owns every attachment it made.
  */
 import flowObject from "../../bpf/build/flow.bpf.o" with { type: "bytes" };
-import type { HookName } from "../../ffi/layout.ts";
+import {
+  DEFAULT_IFINDEX_LIMIT,
+  DEFAULT_SLOTS,
+  HOOK_NAMES,
+  type HookName,
+} from "../../ffi/layout.ts";
 import {
   DEFAULT_TC_FILTER,
   TcAttachment,
@@ -23,6 +28,10 @@ export interface DatapathOptions {
   flowTableSize?: number;
   /** Ring buffer size in bytes, a power of two and a multiple of the page size. */
   ringBufferBytes?: number;
+  /** Interfaces that can be attached at once (each has its own counters). */
+  slots?: number;
+  /** Highest ifindex + 1 that can be attached. */
+  ifindexLimit?: number;
   btfPath?: string;
 }
 
@@ -43,15 +52,21 @@ export class FlowDatapath implements Disposable {
   readonly xdp: Program;
   readonly tcIngress: Program;
   readonly tcEgress: Program;
-  readonly ifaces: BpfMap;
+  /** ifindex → slot, and per slot and hook the interface counters. */
+  readonly ifslot: BpfMap;
+  readonly ifstats: BpfMap;
   readonly flows: BpfMap;
+  readonly flowCache: BpfMap;
   readonly events: BpfMap;
   readonly #attached = new Map<number, { info: InterfaceAttachment; links: Disposable[] }>();
+  readonly #slotOf = new Map<number, number>();
 
   constructor(o: DatapathOptions = {}) {
     const maxEntries: Record<string, number> = {};
     if (o.flowTableSize) maxEntries.x0_flows = o.flowTableSize;
     if (o.ringBufferBytes) maxEntries.x0_events = o.ringBufferBytes;
+    maxEntries.x0_ifstats = (o.slots ?? DEFAULT_SLOTS) * HOOK_NAMES.length;
+    maxEntries.x0_ifslot = o.ifindexLimit ?? DEFAULT_IFINDEX_LIMIT;
     this.collection = Collection.load(FLOW_OBJECT, {
       name: "x0tta6bl4_flow",
       maxEntries,
@@ -60,8 +75,10 @@ export class FlowDatapath implements Disposable {
     this.xdp = this.collection.program("x0_xdp");
     this.tcIngress = this.collection.program("x0_tc_ingress");
     this.tcEgress = this.collection.program("x0_tc_egress");
-    this.ifaces = this.collection.map("x0_ifaces");
+    this.ifslot = this.collection.map("x0_ifslot");
+    this.ifstats = this.collection.map("x0_ifstats");
     this.flows = this.collection.map("x0_flows");
+    this.flowCache = this.collection.map("x0_flowcache");
     this.events = this.collection.map("x0_events");
   }
 
@@ -82,6 +99,7 @@ export class FlowDatapath implements Disposable {
       );
     }
     const links: Disposable[] = [];
+    this.track(ifindex);
     try {
       let accepted: XdpMode | undefined;
       if (mode === "xdp") {
@@ -103,8 +121,57 @@ export class FlowDatapath implements Disposable {
       return info;
     } catch (e) {
       for (const l of links.reverse()) l[Symbol.dispose]();
+      this.#untrack(ifindex);
       throw e;
     }
+  }
+
+  /**
+   * Gives an interface its own counters (a slot), zeroed. attach() does this; it is public for
+   * BPF_PROG_TEST_RUN, which runs programs as if on the loopback. Returns the slot.
+   */
+  track(ifindex: number): number {
+    const known = this.#slotOf.get(ifindex);
+    if (known !== undefined) return known;
+    if (ifindex >= this.ifslot.maxEntries) {
+      throw new KernelError(
+        `count interface ${ifindex}`,
+        7,
+        `ifindex ${ifindex} is beyond the limit of ${this.ifslot.maxEntries}`,
+        "raise ifindex_limit",
+      );
+    }
+    const used = new Set(this.#slotOf.values());
+    const slots = this.ifstats.maxEntries / HOOK_NAMES.length;
+    let slot = 1;
+    while (used.has(slot)) slot++;
+    if (slot >= slots) {
+      throw new KernelError(
+        `count interface ${ifindex}`,
+        28,
+        `all ${slots - 1} interface slots are in use`,
+        "raise max_interfaces",
+      );
+    }
+    const zero = new Uint8Array(this.ifstats.valueBytes);
+    for (let h = 0; h < HOOK_NAMES.length; h++) {
+      this.ifstats.update(u32(slot * HOOK_NAMES.length + h), zero);
+    }
+    this.ifslot.update(u32(ifindex), u32(slot));
+    this.#slotOf.set(ifindex, slot);
+    return slot;
+  }
+
+  #untrack(ifindex: number): void {
+    if (!this.#slotOf.delete(ifindex)) return;
+    this.ifslot.update(u32(ifindex), u32(0));
+  }
+
+  /** The interface a slot counts, 0 for slot 0 (interfaces without a slot). */
+  ifindexOfSlot(slot: number): number | undefined {
+    if (slot === 0) return 0;
+    for (const [ifindex, s] of this.#slotOf) if (s === slot) return ifindex;
+    return undefined;
   }
 
   /** Removes exactly what attach() added on that interface. Returns false if nothing was. */
@@ -112,6 +179,7 @@ export class FlowDatapath implements Disposable {
     const a = this.#attached.get(ifindex);
     if (!a) return false;
     this.#attached.delete(ifindex);
+    this.#untrack(ifindex);
     const errors: unknown[] = [];
     for (const l of a.links.reverse()) {
       try {
@@ -145,4 +213,8 @@ export class FlowDatapath implements Disposable {
   [Symbol.dispose](): void {
     this.close();
   }
+}
+
+function u32(n: number): Uint8Array<ArrayBuffer> {
+  return new Uint8Array(new Uint32Array([n]).buffer);
 }

@@ -70,7 +70,7 @@ for (const xdpMode of ["native", "generic"] as const) {
       // until no packet (a stray IPv6 control message) slipped in between the two reads.
       const snapshot = () => {
         const xdpTotals = () => {
-          const s = readIfaceStats(dp.ifaces).find((s) => s.hook === "xdp" && s.ifindex === bIdx);
+          const s = readIfaceStats(dp).find((s) => s.hook === "xdp" && s.ifindex === bIdx);
           return s ? totals(s) : { packets: 0, bytes: 0 };
         };
         for (;;) {
@@ -100,7 +100,7 @@ for (const xdpMode of ["native", "generic"] as const) {
         "listening\n200000",
       );
 
-      const flows = readFlows(dp.flows);
+      const flows = readFlows(dp);
       const udp4 = { family: 4 as const, proto: 17, saddr: v.a.ip4, daddr: v.b.ip4, dport: 9000 };
       const udp6 = { family: 6 as const, proto: 17, saddr: v.a.ip6, daddr: v.b.ip6, dport: 9001 };
       for (const [hook, ifindex] of [["xdp", bIdx], ["tcEgress", aIdx]] as const) {
@@ -164,9 +164,7 @@ for (const xdpMode of ["native", "generic"] as const) {
         [after.xdp.packets - before.xdp.packets, after.xdp.bytes - before.xdp.bytes],
         [rx, after.kernel.rxBytes - before.kernel.rxBytes + l2],
       );
-      const xdpStats = readIfaceStats(dp.ifaces).find((s) =>
-        s.hook === "xdp" && s.ifindex === bIdx
-      );
+      const xdpStats = readIfaceStats(dp).find((s) => s.hook === "xdp" && s.ifindex === bIdx);
       assert.ok(xdpStats);
       assert.equal(xdpStats.classes.ipv4_udp.packets, 20);
       assert.equal(xdpStats.classes.ipv6_udp.packets, 7);
