@@ -133,10 +133,23 @@ struct x0_frag_hdr {
 	__be32 id;
 };
 
-/* L4 header at p; returns the class offset (TCP 0, UDP 1, ICMP 2, other 3) or -1 if cut short. */
-static __always_inline int x0_parse_l4(void *p, void *end, __u8 proto, struct x0_parsed *r)
+/* Class offset of an L4 protocol within its family: TCP 0, UDP 1, ICMP 2, other 3. `icmp` is
+ * the family's ICMP protocol number, so ICMPv6 inside IPv4 (or ICMP inside IPv6) is "other". */
+static __always_inline int x0_l4_class(__u8 proto, __u8 icmp)
 {
-	if (proto == IPPROTO_TCP) {
+	if (proto == IPPROTO_TCP)
+		return 0;
+	if (proto == IPPROTO_UDP)
+		return 1;
+	if (proto == icmp)
+		return 2;
+	return 3;
+}
+
+/* Reads the ports (ICMP: type and code) of the L4 header at p; -1 when it is cut short. */
+static __always_inline int x0_parse_l4(void *p, void *end, int l4, struct x0_parsed *r)
+{
+	if (l4 == 0) {
 		struct tcphdr *th = p;
 
 		if ((void *)(th + 1) > end)
@@ -144,27 +157,22 @@ static __always_inline int x0_parse_l4(void *p, void *end, __u8 proto, struct x0
 		r->key.sport = th->source;
 		r->key.dport = th->dest;
 		r->tcp_flags = ((__u8 *)th)[13];
-		return 0;
-	}
-	if (proto == IPPROTO_UDP) {
+	} else if (l4 == 1) {
 		struct udphdr *uh = p;
 
 		if ((void *)(uh + 1) > end)
 			return -1;
 		r->key.sport = uh->source;
 		r->key.dport = uh->dest;
-		return 1;
-	}
-	if (proto == IPPROTO_ICMP || proto == IPPROTO_ICMPV6) {
+	} else if (l4 == 2) {
 		__u8 *ih = p;
 
 		if ((void *)(ih + 2) > end)
 			return -1;
 		r->key.sport = bpf_htons(ih[0]);
 		r->key.dport = bpf_htons(ih[1]);
-		return 2;
 	}
-	return 3;
+	return 0;
 }
 
 static __always_inline void x0_parse_ipv4(void *p, void *end, __u32 l3_len, struct x0_parsed *r)
@@ -186,38 +194,39 @@ static __always_inline void x0_parse_ipv4(void *p, void *end, __u32 l3_len, stru
 		r->malformed = X0_MAL_IPV4_IHL;
 		return;
 	}
+	if (p + ihl > end) { /* options cut short */
+		r->malformed = X0_MAL_L3_TRUNCATED;
+		return;
+	}
 	tot_len = bpf_ntohs(ip->tot_len);
 	if (tot_len < ihl || tot_len > l3_len) {
 		r->malformed = X0_MAL_IP_LENGTH;
-		return;
-	}
-	if (p + ihl > end) {
-		r->malformed = X0_MAL_L3_TRUNCATED;
 		return;
 	}
 	r->key.family = 4;
 	r->key.proto = ip->protocol;
 	__builtin_memcpy(r->key.saddr, &ip->saddr, 4);
 	__builtin_memcpy(r->key.daddr, &ip->daddr, 4);
-	if (ip->frag_off & bpf_htons(0x3fff)) { /* MF set or offset non-zero */
-		r->fragment = 1;
-		l4 = 3;
-	} else {
-		l4 = x0_parse_l4(p + ihl, end, ip->protocol, r);
-		if (l4 < 0) {
-			r->malformed = X0_MAL_L4_TRUNCATED;
-			return;
-		}
-	}
-	if (ip->protocol != IPPROTO_TCP && ip->protocol != IPPROTO_UDP &&
-	    ip->protocol != IPPROTO_ICMP)
-		l4 = 3;
+	l4 = x0_l4_class(ip->protocol, IPPROTO_ICMP);
 	r->cls = X0_CLASS_IPV4_TCP + l4;
+	if (ip->frag_off & bpf_htons(0x3fff)) { /* MF set or offset non-zero: no ports */
+		r->fragment = 1;
+		return;
+	}
+	if (x0_parse_l4(p + ihl, end, l4, r) < 0)
+		r->malformed = X0_MAL_L4_TRUNCATED;
+}
+
+static __always_inline int x0_is_ext_header(__u8 nh)
+{
+	return nh == IPPROTO_HOPOPTS || nh == IPPROTO_ROUTING || nh == IPPROTO_DSTOPTS ||
+	       nh == IPPROTO_FRAGMENT || nh == IPPROTO_AH || nh == IPPROTO_MH;
 }
 
 static __always_inline void x0_parse_ipv6(void *p, void *end, __u32 l3_len, struct x0_parsed *r)
 {
 	struct ipv6hdr *ip6 = p;
+	__u32 hlen;
 	__u8 nh;
 	int l4;
 
@@ -243,13 +252,8 @@ static __always_inline void x0_parse_ipv6(void *p, void *end, __u32 l3_len, stru
 	for (int i = 0; i < X0_MAX_EXT_HEADERS; i++) {
 		struct x0_opt_hdr *oh = p;
 
-		if (nh != IPPROTO_HOPOPTS && nh != IPPROTO_ROUTING && nh != IPPROTO_DSTOPTS &&
-		    nh != IPPROTO_FRAGMENT && nh != IPPROTO_AH && nh != IPPROTO_MH)
-			goto l4;
-		if ((void *)(oh + 1) > end) {
-			r->malformed = X0_MAL_L3_TRUNCATED;
-			return;
-		}
+		if (!x0_is_ext_header(nh))
+			break;
 		if (nh == IPPROTO_FRAGMENT) {
 			struct x0_frag_hdr *fh = p;
 
@@ -259,34 +263,34 @@ static __always_inline void x0_parse_ipv6(void *p, void *end, __u32 l3_len, stru
 			}
 			r->fragment = 1;
 			r->key.proto = fh->nexthdr;
-			r->cls = X0_CLASS_IPV6_OTHER;
-			if (fh->nexthdr == IPPROTO_TCP)
-				r->cls = X0_CLASS_IPV6_TCP;
-			else if (fh->nexthdr == IPPROTO_UDP)
-				r->cls = X0_CLASS_IPV6_UDP;
-			else if (fh->nexthdr == IPPROTO_ICMPV6)
-				r->cls = X0_CLASS_IPV6_ICMP;
+			r->cls = X0_CLASS_IPV6_TCP + x0_l4_class(fh->nexthdr, IPPROTO_ICMPV6);
+			return;
+		}
+		if ((void *)(oh + 1) > end) {
+			r->malformed = X0_MAL_L3_TRUNCATED;
 			return;
 		}
 		/* AH counts its length in 4-byte units minus 2, the others in 8-byte units minus 1. */
 		if (nh == IPPROTO_AH)
-			p += ((__u32)oh->hdrlen + 2) * 4;
+			hlen = ((__u32)oh->hdrlen + 2) * 4;
 		else
-			p += ((__u32)oh->hdrlen + 1) * 8;
+			hlen = ((__u32)oh->hdrlen + 1) * 8;
+		if (p + hlen > end) {
+			r->malformed = X0_MAL_L3_TRUNCATED;
+			return;
+		}
 		nh = oh->nexthdr;
+		p += hlen;
 	}
-	r->malformed = X0_MAL_EXT_HEADERS;
-	return;
-l4:
-	r->key.proto = nh;
-	l4 = x0_parse_l4(p, end, nh, r);
-	if (l4 < 0) {
-		r->malformed = X0_MAL_L4_TRUNCATED;
+	if (x0_is_ext_header(nh)) {
+		r->malformed = X0_MAL_EXT_HEADERS;
 		return;
 	}
-	if (nh != IPPROTO_TCP && nh != IPPROTO_UDP && nh != IPPROTO_ICMPV6)
-		l4 = 3;
+	r->key.proto = nh;
+	l4 = x0_l4_class(nh, IPPROTO_ICMPV6);
 	r->cls = X0_CLASS_IPV6_TCP + l4;
+	if (x0_parse_l4(p, end, l4, r) < 0)
+		r->malformed = X0_MAL_L4_TRUNCATED;
 }
 
 static __always_inline void x0_parse(void *data, void *end, __u32 len, struct x0_parsed *r)
@@ -363,7 +367,7 @@ static __always_inline void x0_add(struct x0_flow_value *fv, __u64 packets, __u6
 }
 
 /* Moves what the cache holds for its flow into the flow table. */
-static __always_inline void x0_flush(struct x0_flow_cache *c)
+static __always_inline void x0_flush(struct x0_flow_cache *c, struct x0_iface_stats *st)
 {
 	struct x0_flow_value *fv;
 
@@ -373,8 +377,8 @@ static __always_inline void x0_flush(struct x0_flow_cache *c)
 	if (fv)
 		x0_add(fv, c->pending.packets, c->pending.bytes, c->pending.last_seen_ns,
 		       c->pending.tcp_flags);
-	else /* evicted meanwhile: it comes back with what the cache held */
-		bpf_map_update_elem(&x0_flows, &c->key, &c->pending, BPF_ANY);
+	else if (bpf_map_update_elem(&x0_flows, &c->key, &c->pending, BPF_NOEXIST) == 0)
+		st->flows_created++; /* evicted meanwhile: back with what the cache held */
 	c->pending.packets = 0;
 	c->pending.bytes = 0;
 	c->pending.tcp_flags = 0;
@@ -389,18 +393,16 @@ static __always_inline int x0_same_key(const struct x0_flow_key *a, const struct
 		(__u64)(((const __u32 *)a)[10] ^ ((const __u32 *)b)[10])) == 0;
 }
 
-static __always_inline void x0_account(void *data, void *end, __u32 len, __u32 ifindex,
-				       __u32 hook)
+/* Counts one parsed frame of `len` bytes: interface counters, flow cache and flow table. */
+static __always_inline void x0_count(struct x0_parsed *rp, __u32 len, __u32 ifindex, __u32 hook)
 {
-	struct x0_parsed r = { .cls = X0_CLASS_NON_IP, .malformed = -1 };
+	struct x0_parsed r = *rp;
 	struct x0_iface_stats *st;
 	struct x0_flow_cache *c;
 	struct x0_flow_value *fv;
-	__u32 zero = 0, idx, *slot;
+	__u32 idx, *slot;
 	__u64 now;
 	long err;
-
-	x0_parse(data, end, len, &r);
 
 	slot = bpf_map_lookup_elem(&x0_ifslot, &ifindex);
 	idx = (slot ? *slot : 0) * X0_HOOK_COUNT + hook;
@@ -430,7 +432,7 @@ static __always_inline void x0_account(void *data, void *end, __u32 len, __u32 i
 	r.key.ifindex = ifindex;
 	r.key.hook = hook;
 	now = x0_now();
-	c = bpf_map_lookup_elem(&x0_flowcache, &zero);
+	c = bpf_map_lookup_elem(&x0_flowcache, &idx);
 	if (!c)
 		return;
 	if (x0_same_key(&c->key, &r.key)) {
@@ -440,9 +442,11 @@ static __always_inline void x0_account(void *data, void *end, __u32 len, __u32 i
 		c->pending.tcp_flags |= r.tcp_flags;
 		return;
 	}
-	x0_flush(c);
+	x0_flush(c, st);
 	c->key = r.key;
 	c->pending.fragment = r.fragment;
+	c->pending.first_seen_ns = now;
+	c->pending.last_seen_ns = now;
 
 	fv = bpf_map_lookup_elem(&x0_flows, &r.key);
 	if (fv) {
@@ -477,25 +481,40 @@ static __always_inline void x0_account(void *data, void *end, __u32 len, __u32 i
 SEC("xdp")
 int x0_xdp(struct xdp_md *ctx)
 {
+	struct x0_parsed r = { .cls = X0_CLASS_NON_IP, .malformed = -1 };
 	void *data = (void *)(long)ctx->data;
 	void *end = (void *)(long)ctx->data_end;
+	__u32 len = (__u64)(end - data);
 
-	x0_account(data, end, (__u64)(end - data), ctx->ingress_ifindex, X0_HOOK_XDP);
+	x0_parse(data, end, len, &r);
+	x0_count(&r, len, ctx->ingress_ifindex, X0_HOOK_XDP);
 	return XDP_PASS;
+}
+
+static __always_inline int x0_truncated(struct x0_parsed *r)
+{
+	return r->malformed == X0_MAL_L2_TRUNCATED || r->malformed == X0_MAL_L3_TRUNCATED ||
+	       r->malformed == X0_MAL_L4_TRUNCATED;
 }
 
 static __always_inline void x0_tc(struct __sk_buff *skb, __u32 hook)
 {
+	struct x0_parsed r = { .cls = X0_CLASS_NON_IP, .malformed = -1 };
 	void *data = (void *)(long)skb->data;
 	void *end = (void *)(long)skb->data_end;
 
-	/* Headers beyond the linear part: pull at most what the parser can read. */
-	if (data + 128 > end && skb->len > (__u64)(end - data)) {
+	x0_parse(data, end, skb->len, &r);
+	/* Headers beyond the linear part of a non-linear skb: pull them (rare) and parse again. */
+	if (x0_truncated(&r) && skb->len > (__u64)(end - data)) {
 		bpf_skb_pull_data(skb, skb->len < 128 ? skb->len : 128);
 		data = (void *)(long)skb->data;
 		end = (void *)(long)skb->data_end;
+		__builtin_memset(&r, 0, sizeof(r));
+		r.cls = X0_CLASS_NON_IP;
+		r.malformed = -1;
+		x0_parse(data, end, skb->len, &r);
 	}
-	x0_account(data, end, skb->len, skb->ifindex, hook);
+	x0_count(&r, skb->len, skb->ifindex, hook);
 }
 
 SEC("tc")

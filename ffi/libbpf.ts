@@ -171,6 +171,8 @@ export const OPTS = {
   batch: { size: 24 },
   /** struct bpf_prog_info (uapi/linux/bpf.h), the members we read. */
   progInfo: { size: 232, type: 0, id: 4, name: 64, nameLen: 16, runTimeNs: 192, runCnt: 200 },
+  /** struct bpf_map_info (uapi/linux/bpf.h), the members we read. */
+  mapInfo: { size: 88, id: 4 },
 } as const;
 
 /** uapi constants used by the datapath. */

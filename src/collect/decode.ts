@@ -133,16 +133,22 @@ function sumFlowValue(b: Uint8Array, at: number, stride: number, cpus: number) {
  * Every flow: the table's per-CPU values summed, plus what each CPU's flow cache still holds.
  */
 export function readFlows(dp: FlowDatapath): Flow[] {
-  // The few cached flows first (one per CPU at most), to merge into the table's entries.
+  // The cached flows first (one per CPU, interface and hook at most), to merge into the
+  // table's entries.
   const pending: { key: Uint8Array; value: ReturnType<typeof sumFlowValue>; merged: boolean }[] =
     [];
-  const cache = dp.flowCache.lookup(new Uint8Array(4));
   const C = FLOW_CACHE.members;
-  for (let c = 0; cache && c < dp.flowCache.cpus; c++) {
-    const at = c * dp.flowCache.valueStride;
-    const value = sumFlowValue(cache, at + C.pending[0], FLOW_VALUE.size, 1);
-    const key = cache.subarray(at + C.key[0], at + C.key[0] + FLOW_KEY.size);
-    if (value.packets > 0) pending.push({ key, value, merged: false });
+  const cache = dp.flowCache;
+  for (const { count, values } of cache.batches(256)) {
+    for (let i = 0; i < count; i++) {
+      for (let c = 0; c < cache.cpus; c++) {
+        const at = i * cache.valueBytes + c * cache.valueStride;
+        const value = sumFlowValue(values, at + C.pending[0], FLOW_VALUE.size, 1);
+        if (value.packets === 0) continue;
+        const key = values.slice(at + C.key[0], at + C.key[0] + FLOW_KEY.size);
+        pending.push({ key, value, merged: false });
+      }
+    }
   }
   const out: Flow[] = [];
   const map = dp.flows;

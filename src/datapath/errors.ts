@@ -62,8 +62,10 @@ export function hintFor(op: string, errno: number): string {
     case 524:
       return "this kernel or driver does not support the operation";
     case 12:
-      return "out of memory for BPF maps: lower the flow table size, or raise RLIMIT_MEMLOCK " +
-        "(LimitMEMLOCK=infinity) on kernels older than 5.11";
+      return op.startsWith("load")
+        ? "out of memory for BPF maps: lower the flow table size, or raise RLIMIT_MEMLOCK " +
+          "(LimitMEMLOCK=infinity) on kernels older than 5.11"
+        : "";
     case 7:
       return "a program or map is too large for this kernel";
     default:

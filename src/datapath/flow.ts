@@ -66,6 +66,7 @@ export class FlowDatapath implements Disposable {
     if (o.flowTableSize) maxEntries.x0_flows = o.flowTableSize;
     if (o.ringBufferBytes) maxEntries.x0_events = o.ringBufferBytes;
     maxEntries.x0_ifstats = (o.slots ?? DEFAULT_SLOTS) * HOOK_NAMES.length;
+    maxEntries.x0_flowcache = maxEntries.x0_ifstats;
     maxEntries.x0_ifslot = o.ifindexLimit ?? DEFAULT_IFINDEX_LIMIT;
     this.collection = Collection.load(FLOW_OBJECT, {
       name: "x0tta6bl4_flow",

@@ -144,6 +144,17 @@ export class BpfMap {
     }
   }
 
+  /** The kernel's id of this map (bpftool map show id N). */
+  id(): number {
+    const o = OPTS.mapInfo;
+    const buf = new Uint8Array(o.size);
+    check(
+      `query map ${this.name}`,
+      this.lib.bpf_obj_get_info_by_fd(this.fd, buf, new Uint32Array([o.size])),
+    );
+    return new DataView(buf.buffer).getUint32(o.id, true);
+  }
+
   /** Number of elements, by a full batched read. */
   count(): number {
     let n = 0;

@@ -1,0 +1,185 @@
+/**
+ * Benchmarks of the datapath, each a ratio against a baseline measured in the same run:
+ *   cost     in-kernel cost per packet (BPF_PROG_TEST_RUN, repeat 1e6) vs empty programs
+ *   live     iperf3 TCP and small-packet UDP across a veth pair, attached vs not
+ *   read     reading the whole flow table at 10k/100k/1M entries vs `bpftool map dump`
+ * Usage: deno task bench [cost|live|read…]. Results go to stdout as Markdown rows; the
+ * numbers in docs/BENCHMARKS.md come from here.
+ */
+import baselineObject from "../bpf/build/baseline.bpf.o" with { type: "bytes" };
+import { readFlows } from "../src/collect/decode.ts";
+import { FlowDatapath } from "../src/datapath/flow.ts";
+import { ifindexOf } from "../src/datapath/netdev.ts";
+import { withNetns } from "../src/datapath/netns.ts";
+import { Collection, type Program } from "../src/datapath/object.ts";
+import { XdpAttachment } from "../src/datapath/attach.ts";
+import { FLOW_KEY } from "../ffi/layout.ts";
+import { sh, VethPair } from "../tests/helpers/netns.ts";
+
+const sections = Deno.args.length ? Deno.args : ["cost", "live", "read"];
+const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
+
+function udpFrame(len: number): Uint8Array<ArrayBuffer> {
+  const f = new Uint8Array(len);
+  const v = new DataView(f.buffer);
+  v.setUint16(12, 0x0800);
+  f[14] = 0x45;
+  v.setUint16(16, len - 14);
+  f[22] = 64;
+  f[23] = 17;
+  f.set([10, 0, 0, 1], 26);
+  f.set([10, 0, 0, 2], 30);
+  v.setUint16(34, 1234);
+  v.setUint16(36, 53);
+  v.setUint16(38, len - 34);
+  return f;
+}
+
+function cost() {
+  using base = Collection.load(baselineObject as Uint8Array<ArrayBuffer>, { name: "x0_baseline" });
+  using dp = new FlowDatapath();
+  dp.track(1); // test-run runs as if on the loopback
+  const pairs: [string, Program, Program][] = [
+    ["XDP", dp.xdp, base.program("x0_xdp_pass")],
+    ["TC ingress", dp.tcIngress, base.program("x0_tc_pass")],
+    ["TC egress", dp.tcEgress, base.program("x0_tc_pass")],
+  ];
+  console.log("| program | frame | empty program ns | ours ns | ratio |\n|---|---|---|---|---|");
+  for (const [label, ours, empty] of pairs) {
+    for (const len of [64, 1500]) {
+      const f = udpFrame(len);
+      ours.testRun(f, 10000);
+      empty.testRun(f, 10000);
+      const a: number[] = [], b: number[] = [];
+      for (let i = 0; i < 9; i++) { // interleaved, so both see the same machine
+        a.push(empty.testRun(f, 1_000_000).durationNs);
+        b.push(ours.testRun(f, 1_000_000).durationNs);
+      }
+      const [e, o] = [median(a), median(b)];
+      console.log(`| ${label} | ${len} B | ${e} | ${o} | ${(o / e).toFixed(2)} |`);
+    }
+  }
+}
+
+async function iperf(v: VethPair, args: string[]): Promise<{ bps: number; pps: number }> {
+  const server = new Deno.Command("ip", {
+    args: ["netns", "exec", v.b.ns, "iperf3", "-s", "-1", "-B", v.b.ip4],
+    stdout: "null",
+    stderr: "null",
+  }).spawn();
+  await new Promise((r) => setTimeout(r, 300));
+  try {
+    const out = JSON.parse(v.run(v.a, "iperf3", ["-c", v.b.ip4, "-J", "-t", "3", ...args]));
+    const end = out.end;
+    const sum = end.sum_received ?? end.sum;
+    const packets = end.sum?.packets ?? 0;
+    return { bps: sum.bits_per_second, pps: packets / (sum.seconds || 3) };
+  } finally {
+    await server.status;
+  }
+}
+
+async function live() {
+  using v = new VethPair(50);
+  const aIdx = withNetns(v.a.ns, () => ifindexOf(v.a.dev));
+  const bIdx = withNetns(v.b.ns, () => ifindexOf(v.b.dev));
+  using base = Collection.load(baselineObject as Uint8Array<ArrayBuffer>, { name: "x0_baseline" });
+  const stats = sh("sysctl", ["-n", "kernel.bpf_stats_enabled"]).trim();
+  sh("sysctl", ["-qw", "kernel.bpf_stats_enabled=1"]);
+  try {
+    console.log("| traffic | baseline | with ours | ratio | ns per packet (bpf_stats) |");
+    console.log("|---|---|---|---|---|");
+    for (
+      const [label, args, unit] of [
+        ["iperf3 TCP", [], "bps"],
+        ["iperf3 UDP 64 B", ["-u", "-l", "64", "-b", "0"], "pps"],
+      ] as const
+    ) {
+      for (const hook of ["tc", "xdp"] as const) {
+        const samples: { base: number; ours: number }[] = [];
+        let nsPerPacket = 0;
+        for (let round = 0; round < 2; round++) {
+          // Baseline: nothing attached for TC; an empty XDP program for XDP (XDP alone changes
+          // veth's GRO behaviour, so that is the fair floor).
+          let baseRun: number;
+          if (hook === "xdp") {
+            const x = withNetns(
+              v.b.ns,
+              () => XdpAttachment.attach(base.program("x0_xdp_pass"), bIdx, "native"),
+            );
+            try {
+              baseRun = (await iperf(v, [...args]))[unit];
+            } finally {
+              x.close();
+            }
+          } else {
+            baseRun = (await iperf(v, [...args]))[unit];
+          }
+          const dp = new FlowDatapath();
+          try {
+            withNetns(v.b.ns, () => dp.attach(bIdx, hook, "native"));
+            withNetns(v.a.ns, () => dp.attach(aIdx, "tc"));
+            const ours = (await iperf(v, [...args]))[unit];
+            const prog = hook === "xdp" ? dp.xdp : dp.tcIngress;
+            const info = prog.info();
+            nsPerPacket = info.runCount ? info.runTimeNs / info.runCount : 0;
+            samples.push({ base: baseRun, ours });
+          } finally {
+            dp.close();
+          }
+        }
+        const b = median(samples.map((s) => s.base)), o = median(samples.map((s) => s.ours));
+        const fmt = (x: number) =>
+          unit === "bps" ? `${(x / 1e9).toFixed(2)} Gbit/s` : `${(x / 1e3).toFixed(0)} kpps`;
+        console.log(
+          `| ${label}, ${hook === "xdp" ? "XDP vs empty XDP" : "TC vs nothing"} | ${fmt(b)} | ${
+            fmt(o)
+          } | ${(o / b).toFixed(2)} | ${nsPerPacket.toFixed(0)} |`,
+        );
+      }
+    }
+  } finally {
+    sh("sysctl", ["-qw", `kernel.bpf_stats_enabled=${stats}`]);
+  }
+}
+
+function read() {
+  console.log(
+    "| entries | ours (batch read + decode) | bpftool map dump | ratio |\n|---|---|---|---|",
+  );
+  for (const n of [10_000, 100_000, 1_000_000]) {
+    using dp = new FlowDatapath({ flowTableSize: n + n / 4 });
+    const key = new Uint8Array(FLOW_KEY.size);
+    const kv = new DataView(key.buffer);
+    const value = new Uint8Array(dp.flows.valueBytes);
+    new DataView(value.buffer).setBigUint64(0, 1n, true);
+    key[41] = 4;
+    key[40] = 17;
+    for (let i = 0; i < n; i++) {
+      kv.setUint32(0, i, false); // distinct source addresses
+      dp.flows.update(key, value);
+    }
+    const ours: number[] = [];
+    for (let i = 0; i < 3; i++) {
+      const t = performance.now();
+      const flows = readFlows(dp);
+      ours.push(performance.now() - t);
+      if (flows.length !== n) throw new Error(`read ${flows.length} flows, expected ${n}`);
+    }
+    const id = String(dp.flows.id());
+    const theirs: number[] = [];
+    for (let i = 0; i < 3; i++) {
+      const t = performance.now();
+      const out = new Deno.Command("bpftool", { args: ["map", "dump", "id", id], stdout: "null" })
+        .outputSync();
+      theirs.push(performance.now() - t);
+      if (!out.success) throw new Error("bpftool map dump failed");
+    }
+    const [o, b] = [median(ours), median(theirs)];
+    console.log(`| ${n} | ${o.toFixed(0)} ms | ${b.toFixed(0)} ms | ${(o / b).toFixed(3)} |`);
+  }
+}
+
+if (sections.includes("cost")) cost();
+if (sections.includes("live")) await live();
+if (sections.includes("read")) read();
