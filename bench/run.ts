@@ -81,7 +81,6 @@ async function iperf(v: VethPair, args: string[]): Promise<{ bps: number; pps: n
 
 async function live() {
   using v = new VethPair(50);
-  const aIdx = withNetns(v.a.ns, () => ifindexOf(v.a.dev));
   const bIdx = withNetns(v.b.ns, () => ifindexOf(v.b.dev));
   using base = Collection.load(baselineObject as Uint8Array<ArrayBuffer>, { name: "x0_baseline" });
   const stats = sh("sysctl", ["-n", "kernel.bpf_stats_enabled"]).trim();
@@ -98,7 +97,7 @@ async function live() {
       for (const hook of ["tc", "xdp"] as const) {
         const samples: { base: number; ours: number }[] = [];
         let nsPerPacket = 0;
-        for (let round = 0; round < 2; round++) {
+        for (let round = 0; round < 3; round++) {
           // Baseline: nothing attached for TC; an empty XDP program for XDP (XDP alone changes
           // veth's GRO behaviour, so that is the fair floor).
           let baseRun: number;
@@ -117,8 +116,8 @@ async function live() {
           }
           const dp = new FlowDatapath();
           try {
+            // The box under test is veth-b: ingress by `hook`, egress by TC.
             withNetns(v.b.ns, () => dp.attach(bIdx, hook, "native"));
-            withNetns(v.a.ns, () => dp.attach(aIdx, "tc"));
             const ours = (await iperf(v, [...args]))[unit];
             const prog = hook === "xdp" ? dp.xdp : dp.tcIngress;
             const info = prog.info();

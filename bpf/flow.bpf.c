@@ -394,9 +394,8 @@ static __always_inline int x0_same_key(const struct x0_flow_key *a, const struct
 }
 
 /* Counts one parsed frame of `len` bytes: interface counters, flow cache and flow table. */
-static __always_inline void x0_count(struct x0_parsed *rp, __u32 len, __u32 ifindex, __u32 hook)
+static __always_inline void x0_count(struct x0_parsed *r, __u32 len, __u32 ifindex, __u32 hook)
 {
-	struct x0_parsed r = *rp;
 	struct x0_iface_stats *st;
 	struct x0_flow_cache *c;
 	struct x0_flow_value *fv;
@@ -413,44 +412,44 @@ static __always_inline void x0_count(struct x0_parsed *rp, __u32 len, __u32 ifin
 		if (!st)
 			return;
 	}
-	if (r.malformed >= 0) {
-		if (r.malformed < X0_MAL_COUNT)
-			st->malformed[r.malformed]++;
-		r.cls = X0_CLASS_MALFORMED;
+	if (r->malformed >= 0) {
+		if (r->malformed < X0_MAL_COUNT)
+			st->malformed[r->malformed]++;
+		r->cls = X0_CLASS_MALFORMED;
 	}
-	if (r.cls < X0_CLASS_COUNT) {
-		st->classes[r.cls].packets++;
-		st->classes[r.cls].bytes += len;
+	if (r->cls < X0_CLASS_COUNT) {
+		st->classes[r->cls].packets++;
+		st->classes[r->cls].bytes += len;
 	}
-	if (r.vlan)
+	if (r->vlan)
 		st->vlan_tagged++;
-	if (r.cls == X0_CLASS_NON_IP || r.cls == X0_CLASS_MALFORMED)
+	if (r->cls == X0_CLASS_NON_IP || r->cls == X0_CLASS_MALFORMED)
 		return;
-	if (r.fragment)
+	if (r->fragment)
 		st->fragments++;
 
-	r.key.ifindex = ifindex;
-	r.key.hook = hook;
+	r->key.ifindex = ifindex;
+	r->key.hook = hook;
 	now = x0_now();
 	c = bpf_map_lookup_elem(&x0_flowcache, &idx);
 	if (!c)
 		return;
-	if (x0_same_key(&c->key, &r.key)) {
+	if (x0_same_key(&c->key, &r->key)) {
 		c->pending.packets++;
 		c->pending.bytes += len;
 		c->pending.last_seen_ns = now;
-		c->pending.tcp_flags |= r.tcp_flags;
+		c->pending.tcp_flags |= r->tcp_flags;
 		return;
 	}
 	x0_flush(c, st);
-	c->key = r.key;
-	c->pending.fragment = r.fragment;
+	c->key = r->key;
+	c->pending.fragment = r->fragment;
 	c->pending.first_seen_ns = now;
 	c->pending.last_seen_ns = now;
 
-	fv = bpf_map_lookup_elem(&x0_flows, &r.key);
+	fv = bpf_map_lookup_elem(&x0_flows, &r->key);
 	if (fv) {
-		x0_add(fv, 1, len, now, r.tcp_flags);
+		x0_add(fv, 1, len, now, r->tcp_flags);
 		return;
 	}
 
@@ -459,14 +458,14 @@ static __always_inline void x0_count(struct x0_parsed *rp, __u32 len, __u32 ifin
 		.bytes = len,
 		.first_seen_ns = now,
 		.last_seen_ns = now,
-		.tcp_flags = r.tcp_flags,
-		.fragment = r.fragment,
+		.tcp_flags = r->tcp_flags,
+		.fragment = r->fragment,
 	};
-	err = bpf_map_update_elem(&x0_flows, &r.key, &nv, BPF_NOEXIST);
+	err = bpf_map_update_elem(&x0_flows, &r->key, &nv, BPF_NOEXIST);
 	if (err == -EEXIST) { /* another CPU inserted it first */
-		fv = bpf_map_lookup_elem(&x0_flows, &r.key);
+		fv = bpf_map_lookup_elem(&x0_flows, &r->key);
 		if (fv)
-			x0_add(fv, 1, len, now, r.tcp_flags);
+			x0_add(fv, 1, len, now, r->tcp_flags);
 		return;
 	}
 	if (err) {
@@ -475,7 +474,7 @@ static __always_inline void x0_count(struct x0_parsed *rp, __u32 len, __u32 ifin
 	}
 	st->flows_created++;
 	if (x0_event_rate)
-		x0_emit(st, &r, now, len);
+		x0_emit(st, r, now, len);
 }
 
 SEC("xdp")
