@@ -1,0 +1,88 @@
+/**
+ * The knowledge every reader shares: one snapshot of what the appliance sees, taken at a fixed
+ * interval by the collector (eBPF or fallback) and read by the API, /metrics and the CLI.
+ */
+import type { Flow } from "../collect/decode.ts";
+
+export type Direction = "rx" | "tx";
+/** "ipv4" | "ipv6" | "other" (non-IP) | "malformed", or "all" where only totals are known. */
+export type Family = "ipv4" | "ipv6" | "other" | "malformed" | "all";
+/** "tcp" | "udp" | "icmp" | "other" | "none" (non-IP, malformed), or "all" for totals. */
+export type Protocol = "tcp" | "udp" | "icmp" | "other" | "none" | "all";
+
+export interface TrafficCounter {
+  direction: Direction;
+  family: Family;
+  protocol: Protocol;
+  packets: number;
+  bytes: number;
+}
+
+export interface InterfaceSnapshot {
+  ifindex: number;
+  name: string;
+  /** Where the numbers come from: our programs, or the kernel's own counters (fallback). */
+  source: "ebpf" | "fallback";
+  /** Attached hooks (eBPF only), e.g. ["tcIngress", "tcEgress"], and the XDP mode. */
+  hooks: string[];
+  xdpMode?: string;
+  traffic: TrafficCounter[];
+  /** eBPF only: malformed frames by reason, fragments and VLAN-tagged frames (rx + tx). */
+  malformed: Record<string, number>;
+  fragments: number;
+  vlanTagged: number;
+}
+
+export interface FlowSnapshot extends Flow {
+  /** Name of the interface the flow was seen on. */
+  interface: string;
+  direction: Direction;
+}
+
+export type HealthState = "healthy" | "degraded" | "unhealthy";
+
+export interface ComponentHealth {
+  component: string;
+  state: HealthState;
+  reason: string;
+  /** When the component entered this state (ms since the epoch). */
+  since: number;
+}
+
+export interface ProgramStats {
+  name: string;
+  /** Cumulative run time and runs while kernel.bpf_stats_enabled=1 (0 otherwise). */
+  runTimeNs: number;
+  runCount: number;
+}
+
+export interface Snapshot {
+  /** ms since the epoch. */
+  takenAt: number;
+  mode: "ebpf" | "fallback";
+  interfaces: InterfaceSnapshot[];
+  flows: FlowSnapshot[];
+  flowTable: {
+    entries: number;
+    capacity: number;
+    created: number;
+    /** created − entries: what the LRU pushed out. */
+    evicted: number;
+    insertFailed: number;
+  };
+  events: {
+    /** Written to the ring buffer by the kernel. */
+    sent: number;
+    /** Not sent: over the per-CPU rate limit. */
+    suppressed: number;
+    /** Lost in the kernel: the ring buffer was full. */
+    lostKernel: number;
+    /** Lost in user space: a slow consumer's queue overflowed. */
+    lostConsumer: number;
+    /** Read from the ring buffer by user space. */
+    consumed: number;
+  };
+  programs: ProgramStats[];
+  /** kernel.bpf_stats_enabled: run time and count are only counted while it is 1. */
+  bpfStatsEnabled: boolean;
+}
