@@ -146,6 +146,20 @@ function tcOpts(id: TcFilterId, progFd = 0) {
   return o;
 }
 
+/** The program behind a TC filter of ours (same handle and priority), if there is one. */
+function tcFilterProgram(ifindex: number, point: number, filter: TcFilterId) {
+  const lib = loadLibbpf();
+  const q = tcOpts(filter);
+  if (lib.bpf_tc_query(tcHook(ifindex, point), q.buf) !== 0) return undefined;
+  const fd = lib.bpf_prog_get_fd_by_id(q.view.getUint32(OPTS.tcOpts.progId, true));
+  if (fd < 0) return undefined;
+  try {
+    return programInfo(lib, fd, "query TC program");
+  } finally {
+    closeFd(fd);
+  }
+}
+
 /** True when `tc` lists no filter at all on either clsact hook of the interface. */
 function clsactEmpty(ifname: string): boolean {
   for (const dir of ["ingress", "egress"]) {
@@ -186,17 +200,24 @@ export class TcAttachment implements Disposable {
     const ret = lib.bpf_tc_hook_create(tcHook(ifindex, point));
     if (ret < 0 && ret !== -EEXIST) check(op, ret, "creating the clsact qdisc");
     if (ret === 0) createdQdiscs.set(ifindex, 0);
-    const o = tcOpts(filter, program.fd);
-    const r = lib.bpf_tc_attach(tcHook(ifindex, point), o.buf);
+    let o = tcOpts(filter, program.fd);
+    let r = lib.bpf_tc_attach(tcHook(ifindex, point), o.buf);
     if (r === -EEXIST) {
-      throw new KernelError(
-        op,
-        EEXIST,
-        `a filter with handle 0x${filter.handle.toString(16)} and priority ${filter.priority} ` +
-          "is already there",
-        "another x0tta6bl4 (or a crashed one) holds it: stop it, or choose another " +
-          "tc_handle / tc_priority",
-      );
+      // Ours, left by a run that crashed: take its place without a gap. Anyone else's: refuse.
+      const holder = tcFilterProgram(ifindex, point, filter);
+      if (holder?.name === program.name) {
+        o = tcOpts(filter, program.fd);
+        o.view.setUint32(OPTS.tcOpts.flags, OPTS.tcOpts.replace, true);
+        r = lib.bpf_tc_attach(tcHook(ifindex, point), o.buf);
+      } else {
+        throw new KernelError(
+          op,
+          EEXIST,
+          `a filter with handle 0x${filter.handle.toString(16)} and priority ` +
+            `${filter.priority} is already there (program "${holder?.name ?? "?"}")`,
+          "another tool holds our filter slot: choose another tc_handle / tc_priority",
+        );
+      }
     }
     check(op, r);
     const users = createdQdiscs.get(ifindex);

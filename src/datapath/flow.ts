@@ -32,6 +32,11 @@ export interface DatapathOptions {
   slots?: number;
   /** Highest ifindex + 1 that can be attached. */
   ifindexLimit?: number;
+  /**
+   * A bpffs directory where the counters and the flow table are pinned: a later start adopts
+   * them, so counters survive a restart of the daemon.
+   */
+  pinDir?: string;
   btfPath?: string;
 }
 
@@ -60,6 +65,10 @@ export class FlowDatapath implements Disposable {
   readonly events: BpfMap;
   readonly #attached = new Map<number, { info: InterfaceAttachment; links: Disposable[] }>();
   readonly #slotOf = new Map<number, number>();
+  /** True when counters were adopted from the pins of an earlier run. */
+  readonly adopted: boolean = false;
+  /** Why pinned counters could not be adopted, when they could not. */
+  readonly resetReason: string = "";
 
   constructor(o: DatapathOptions = {}) {
     const maxEntries: Record<string, number> = {};
@@ -68,11 +77,29 @@ export class FlowDatapath implements Disposable {
     maxEntries.x0_ifstats = (o.slots ?? DEFAULT_SLOTS) * HOOK_NAMES.length;
     maxEntries.x0_flowcache = maxEntries.x0_ifstats;
     maxEntries.x0_ifslot = o.ifindexLimit ?? DEFAULT_IFINDEX_LIMIT;
-    this.collection = Collection.load(FLOW_OBJECT, {
-      name: "x0tta6bl4_flow",
-      maxEntries,
-      btfPath: o.btfPath,
-    });
+    const load = () =>
+      Collection.load(FLOW_OBJECT, {
+        name: "x0tta6bl4_flow",
+        maxEntries,
+        btfPath: o.btfPath,
+        pins: o.pinDir ? Object.fromEntries(PINNED.map((m) => [m, `${o.pinDir}/${m}`])) : {},
+      });
+    if (o.pinDir) {
+      ensureBpffs(o.pinDir);
+      this.adopted = PINNED.some((m) => exists(`${o.pinDir}/${m}`));
+      try {
+        this.collection = load();
+      } catch (e) {
+        // Pins of another shape (the flow table was resized, or an older version): start over.
+        if (!(e instanceof KernelError) || !/reuse pinned map/.test(e.message)) throw e;
+        for (const m of PINNED) Deno.removeSync(`${o.pinDir}/${m}`, { recursive: true });
+        this.adopted = false;
+        this.resetReason = "the pinned maps did not match this configuration; counters restarted";
+        this.collection = load();
+      }
+    } else {
+      this.collection = load();
+    }
     this.xdp = this.collection.program("x0_xdp");
     this.tcIngress = this.collection.program("x0_tc_ingress");
     this.tcEgress = this.collection.program("x0_tc_egress");
@@ -81,6 +108,25 @@ export class FlowDatapath implements Disposable {
     this.flows = this.collection.map("x0_flows");
     this.flowCache = this.collection.map("x0_flowcache");
     this.events = this.collection.map("x0_events");
+    if (this.adopted) this.#adoptSlots();
+  }
+
+  /** Slots the earlier run assigned, read back from the pinned ifindex → slot table. */
+  #adoptSlots(): void {
+    for (const { count, keys, values } of this.ifslot.batches()) {
+      const k = new DataView(keys.buffer), v = new DataView(values.buffer);
+      for (let i = 0; i < count; i++) {
+        const slot = v.getUint32(i * this.ifslot.valueBytes, true);
+        if (slot !== 0) this.#slotOf.set(k.getUint32(i * 4, true), slot);
+      }
+    }
+  }
+
+  /** Frees the slots of adopted interfaces that this run did not attach again. */
+  releaseUnattached(): number[] {
+    const released = [...this.#slotOf.keys()].filter((i) => !this.#attached.has(i));
+    for (const ifindex of released) this.#untrack(ifindex);
+    return released;
   }
 
   /** Attaches to one interface; everything attached so far stays if a later hook fails. */
@@ -218,4 +264,39 @@ export class FlowDatapath implements Disposable {
 
 function u32(n: number): Uint8Array<ArrayBuffer> {
   return new Uint8Array(new Uint32Array([n]).buffer);
+}
+
+/** The maps that outlive the process when a pin directory is configured. */
+const PINNED = ["x0_ifslot", "x0_ifstats", "x0_flows", "x0_flowcache"] as const;
+
+function exists(path: string): boolean {
+  try {
+    Deno.statSync(path);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** Makes sure `dir` is inside a mounted bpffs, mounting /sys/fs/bpf if nobody has. */
+function ensureBpffs(dir: string): void {
+  const mounts = Deno.readTextFileSync("/proc/mounts").split("\n").map((l) => l.split(" "));
+  const bpffs = mounts.filter((m) => m[2] === "bpf").map((m) => m[1]);
+  if (!bpffs.some((m) => dir === m || dir.startsWith(`${m}/`))) {
+    if (!dir.startsWith("/sys/fs/bpf/")) {
+      throw new KernelError(`pin maps in ${dir}`, 22, "not inside a bpffs mount", "use a " +
+        "directory under /sys/fs/bpf (bpffs_dir)");
+    }
+    const out = new Deno.Command("mount", { args: ["-t", "bpf", "bpf", "/sys/fs/bpf"] })
+      .outputSync();
+    if (!out.success) {
+      throw new KernelError(
+        "mount bpffs at /sys/fs/bpf",
+        1,
+        new TextDecoder().decode(out.stderr).trim(),
+        "mount it first: mount -t bpf bpf /sys/fs/bpf (systemd does this on most systems)",
+      );
+    }
+  }
+  Deno.mkdirSync(dir, { recursive: true });
 }

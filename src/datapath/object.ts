@@ -25,6 +25,8 @@ export interface OpenOptions {
   maxEntries?: Record<string, number>;
   /** Kernel BTF to relocate against, where the kernel has none of its own. */
   btfPath?: string;
+  /** Pin these maps at these bpffs paths, reusing what is pinned there already. */
+  pins?: Record<string, string>;
 }
 
 const MAP_TYPE_PERCPU = new Set([5, 6, 10]); // PERCPU_HASH, PERCPU_ARRAY, LRU_PERCPU_HASH
@@ -228,6 +230,11 @@ export class Collection implements Disposable {
         const m = lib.bpf_object__find_map_by_name(obj, cstr(mapName));
         if (m === null) throw new Error(`${o.name} has no map ${mapName}`);
         check(`size map ${mapName}`, lib.bpf_map__set_max_entries(m, n));
+      }
+      for (const [mapName, path] of Object.entries(o.pins ?? {})) {
+        const m = lib.bpf_object__find_map_by_name(obj, cstr(mapName));
+        if (m === null) throw new Error(`${o.name} has no map ${mapName}`);
+        check(`pin map ${mapName} at ${path}`, lib.bpf_map__set_pin_path(m, cstr(path)));
       }
       const ret = lib.bpf_object__load(obj);
       if (ret < 0) {

@@ -1,0 +1,206 @@
+/**
+ * The HTTP API on Hono: health, interfaces, flows, live events (SSE), attach and detach,
+ * /metrics and the OpenAPI document. Handlers read the state store and call the collector;
+ * they never touch the kernel themselves.
+ */
+import { Hono } from "hono";
+import { bodyLimit } from "hono/body-limit";
+import { bearerAuth } from "hono/bearer-auth";
+import { streamSSE } from "hono/streaming";
+import * as z from "zod";
+import type { Collector } from "../collect/collector.ts";
+import type { LiveEvent } from "../state/events.ts";
+import type { StateStore } from "../state/store.ts";
+import type { FlowSnapshot } from "../state/snapshot.ts";
+import { OPENAPI } from "./openapi.ts";
+import { problem, problemFor } from "./problem.ts";
+
+export interface ApiDeps {
+  store: StateStore;
+  collector: Pick<Collector, "attach" | "detach" | "retry" | "mode" | "fallbackReason" | "watched">;
+  token: string;
+  maxBodyBytes: number;
+  metrics: () => string | Promise<string>;
+  /** Ready: a fresh snapshot exists and nothing is unhealthy. */
+  ready: () => { ready: boolean; reason: string };
+  /** Log an unexpected error (the client gets a problem without details). */
+  logError: (e: unknown) => void;
+}
+
+const PROTOCOLS: Record<string, number> = { tcp: 6, udp: 17, icmp: 1, icmpv6: 58 };
+
+const FlowQuery = z.object({
+  sort: z.enum(["bytes", "packets", "recent"]).default("bytes"),
+  limit: z.coerce.number().int().min(1).max(10000).default(100),
+  interface: z.string().min(1).max(15).optional(),
+  protocol: z.string().refine((p) => p in PROTOCOLS || /^\d{1,3}$/.test(p) && Number(p) < 256, {
+    message: "expected tcp, udp, icmp, icmpv6 or an IP protocol number 0-255",
+  }).optional(),
+  address: z.string().min(2).max(45).regex(/^[0-9a-fA-F.:]+$/, "expected an IPv4 or IPv6 address")
+    .optional(),
+  port: z.coerce.number().int().min(0).max(65535).optional(),
+}).strict();
+
+const AttachBody = z.object({
+  name: z.string().regex(/^[^\s/]{1,15}$/, "expected an interface name (1-15 characters)"),
+}).strict();
+
+function issues(e: z.ZodError): string {
+  return e.issues.map((i) => `${i.path.join(".") || "(body)"}: ${i.message}`).join("; ");
+}
+
+export function buildApp(d: ApiDeps): Hono {
+  const app = new Hono();
+  const auth = bearerAuth({
+    token: d.token,
+    noAuthenticationHeader: {
+      message: "a bearer token is required for this call (Authorization: Bearer TOKEN)",
+    },
+    invalidAuthenticationHeader: { message: "malformed Authorization header" },
+    invalidToken: { message: "wrong token" },
+  });
+  const authProblem = async (c: Parameters<typeof auth>[0], next: () => Promise<void>) => {
+    try {
+      return await auth(c, next);
+    } catch (e) {
+      const status = (e as { status?: number }).status ?? 401;
+      const msg = (e as Error).message || "unauthorized";
+      const res = problem(c, status === 400 ? 400 : 401, "unauthorized", msg);
+      res.headers.set("www-authenticate", 'Bearer realm="x0tta6bl4"');
+      return res;
+    }
+  };
+  const limit = bodyLimit({
+    maxSize: d.maxBodyBytes,
+    onError: (c) =>
+      problem(c, 413, "request body too large", `the limit is ${d.maxBodyBytes} bytes`),
+  });
+
+  app.onError((e, c) => {
+    d.logError(e);
+    return problemFor(c, e);
+  });
+  app.notFound((c) => problem(c, 404, "not found", `no route for ${c.req.method} ${c.req.path}`));
+
+  app.get("/livez", (c) => c.text("ok\n"));
+  app.get("/readyz", (c) => {
+    const r = d.ready();
+    return c.text(`${r.ready ? "ready" : "not ready"}: ${r.reason}\n`, r.ready ? 200 : 503);
+  });
+
+  app.get("/metrics", async (c) =>
+    c.body(await d.metrics(), 200, { "content-type": "text/plain; version=0.0.4; charset=utf-8" }));
+
+  app.get("/api/v1/openapi.json", (c) => c.json(OPENAPI));
+
+  app.get("/api/v1/health", (c) => {
+    const s = d.store;
+    return c.json({
+      status: s.health.overall(),
+      mode: d.collector.mode,
+      fallbackReason: d.collector.fallbackReason || undefined,
+      snapshotAt: s.current ? new Date(s.current.takenAt).toISOString() : null,
+      components: s.health.list().map((h) => ({ ...h, since: new Date(h.since).toISOString() })),
+    });
+  });
+
+  app.get("/api/v1/interfaces", (c) => {
+    const s = d.store.current;
+    const watched = d.collector.watched();
+    const seen = new Set(s?.interfaces.map((i) => i.name));
+    return c.json({
+      mode: d.collector.mode,
+      interfaces: [
+        ...(s?.interfaces ?? []).map((i) => ({ ...i, rates: d.store.rates(i) })),
+        ...watched.filter((n) => !seen.has(n)).map((name) => ({ name, present: false })),
+      ],
+    });
+  });
+
+  app.get("/api/v1/flows", (c) => {
+    const q = FlowQuery.safeParse(c.req.query());
+    if (!q.success) return problem(c, 400, "bad query", issues(q.error));
+    const { sort, limit, interface: iface, protocol, address, port } = q.data;
+    const proto = protocol === undefined ? undefined : PROTOCOLS[protocol] ?? Number(protocol);
+    const addr = address?.toLowerCase();
+    let flows: FlowSnapshot[] = d.store.current?.flows ?? [];
+    flows = flows.filter((f) =>
+      (iface === undefined || f.interface === iface) &&
+      (proto === undefined || f.proto === proto) &&
+      (addr === undefined || f.saddr === addr || f.daddr === addr) &&
+      (port === undefined || ((f.proto === 6 || f.proto === 17) &&
+        (f.sport === port || f.dport === port)))
+    );
+    const key = sort === "recent" ? "lastSeenNs" : sort;
+    const top = [...flows].sort((a, b) => b[key] - a[key]).slice(0, limit);
+    return c.json({ total: flows.length, sort, flows: top });
+  });
+
+  app.get("/api/v1/events", (c) => {
+    const header = c.req.header("last-event-id") ?? c.req.query("last_event_id");
+    const from = header === undefined ? undefined : Number(header);
+    if (from !== undefined && !(Number.isInteger(from) && from >= 0)) {
+      return problem(c, 400, "bad Last-Event-ID", "expected a non-negative integer");
+    }
+    const log = d.store.events;
+    const sub = log.subscribe();
+    return streamSSE(c, async (stream) => {
+      stream.onAbort(() => sub.close());
+      const send = (e: LiveEvent) =>
+        stream.writeSSE({ id: String(e.id), event: e.type, data: JSON.stringify(e) });
+      await stream.writeSSE({ event: "hello", data: JSON.stringify({ lastId: log.lastId }) });
+      if (from !== undefined) {
+        const { events, gap } = log.since(from);
+        if (gap) {
+          await stream.writeSSE({ event: "gap", data: JSON.stringify({ after: from }) });
+        }
+        for (const e of events) await send(e);
+      }
+      let sentUpTo = from ?? log.lastId;
+      while (!sub.closed && !stream.aborted) {
+        const batch = await sub.take(15_000);
+        if (batch.length === 0) await stream.write(": keep-alive\n\n");
+        for (const e of batch) {
+          if (e.id <= sentUpTo) continue;
+          await send(e);
+          sentUpTo = e.id;
+        }
+      }
+    });
+  });
+
+  app.post("/api/v1/interfaces", authProblem, limit, async (c) => {
+    let body: unknown;
+    try {
+      body = await c.req.json();
+    } catch {
+      return problem(c, 400, "bad body", "expected a JSON object like {\"name\": \"eth0\"}");
+    }
+    const b = AttachBody.safeParse(body);
+    if (!b.success) return problem(c, 422, "invalid body", issues(b.error));
+    try {
+      d.collector.attach(b.data.name);
+    } catch (e) {
+      return problemFor(c, e);
+    }
+    return c.json({ attached: b.data.name, mode: d.collector.mode }, 201);
+  });
+
+  app.delete("/api/v1/interfaces/:name", authProblem, (c) => {
+    const name = c.req.param("name");
+    if (!d.collector.detach(name)) {
+      return problem(c, 404, "not watched", `interface ${name} is not watched`);
+    }
+    return c.body(null, 204);
+  });
+
+  app.post("/api/v1/datapath/retry", authProblem, (c) => {
+    const ok = d.collector.retry();
+    return c.json(
+      { mode: d.collector.mode, reason: d.collector.fallbackReason || undefined },
+      ok ? 200 : 503,
+    );
+  });
+
+  return app;
+}

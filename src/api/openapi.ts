@@ -1,0 +1,158 @@
+/** The OpenAPI 3.1 document of the HTTP API; tests/api checks it lists every route. */
+import { VERSION } from "../version.ts";
+
+const problem = {
+  description: "An error (RFC 9457 problem details)",
+  content: {
+    "application/problem+json": {
+      schema: {
+        type: "object",
+        required: ["title", "status"],
+        properties: {
+          type: { type: "string" },
+          title: { type: "string" },
+          status: { type: "integer" },
+          detail: { type: "string" },
+          errno: { type: "string", description: "kernel errno name, for kernel failures" },
+          hint: { type: "string", description: "how to fix it" },
+        },
+      },
+    },
+  },
+};
+
+const json = (description: string) => ({
+  description,
+  content: { "application/json": { schema: { type: "object" } } },
+});
+
+const bearer = [{ bearer: [] }];
+
+export const OPENAPI = {
+  openapi: "3.1.0",
+  info: {
+    title: "x0tta6bl4 appliance API",
+    version: VERSION,
+    description: "eBPF traffic monitoring: health, interfaces, flows, live events, metrics.",
+  },
+  components: {
+    securitySchemes: {
+      bearer: {
+        type: "http",
+        scheme: "bearer",
+        description: "the token in the appliance's token file (mode 0600)",
+      },
+    },
+  },
+  paths: {
+    "/livez": {
+      get: {
+        summary: "The process is alive",
+        responses: { "200": { description: "alive" } },
+      },
+    },
+    "/readyz": {
+      get: {
+        summary: "Serving fresh data (eBPF or fallback)",
+        responses: { "200": { description: "ready" }, "503": { description: "not ready" } },
+      },
+    },
+    "/metrics": {
+      get: {
+        summary: "Prometheus metrics (text exposition format 0.0.4)",
+        responses: { "200": { description: "metrics" } },
+      },
+    },
+    "/api/v1/openapi.json": {
+      get: { summary: "This document", responses: { "200": json("OpenAPI document") } },
+    },
+    "/api/v1/health": {
+      get: {
+        summary: "Per-component health with reason and since-when",
+        responses: { "200": json("overall status, mode and components") },
+      },
+    },
+    "/api/v1/interfaces": {
+      get: {
+        summary: "Watched interfaces: counters by direction and protocol, rates",
+        responses: { "200": json("interfaces") },
+      },
+      post: {
+        summary: "Attach to an interface and keep watching it",
+        security: bearer,
+        requestBody: {
+          required: true,
+          content: {
+            "application/json": {
+              schema: {
+                type: "object",
+                required: ["name"],
+                additionalProperties: false,
+                properties: { name: { type: "string", pattern: "^[^\\s/]{1,15}$" } },
+              },
+            },
+          },
+        },
+        responses: {
+          "201": json("attached"),
+          "400": problem,
+          "401": problem,
+          "404": problem,
+          "409": problem,
+          "413": problem,
+          "422": problem,
+        },
+      },
+    },
+    "/api/v1/interfaces/{name}": {
+      delete: {
+        summary: "Detach from an interface and stop watching it",
+        security: bearer,
+        parameters: [{ name: "name", in: "path", required: true, schema: { type: "string" } }],
+        responses: { "204": { description: "detached" }, "401": problem, "404": problem },
+      },
+    },
+    "/api/v1/flows": {
+      get: {
+        summary: "Top flows",
+        parameters: [
+          { name: "sort", in: "query", schema: { enum: ["bytes", "packets", "recent"] } },
+          { name: "limit", in: "query", schema: { type: "integer", minimum: 1, maximum: 10000 } },
+          { name: "interface", in: "query", schema: { type: "string" } },
+          {
+            name: "protocol",
+            in: "query",
+            schema: { type: "string", description: "tcp, udp, icmp, icmpv6 or 0-255" },
+          },
+          { name: "address", in: "query", schema: { type: "string" } },
+          { name: "port", in: "query", schema: { type: "integer", minimum: 0, maximum: 65535 } },
+        ],
+        responses: { "200": json("flows"), "400": problem },
+      },
+    },
+    "/api/v1/events": {
+      get: {
+        summary: "Live events (Server-Sent Events); resume with Last-Event-ID",
+        parameters: [
+          { name: "Last-Event-ID", in: "header", schema: { type: "integer", minimum: 0 } },
+          { name: "last_event_id", in: "query", schema: { type: "integer", minimum: 0 } },
+        ],
+        responses: {
+          "200": { description: "text/event-stream", content: { "text/event-stream": {} } },
+          "400": problem,
+        },
+      },
+    },
+    "/api/v1/datapath/retry": {
+      post: {
+        summary: "Try eBPF again after the cause of the fallback was fixed",
+        security: bearer,
+        responses: {
+          "200": json("eBPF runs"),
+          "401": problem,
+          "503": json("still in fallback, with the reason"),
+        },
+      },
+    },
+  },
+} as const;
