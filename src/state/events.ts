@@ -91,6 +91,11 @@ export class EventLog {
     this.#subs.delete(s);
   }
 
+  /** Ends every subscription (on shutdown, so open event streams finish). */
+  closeAll(): void {
+    for (const s of [...this.#subs]) s.close();
+  }
+
   get subscribers(): number {
     return this.#subs.size;
   }

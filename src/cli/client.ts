@@ -1,0 +1,130 @@
+/**
+ * `x0tta6bl4 status` and `x0tta6bl4 top`: the terminal's view of a running appliance, through
+ * its HTTP API (never the kernel), so they work without privileges.
+ */
+import { endpoint, protoName, si, table } from "./format.ts";
+
+async function get(base: string, path: string): Promise<unknown> {
+  let res: Response;
+  try {
+    res = await fetch(`${base}${path}`);
+  } catch (e) {
+    throw new Error(`no appliance answers at ${base}: ${(e as Error).message}`);
+  }
+  if (!res.ok) throw new Error(`${path}: HTTP ${res.status}: ${await res.text()}`);
+  return await res.json();
+}
+
+interface Health {
+  status: string;
+  mode: string;
+  fallbackReason?: string;
+  components: { component: string; state: string; reason: string; since: string }[];
+}
+
+interface Ifaces {
+  interfaces: {
+    name: string;
+    source?: string;
+    present?: boolean;
+    rates?: Record<"rx" | "tx", { bitsPerSecond: number; packetsPerSecond: number }>;
+  }[];
+}
+
+/** Prints health and interface rates; exit 0 healthy, 1 degraded or unhealthy, 3 unreachable. */
+export async function status(base: string): Promise<number> {
+  let h: Health, i: Ifaces;
+  try {
+    h = await get(base, "/api/v1/health") as Health;
+    i = await get(base, "/api/v1/interfaces") as Ifaces;
+  } catch (e) {
+    console.error(`x0tta6bl4: ${(e as Error).message}`);
+    return 3;
+  }
+  console.log(
+    `status: ${h.status}  mode: ${h.mode}${h.fallbackReason ? ` (${h.fallbackReason})` : ""}`,
+  );
+  console.log(table([
+    ["COMPONENT", "STATE", "SINCE", "REASON"],
+    ...h.components.map((c) => [c.component, c.state, c.since, c.reason]),
+  ]));
+  console.log();
+  console.log(table([
+    ["INTERFACE", "SOURCE", "IN bit/s", "IN pkt/s", "OUT bit/s", "OUT pkt/s"],
+    ...i.interfaces.map((x) =>
+      x.rates
+        ? [
+          x.name,
+          x.source ?? "",
+          `${si(x.rates.rx.bitsPerSecond)}b`,
+          si(x.rates.rx.packetsPerSecond),
+          `${si(x.rates.tx.bitsPerSecond)}b`,
+          si(x.rates.tx.packetsPerSecond),
+        ]
+        : [x.name, "absent", "", "", "", ""]
+    ),
+  ]));
+  return h.status === "healthy" ? 0 : 1;
+}
+
+interface FlowsReply {
+  total: number;
+  flows: {
+    interface: string;
+    direction: string;
+    family: 4 | 6;
+    proto: number;
+    saddr: string;
+    daddr: string;
+    sport: number;
+    dport: number;
+    packets: number;
+    bytes: number;
+  }[];
+}
+
+/** Redraws the top flows every interval until Ctrl-C (or `count` times). */
+export async function top(base: string, intervalMs: number, limit: number, count: number) {
+  const prev = new Map<string, number>();
+  const stop = Promise.withResolvers<void>();
+  const onSig = () => stop.resolve();
+  Deno.addSignalListener("SIGINT", onSig);
+  try {
+    for (let n = 0; count === 0 || n < count; n++) {
+      let r: FlowsReply;
+      try {
+        r = await get(base, `/api/v1/flows?sort=bytes&limit=${limit * 4}`) as FlowsReply;
+      } catch (e) {
+        console.error(`x0tta6bl4: ${(e as Error).message}`);
+        return 3;
+      }
+      const rows = r.flows.map((f) => {
+        const id =
+          `${f.interface}/${f.direction}/${f.proto}/${f.saddr}/${f.sport}/${f.daddr}/${f.dport}`;
+        const rate = prev.has(id) ? ((f.bytes - prev.get(id)!) * 8000) / intervalMs : 0;
+        prev.set(id, f.bytes);
+        return { f, rate };
+      }).sort((a, b) => b.rate - a.rate || b.f.bytes - a.f.bytes).slice(0, limit);
+      if (Deno.stdout.isTerminal()) console.log("\x1b[2J\x1b[H");
+      console.log(`${new Date().toISOString()}  ${r.total} flows`);
+      console.log(table([
+        ["INTERFACE", "DIR", "PROTO", "SOURCE", "DESTINATION", "bit/s", "packets", "bytes"],
+        ...rows.map(({ f, rate }) => [
+          f.interface,
+          f.direction,
+          protoName(f.proto),
+          endpoint(f.saddr, f.sport, f.family, f.proto),
+          endpoint(f.daddr, f.dport, f.family, f.proto),
+          `${si(rate)}b`,
+          String(f.packets),
+          String(f.bytes),
+        ]),
+      ]));
+      const t = new Promise((r) => setTimeout(r, intervalMs));
+      if (await Promise.race([t.then(() => false), stop.promise.then(() => true)])) break;
+    }
+    return 0;
+  } finally {
+    Deno.removeSignalListener("SIGINT", onSig);
+  }
+}

@@ -1,0 +1,224 @@
+/**
+ * `x0tta6bl4 serve`: the appliance. Reads the configuration, starts the collector (eBPF, or
+ * the fallback with the reason), serves the HTTP API and /metrics, takes a snapshot every
+ * interval, reloads on SIGHUP, and detaches everything on SIGTERM or SIGINT.
+ */
+import { buildApp } from "../api/app.ts";
+import { loadOrCreateToken } from "../api/token.ts";
+import { Collector, type CollectorOptions } from "../collect/collector.ts";
+import { loadConfig } from "../config/load.ts";
+import { type Config, parseListen, tokenFilePath } from "../config/schema.ts";
+import { defaultRouteInterface } from "../datapath/netdev.ts";
+import { MetricsRenderer } from "../metrics/exposition.ts";
+import { StateStore } from "../state/store.ts";
+import { VERSION } from "../version.ts";
+
+export function log(
+  level: "info" | "warn" | "error",
+  msg: string,
+  fields: Record<string, unknown> = {},
+) {
+  const extra = Object.entries(fields).map(([k, v]) => ` ${k}=${JSON.stringify(v)}`).join("");
+  console.error(`${new Date().toISOString()} ${level} ${msg}${extra}`);
+}
+
+function collectorOptions(c: Config): CollectorOptions {
+  const d = c.datapath;
+  const interfaces = d.interfaces.length ? [...d.interfaces] : [defaultRouteInterface()].filter(
+    (x): x is string => x !== undefined,
+  );
+  return {
+    interfaces,
+    hook: d.hook,
+    xdpMode: d.xdp_mode,
+    flowTableSize: d.flow_table_size,
+    ringBufferBytes: d.ring_buffer_bytes,
+    maxInterfaces: d.max_interfaces,
+    ifindexLimit: d.ifindex_limit,
+    tcHandle: d.tc_handle,
+    tcPriority: d.tc_priority,
+    btfPath: d.btf_path,
+    pinDir: d.bpffs_dir,
+    fallback: d.fallback,
+  };
+}
+
+/** Cilium leaves pins in bpffs and an API socket; we only look, never touch. */
+function ciliumPresence(): string | undefined {
+  for (
+    const p of ["/var/run/cilium/cilium.sock", "/sys/fs/bpf/tc/globals/cilium_calls_overlay_2"]
+  ) {
+    try {
+      Deno.statSync(p);
+      return p;
+    } catch { /* not there */ }
+  }
+  return undefined;
+}
+
+export interface ServeInputs {
+  file?: string;
+  env: Record<string, string>;
+  flags: Record<string, string | string[] | boolean>;
+}
+
+export async function serve(inputs: ServeInputs): Promise<number> {
+  let config = loadConfig(inputs);
+  const store = new StateStore();
+  const health = store.health;
+  const { token, created } = loadOrCreateToken(tokenFilePath(config));
+  if (created) log("info", "generated an API token", { file: tokenFilePath(config) });
+
+  const collector = new Collector(collectorOptions(config), health, store.events);
+  const startedAt = performance.now();
+  collector.start();
+  if (collector.mode === "fallback") {
+    log("warn", "eBPF cannot run: fallback collector active", { reason: collector.fallbackReason });
+  }
+  if (collectorOptions(config).interfaces.length === 0) {
+    health.set(
+      "datapath",
+      "degraded",
+      "no interface to watch: no default route and none configured",
+    );
+  }
+  const cilium = ciliumPresence();
+  health.set(
+    "cilium",
+    "healthy",
+    cilium
+      ? `Cilium agent found (${cilium}): x0tta6bl4 runs its TC filters after Cilium's and never touches them`
+      : "no Cilium agent on this box",
+  );
+
+  let renderer = new MetricsRenderer({
+    topFlows: config.metrics.top_flows,
+    interfaceAllow: [...config.metrics.interface_allow],
+    interfaceDeny: [...config.metrics.interface_deny],
+  });
+  const build = {
+    version: VERSION,
+    commit: Deno.env.get("X0TTA6BL4_COMMIT") ?? "dev",
+    denoVersion: Deno.version.deno,
+  };
+
+  const tick = () => {
+    try {
+      store.put(collector.collect());
+      health.set("collector", "healthy", `snapshot every ${config.collect.interval_ms} ms`);
+      const ev = store.current!.events;
+      if (collector.mode === "ebpf") {
+        health.set(
+          "ringbuf",
+          ev.lostKernel > 0 || ev.lostConsumer > 0 ? "degraded" : "healthy",
+          ev.lostKernel > 0 || ev.lostConsumer > 0
+            ? `events lost: ${ev.lostKernel} in the kernel (ring full), ${ev.lostConsumer} by slow clients`
+            : `consumed ${ev.consumed} events, none lost`,
+        );
+      }
+    } catch (e) {
+      health.set("collector", "unhealthy", `snapshot failed: ${(e as Error).message}`);
+      log("error", "snapshot failed", { error: String(e) });
+    }
+  };
+  tick();
+  let timer = setInterval(tick, config.collect.interval_ms);
+
+  const app = buildApp({
+    store,
+    collector,
+    token,
+    maxBodyBytes: config.api.max_body_bytes,
+    metrics: () => {
+      try {
+        const text = store.current ? renderer.render(store.current, health.list(), build) : "";
+        health.set("metrics", "healthy", "rendering");
+        return text;
+      } catch (e) {
+        health.set("metrics", "unhealthy", `render failed: ${(e as Error).message}`);
+        throw e;
+      }
+    },
+    ready: () => {
+      const s = store.current;
+      if (!s) return { ready: false, reason: "no snapshot yet" };
+      const age = Date.now() - s.takenAt;
+      if (age > 3 * config.collect.interval_ms + 1000) {
+        return { ready: false, reason: `last snapshot ${age} ms old` };
+      }
+      return {
+        ready: true,
+        reason: collector.mode === "ebpf"
+          ? "eBPF datapath"
+          : `fallback: ${collector.fallbackReason}`,
+      };
+    },
+    logError: (e) => log("error", "request failed", { error: String(e) }),
+  });
+
+  const { hostname, port } = parseListen(config.api.listen);
+  const stop = new AbortController();
+  const server = Deno.serve({
+    hostname,
+    port,
+    signal: stop.signal,
+    onListen: ({ hostname, port }) => {
+      const h = hostname.includes(":") ? `[${hostname}]` : hostname;
+      log("info", `listening on http://${h}:${port}`, {
+        mode: collector.mode,
+        startup_ms: Math.round(performance.now() - startedAt),
+      });
+    },
+  }, app.fetch);
+
+  const done = Promise.withResolvers<void>();
+  const onStop = () => done.resolve();
+  const onHup = () => {
+    try {
+      const next = loadConfig(inputs);
+      const wanted = new Set(collectorOptions(next).interfaces);
+      for (const name of collector.watched()) if (!wanted.has(name)) collector.detach(name);
+      for (const name of wanted) {
+        if (!collector.watched().includes(name)) {
+          try {
+            collector.attach(name);
+          } catch (e) {
+            log("warn", "attach on reload failed", { interface: name, error: String(e) });
+          }
+        }
+      }
+      renderer = new MetricsRenderer({
+        topFlows: next.metrics.top_flows,
+        interfaceAllow: [...next.metrics.interface_allow],
+        interfaceDeny: [...next.metrics.interface_deny],
+      });
+      if (next.collect.interval_ms !== config.collect.interval_ms) {
+        clearInterval(timer);
+        timer = setInterval(tick, next.collect.interval_ms);
+      }
+      config = next;
+      log("info", "configuration reloaded (interfaces, metrics, interval)");
+      store.events.append("reload", { ok: true });
+    } catch (e) {
+      log("error", "reload refused: the running configuration stays", { error: String(e) });
+      store.events.append("reload", { ok: false, error: String(e) });
+    }
+  };
+  Deno.addSignalListener("SIGTERM", onStop);
+  Deno.addSignalListener("SIGINT", onStop);
+  Deno.addSignalListener("SIGHUP", onHup);
+  try {
+    await done.promise;
+  } finally {
+    Deno.removeSignalListener("SIGTERM", onStop);
+    Deno.removeSignalListener("SIGINT", onStop);
+    Deno.removeSignalListener("SIGHUP", onHup);
+    clearInterval(timer);
+    stop.abort();
+    store.events.closeAll();
+    await server.finished;
+    await collector.stop();
+    log("info", "stopped: everything detached");
+  }
+  return 0;
+}

@@ -1,0 +1,595 @@
+/**
+ * The configuration schema of `x0tta6bl4 serve`, written once: every key with its type, default,
+ * allowed values, one-line description, environment variable and flag. Validation (zod), the
+ * error messages (src/config/load.ts), `--help` (flagSpecs) and docs/CONFIG.md
+ * (src/config/doc.ts) are all derived from SCHEMA below.
+ */
+import { isIPv4, isIPv6 } from "node:net";
+import { z } from "zod";
+
+export type FieldKind = "integer" | "string" | "boolean" | "enum" | "list";
+
+/** A custom problem: `what` is wrong; `expected` overrides the field's own expectation. */
+interface Problem {
+  what: string;
+  expected?: string;
+}
+
+interface FieldInit<T> {
+  kind: FieldKind;
+  schema: z.ZodType<T>;
+  default: T;
+  description: string;
+  /** What a valid value looks like, completing "expected …": `an integer 1024..16777216`. */
+  expected: string;
+  /** Type column of the reference doc. */
+  type: string;
+  /** Allowed values or range, for the reference doc. */
+  allowed: string;
+  /** Placeholder of the value in `--help`: N, PATH, ADDR:PORT, tc|xdp. */
+  value: string;
+  /** Converts an environment or flag string; a string result is the problem. */
+  fromString: (s: string) => { value: T } | { problem: Problem };
+  /** Short flag names besides the canonical `--dotted.key-name`. */
+  aliases?: string[];
+  /** Expectation of one list item (lists only). */
+  itemExpected?: string;
+  /** Bounds of integers as written in "too small / too large" messages. */
+  min?: string;
+  max?: string;
+  /** How the default is written in YAML and docs, when not its JSON form. */
+  defaultText?: string;
+}
+
+/** One configuration key. Sections of SCHEMA are plain objects; leaves are Fields. */
+export class Field<T> {
+  readonly kind: FieldKind;
+  readonly schema: z.ZodType<T>;
+  readonly default: T;
+  readonly description: string;
+  readonly expected: string;
+  readonly type: string;
+  readonly allowed: string;
+  readonly value: string;
+  readonly fromString: (s: string) => { value: T } | { problem: Problem };
+  readonly aliases: readonly string[];
+  readonly itemExpected?: string;
+  readonly min?: string;
+  readonly max?: string;
+  readonly defaultText: string;
+
+  constructor(init: FieldInit<T>) {
+    this.kind = init.kind;
+    this.schema = init.schema;
+    this.default = init.default;
+    this.description = init.description;
+    this.expected = init.expected;
+    this.type = init.type;
+    this.allowed = init.allowed;
+    this.value = init.value;
+    this.fromString = init.fromString;
+    this.aliases = init.aliases ?? [];
+    this.itemExpected = init.itemExpected;
+    this.min = init.min;
+    this.max = init.max;
+    this.defaultText = init.defaultText ?? JSON.stringify(init.default);
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Field builders.
+
+/** Adds a custom zod issue for each problem `check` finds; the path is relative. */
+function refineWith<T>(check: (v: T) => Problem | undefined) {
+  return (v: T, ctx: z.RefinementCtx) => {
+    const p = check(v);
+    if (p) ctx.addIssue({ code: "custom", message: p.what, params: { expected: p.expected } });
+  };
+}
+
+function hex(n: number): string {
+  return `0x${n.toString(16)}`;
+}
+
+function int(o: {
+  default: number;
+  min: number;
+  max: number;
+  description: string;
+  powerOfTwo?: boolean;
+  hex?: boolean;
+}): Field<number> {
+  const fmt = (n: number) => (o.hex ? hex(n) : String(n));
+  const range = `${fmt(o.min)}..${fmt(o.max)}`;
+  const expected = o.powerOfTwo ? `a power of two ${range}` : `an integer ${range}`;
+  let schema: z.ZodType<number> = z.int().min(o.min).max(o.max);
+  if (o.powerOfTwo) {
+    schema = z.int().min(o.min).max(o.max).superRefine(
+      refineWith((n: number) =>
+        Number.isInteger(Math.log2(n)) ? undefined : { what: "not a power of two" }
+      ),
+    );
+  }
+  return new Field<number>({
+    kind: "integer",
+    schema,
+    default: o.default,
+    description: o.description,
+    expected,
+    type: "integer",
+    allowed: o.powerOfTwo ? `${range}, a power of two` : range,
+    value: "N",
+    min: fmt(o.min),
+    max: fmt(o.max),
+    defaultText: fmt(o.default),
+    fromString(s) {
+      const t = s.trim();
+      if (/^[+-]?\d+$/.test(t)) return { value: Number(t) };
+      if (/^0x[0-9a-f]+$/i.test(t)) return { value: parseInt(t.slice(2), 16) };
+      return { problem: { what: "not an integer" } };
+    },
+  });
+}
+
+function bool(o: { default: boolean; description: string }): Field<boolean> {
+  return new Field<boolean>({
+    kind: "boolean",
+    schema: z.boolean(),
+    default: o.default,
+    description: o.description,
+    expected: "true or false",
+    type: "boolean",
+    allowed: "true, false",
+    value: "true|false",
+    fromString(s) {
+      const t = s.trim().toLowerCase();
+      if (["true", "1", "yes", "on"].includes(t)) return { value: true };
+      if (["false", "0", "no", "off"].includes(t)) return { value: false };
+      return { problem: { what: "not a boolean", expected: "true/false, 1/0, yes/no or on/off" } };
+    },
+  });
+}
+
+function oneOf<const V extends readonly [string, ...string[]]>(o: {
+  values: V;
+  default: V[number];
+  description: string;
+  aliases?: string[];
+}): Field<V[number]> {
+  const list = o.values.map((v) => JSON.stringify(v));
+  const expected = list.length === 2
+    ? `${list[0]} or ${list[1]}`
+    : `${list.slice(0, -1).join(", ")} or ${list.at(-1)}`;
+  return new Field<V[number]>({
+    kind: "enum",
+    schema: z.enum(o.values) as unknown as z.ZodType<V[number]>,
+    default: o.default,
+    description: o.description,
+    expected,
+    type: "string",
+    allowed: list.join(", "),
+    value: o.values.join("|"),
+    aliases: o.aliases,
+    fromString: (s) => ({ value: s.trim() as V[number] }),
+  });
+}
+
+function string(o: {
+  default: string;
+  description: string;
+  expected: string;
+  allowed: string;
+  value: string;
+  check: (s: string) => Problem | undefined;
+  aliases?: string[];
+}): Field<string> {
+  return new Field<string>({
+    kind: "string",
+    schema: z.string().superRefine(refineWith(o.check)),
+    default: o.default,
+    description: o.description,
+    expected: o.expected,
+    type: "string",
+    allowed: o.allowed,
+    value: o.value,
+    aliases: o.aliases,
+    fromString: (s) => ({ value: s }),
+  });
+}
+
+function path(o: { default: string; description: string; emptyMeans?: string }): Field<string> {
+  const expected = o.emptyMeans === undefined ? "an absolute path" : `"" or an absolute path`;
+  return string({
+    default: o.default,
+    description: o.description,
+    expected,
+    allowed: o.emptyMeans === undefined
+      ? "an absolute path"
+      : `an absolute path, or "" for ${o.emptyMeans}`,
+    value: "PATH",
+    check(s) {
+      if (s === "" && o.emptyMeans !== undefined) return undefined;
+      if (s === "") return { what: "empty path" };
+      if (s.includes("\0")) return { what: "path contains a NUL character" };
+      if (!s.startsWith("/")) return { what: "not an absolute path" };
+      return undefined;
+    },
+  });
+}
+
+function list(o: {
+  default: string[];
+  description: string;
+  item: string;
+  itemExpected: string;
+  check: (s: string) => Problem | undefined;
+  aliases?: string[];
+}): Field<string[]> {
+  const schema = z.array(z.string().superRefine(refineWith(o.check))).superRefine((items, ctx) => {
+    items.forEach((item, i) => {
+      if (items.indexOf(item) < i) {
+        ctx.addIssue({
+          code: "custom",
+          path: [i],
+          message: "listed twice",
+          params: { expected: `each ${o.item} once` },
+        });
+      }
+    });
+  });
+  return new Field<string[]>({
+    kind: "list",
+    schema,
+    default: o.default,
+    description: o.description,
+    expected: `a list of ${o.item}s`,
+    type: `list of ${o.item}s`,
+    allowed: o.itemExpected,
+    value: o.item.toUpperCase().replace(/ .*/, ""),
+    aliases: o.aliases,
+    itemExpected: o.itemExpected,
+    fromString: (s) => ({ value: splitList(s) }),
+  });
+}
+
+/** Comma-separated list items of an environment variable or flag; "" is the empty list. */
+export function splitList(s: string): string[] {
+  return s.split(",").map((x) => x.trim()).filter((x) => x !== "");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Checks of strings.
+
+const IFNAME_EXPECTED = `an interface name of 1-15 characters without "/", ":" or whitespace`;
+
+function checkIfname(s: string): Problem | undefined {
+  if (s === "") return { what: "empty interface name" };
+  if (s.length > 15) return { what: "interface name longer than 15 characters" };
+  if (/[/:\s]/.test(s)) return { what: `bad character in interface name` };
+  if (s === "." || s === "..") return { what: "interface name cannot be . or .." };
+  return undefined;
+}
+
+const GLOB_EXPECTED =
+  `an interface name pattern (* and ? wildcards) without "/", ":" or whitespace`;
+
+function checkGlob(s: string): Problem | undefined {
+  if (s === "") return { what: "empty pattern" };
+  if (s.length > 64) return { what: "pattern longer than 64 characters" };
+  if (/[/:\s]/.test(s)) return { what: "bad character in pattern" };
+  return undefined;
+}
+
+const LISTEN_EXPECTED = "HOST:PORT or [IPv6]:PORT with a port 0..65535";
+
+/** Splits and checks `HOST:PORT` (`[IPv6]:PORT`); a string result is the problem. */
+function splitListen(s: string): { hostname: string; port: number } | string {
+  let host: string, port: string;
+  const v6 = /^\[([^\]]*)\]:(.*)$/.exec(s);
+  if (v6) {
+    [, host, port] = v6;
+    if (!isIPv6(host)) return "bad IPv6 address";
+  } else {
+    const colon = s.lastIndexOf(":");
+    if (colon < 0) return "missing port";
+    host = s.slice(0, colon);
+    port = s.slice(colon + 1);
+    if (host.includes(":")) return "IPv6 address not in brackets";
+    if (host === "") return "missing host; 0.0.0.0 or [::] means all addresses";
+    if (/^[\d.]+$/.test(host)) {
+      if (!isIPv4(host)) return "bad IPv4 address";
+    } else if (
+      host.length > 253 ||
+      !host.split(".").every((l) => /^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/i.test(l))
+    ) {
+      return "bad host name";
+    }
+  }
+  if (!/^\d{1,5}$/.test(port)) return port === "" ? "missing port" : "bad port";
+  if (Number(port) > 65535) return "port out of range";
+  return { hostname: host, port: Number(port) };
+}
+
+/** Host and port of a valid `api.listen` value, in the form Deno.serve takes them. */
+export function parseListen(s: string): { hostname: string; port: number } {
+  const r = splitListen(s);
+  if (typeof r === "string") throw new TypeError(`${JSON.stringify(s)}: ${r}`);
+  return r;
+}
+
+// ---------------------------------------------------------------------------------------------
+// The schema.
+
+export const SCHEMA = {
+  api: {
+    listen: string({
+      default: "127.0.0.1:9477",
+      description: "Address and port of the HTTP API; IPv6 in brackets ([::1]:9477); port 0 " +
+        "picks a free port.",
+      expected: LISTEN_EXPECTED,
+      allowed: "HOST:PORT (IPv4, [IPv6] or host name; port 0..65535)",
+      value: "ADDR:PORT",
+      aliases: ["listen"],
+      check(s) {
+        const r = splitListen(s);
+        return typeof r === "string" ? { what: `bad listen address: ${r}` } : undefined;
+      },
+    }),
+    token_file: path({
+      default: "",
+      description: "File holding the API bearer token; empty means <state_dir>/api-token.",
+      emptyMeans: "<state_dir>/api-token",
+    }),
+    max_body_bytes: int({
+      default: 65536,
+      min: 1,
+      max: 1048576,
+      description: "Largest request body the API accepts, in bytes.",
+    }),
+  },
+  state_dir: path({
+    default: "/var/lib/x0tta6bl4",
+    description: "Directory of the daemon's persistent state (API token, snapshots).",
+  }),
+  datapath: {
+    interfaces: list({
+      default: [],
+      description: "Interfaces to monitor; empty means the interface of the default route.",
+      item: "interface name",
+      itemExpected: IFNAME_EXPECTED,
+      check: checkIfname,
+      aliases: ["interface"],
+    }),
+    hook: oneOf({
+      values: ["tc", "xdp"],
+      default: "tc",
+      description: "Where packets are counted: tc (keeps GRO/GSO on virtual links) or xdp.",
+      aliases: ["hook"],
+    }),
+    xdp_mode: oneOf({
+      values: ["auto", "native", "generic"],
+      default: "auto",
+      description: "XDP attach mode when hook is xdp: auto (native, else generic), native or " +
+        "generic.",
+      aliases: ["xdp-mode"],
+    }),
+    flow_table_size: int({
+      default: 65536,
+      min: 1024,
+      max: 16777216,
+      description: "Capacity of the LRU flow table, in flows.",
+    }),
+    ring_buffer_bytes: int({
+      default: 1048576,
+      min: 4096,
+      max: 1073741824,
+      powerOfTwo: true,
+      description: "Size of the ring buffer carrying new-flow events to user space, in bytes.",
+    }),
+    max_interfaces: int({
+      default: 64,
+      min: 1,
+      max: 1024,
+      description: "Most interfaces the datapath watches at once.",
+    }),
+    ifindex_limit: int({
+      default: 32768,
+      min: 256,
+      max: 1048576,
+      description: "Interface indexes below this get per-interface counters in the kernel.",
+    }),
+    tc_handle: int({
+      default: 0x7830,
+      min: 1,
+      max: 0xffffffff,
+      hex: true,
+      description: "Handle of the TC filters the datapath installs and later finds again.",
+    }),
+    tc_priority: int({
+      default: 49152,
+      min: 1,
+      max: 65535,
+      description: "Priority of the TC filters the datapath installs.",
+    }),
+    btf_path: path({
+      default: "",
+      description: "BTF of the running kernel; empty means the kernel's own " +
+        "(/sys/kernel/btf/vmlinux).",
+      emptyMeans: "the kernel's own BTF",
+    }),
+    bpffs_dir: path({
+      default: "/sys/fs/bpf/x0tta6bl4",
+      description: "bpffs directory where maps are pinned, so counters survive restarts.",
+    }),
+    fallback: bool({
+      default: true,
+      description: "When eBPF cannot run, collect from /sys/class/net instead of failing.",
+    }),
+  },
+  collect: {
+    interval_ms: int({
+      default: 1000,
+      min: 100,
+      max: 60000,
+      description: "How often the counters are read, in milliseconds.",
+    }),
+  },
+  metrics: {
+    top_flows: int({
+      default: 100,
+      min: 0,
+      max: 100000,
+      description: "Busiest flows exported as labelled series (0: none).",
+    }),
+    interface_allow: list({
+      default: [],
+      description: "Interfaces whose metrics are exported (globs with * and ?); empty means all.",
+      item: "pattern",
+      itemExpected: GLOB_EXPECTED,
+      check: checkGlob,
+    }),
+    interface_deny: list({
+      default: [],
+      description: "Interfaces whose metrics are not exported, even when allowed; empty: none.",
+      item: "pattern",
+      itemExpected: GLOB_EXPECTED,
+      check: checkGlob,
+    }),
+  },
+};
+
+/** A section of the schema: keys to fields or to nested sections. */
+export interface Section {
+  readonly [key: string]: Field<unknown> | Section;
+}
+
+type ConfigOf<S> = { -readonly [K in keyof S]: S[K] extends Field<infer V> ? V : ConfigOf<S[K]> };
+
+/** The validated configuration: the YAML structure, keys as in the file. */
+export type Config = ConfigOf<typeof SCHEMA>;
+
+/** A key of the schema with the names it goes by outside the file. */
+export interface KeyInfo {
+  /** Dotted name, as in the file: `datapath.flow_table_size`. */
+  key: string;
+  path: string[];
+  field: Field<unknown>;
+  /** Environment variable: `X0TTA6BL4_DATAPATH_FLOW_TABLE_SIZE`. */
+  env: string;
+  /** Canonical flag without dashes: `datapath.flow-table-size`. */
+  flag: string;
+}
+
+export const ENV_PREFIX = "X0TTA6BL4_";
+
+function walk(section: Section, prefix: string[]): KeyInfo[] {
+  return Object.entries(section).flatMap(([name, node]) => {
+    const path = [...prefix, name];
+    if (!(node instanceof Field)) return walk(node, path);
+    const key = path.join(".");
+    return [{
+      key,
+      path,
+      field: node,
+      env: ENV_PREFIX + key.replaceAll(".", "_").toUpperCase(),
+      flag: key.replaceAll("_", "-"),
+    }];
+  });
+}
+
+/** Every key in schema order. */
+export const KEYS: readonly KeyInfo[] = walk(SCHEMA as Section, []);
+
+/** The field at `path` and the rest of the path below it (a list index), or the section. */
+export function lookup(
+  path: readonly PropertyKey[],
+): { field: Field<unknown>; key: string; rest: PropertyKey[] } | { section: string[] } | undefined {
+  let node: Field<unknown> | Section = SCHEMA as Section;
+  for (let i = 0; i < path.length; i++) {
+    if (node instanceof Field) return { field: node, key: path.slice(0, i).join("."), rest: [] };
+    const seg = path[i];
+    if (typeof seg !== "string" || !Object.hasOwn(node, seg)) return undefined;
+    node = node[seg];
+    if (node instanceof Field) {
+      return { field: node, key: path.slice(0, i + 1).join("."), rest: path.slice(i + 1) };
+    }
+  }
+  return { section: path.map(String) };
+}
+
+function build(section: Section, partial: boolean): z.ZodType {
+  const shape: Record<string, z.ZodType> = {};
+  for (const [name, node] of Object.entries(section)) {
+    const s = node instanceof Field ? node.schema : build(node, partial);
+    shape[name] = partial ? s.optional() : s;
+  }
+  const obj = z.strictObject(shape);
+  // A section left empty in YAML (`api:` with everything commented out) is null.
+  return partial ? z.preprocess((v) => (v === null ? {} : v), obj) : obj;
+}
+
+/** Validates one layer (a file): every key optional, unknown keys rejected. */
+export const PARTIAL_SCHEMA: z.ZodType = build(SCHEMA as Section, true);
+
+/** Validates a complete configuration, including the checks across keys. */
+export const CONFIG_SCHEMA: z.ZodType<Config> = (build(SCHEMA as Section, false) as z.ZodType<
+  Config
+>).superRefine((c, ctx) => {
+  const n = c.datapath.interfaces.length;
+  if (n > c.datapath.max_interfaces) {
+    ctx.addIssue({
+      code: "custom",
+      path: ["datapath", "interfaces"],
+      message: "too many interfaces",
+      params: {
+        expected: `at most ${c.datapath.max_interfaces} (datapath.max_interfaces)`,
+        got: String(n),
+      },
+    });
+  }
+});
+
+function defaultsOf(section: Section): Record<string, unknown> {
+  return Object.fromEntries(
+    Object.entries(section).map((
+      [k, node],
+    ) => [k, node instanceof Field ? structuredClone(node.default) : defaultsOf(node)]),
+  );
+}
+
+function deepFreeze<T>(v: T): T {
+  if (v && typeof v === "object") {
+    for (const x of Object.values(v)) deepFreeze(x);
+    Object.freeze(v);
+  }
+  return v;
+}
+
+/** A fresh, mutable copy of the defaults. */
+export function defaultConfig(): Config {
+  return defaultsOf(SCHEMA as Section) as Config;
+}
+
+/** The defaults (frozen). */
+export const DEFAULT_CONFIG: Config = deepFreeze(defaultConfig());
+
+/** The API token file: `api.token_file`, or `<state_dir>/api-token` when that is empty. */
+export function tokenFilePath(c: Config): string {
+  return c.api.token_file || `${c.state_dir.replace(/\/+$/, "")}/api-token`;
+}
+
+/** Whether `name` matches a glob pattern of `metrics.interface_allow` / `_deny`. */
+export function globMatch(pattern: string, name: string): boolean {
+  const re = pattern.replace(/[.+^${}()|[\]\\]/g, "\\$&").replaceAll("*", ".*").replaceAll(
+    "?",
+    ".",
+  );
+  return new RegExp(`^${re}$`).test(name);
+}
+
+/** Whether an interface's metrics are exported: allowed (or no allow list) and not denied. */
+export function interfaceExported(m: Config["metrics"], name: string): boolean {
+  const allowed = m.interface_allow.length === 0 ||
+    m.interface_allow.some((p) => globMatch(p, name));
+  return allowed && !m.interface_deny.some((p) => globMatch(p, name));
+}

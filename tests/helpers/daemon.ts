@@ -1,0 +1,140 @@
+/**
+ * A real appliance for the tests: `main.ts serve` started inside a test namespace, with its
+ * own state directory and bpffs pin directory, reached with curl inside that namespace (its
+ * API listens on the namespace's loopback). stop() ends it and removes its pins and state.
+ */
+import { type Side, sh } from "./netns.ts";
+
+const MAIN = new URL("../../main.ts", import.meta.url).pathname;
+let seq = 0;
+
+export interface HttpReply {
+  status: number;
+  headers: Record<string, string>;
+  body: string;
+}
+
+export class Daemon implements AsyncDisposable {
+  readonly stateDir: string;
+  readonly pinDir: string;
+  #child?: Deno.ChildProcess;
+  #log = "";
+  base = "";
+
+  constructor(readonly side: Side, readonly extraArgs: string[] = [], readonly wrap: string[] = []) {
+    const id = `x0t${Deno.pid}-d${seq++}`;
+    this.stateDir = Deno.makeTempDirSync({ prefix: `${id}-` });
+    this.pinDir = `/sys/fs/bpf/${id}`;
+  }
+
+  /** Starts the daemon and waits until it listens; `readyz` then tells when it collects. */
+  async start(): Promise<void> {
+    const cmd = [
+      Deno.execPath(),
+      "run",
+      "-A",
+      MAIN,
+      "serve",
+      "--listen",
+      "127.0.0.1:0",
+      "--state-dir",
+      this.stateDir,
+      "--datapath.bpffs-dir",
+      this.pinDir,
+      "--collect.interval-ms",
+      "200",
+      ...this.extraArgs,
+    ];
+    const args = ["netns", "exec", this.side.ns, ...this.wrap, ...(this.wrap.length ? [cmd.map((a) => `'${a}'`).join(" ")] : cmd)];
+    this.#child = new Deno.Command("ip", { args, stdout: "null", stderr: "piped" }).spawn();
+    const reader = this.#child.stderr.pipeThrough(new TextDecoderStream()).getReader();
+    const deadline = Date.now() + 20_000;
+    while (!this.base) {
+      if (Date.now() > deadline) throw new Error(`daemon did not listen in time:\n${this.#log}`);
+      const { value, done } = await reader.read();
+      if (done) throw new Error(`daemon exited before listening:\n${this.#log}`);
+      this.#log += value;
+      const m = this.#log.match(/listening on (http:\/\/[^\s]+)/);
+      if (m) this.base = m[1];
+    }
+    // Keep draining stderr so the daemon never blocks on a full pipe.
+    (async () => {
+      for (;;) {
+        const { value, done } = await reader.read();
+        if (done) return;
+        this.#log += value;
+      }
+    })();
+  }
+
+  get log(): string {
+    return this.#log;
+  }
+
+  get pid(): number {
+    return this.#child!.pid;
+  }
+
+  /** One HTTP request with curl inside the daemon's namespace. */
+  request(path: string, o: { method?: string; body?: string; token?: string; header?: string[] } = {}): HttpReply {
+    const args = ["-s", "-i", "--max-time", "10", "-X", o.method ?? "GET"];
+    if (o.token !== undefined) args.push("-H", `Authorization: Bearer ${o.token}`);
+    for (const h of o.header ?? []) args.push("-H", h);
+    if (o.body !== undefined) args.push("-H", "content-type: application/json", "--data-binary", o.body);
+    const raw = sh("curl", [...args, `${this.base}${path}`], this.side.ns);
+    const split = raw.indexOf("\r\n\r\n");
+    const head = raw.slice(0, split).split("\r\n");
+    const headers: Record<string, string> = {};
+    for (const line of head.slice(1)) {
+      const i = line.indexOf(":");
+      headers[line.slice(0, i).toLowerCase()] = line.slice(i + 1).trim();
+    }
+    return { status: Number(head[0].split(" ")[1]), headers, body: raw.slice(split + 4) };
+  }
+
+  json(path: string): unknown {
+    const r = this.request(path);
+    if (r.status !== 200) throw new Error(`${path}: ${r.status} ${r.body}`);
+    return JSON.parse(r.body);
+  }
+
+  /** Polls until `fn` returns a value (not undefined) or the time runs out. */
+  async until<T>(what: string, fn: () => T | undefined, ms = 10_000): Promise<T> {
+    const deadline = Date.now() + ms;
+    for (;;) {
+      const v = fn();
+      if (v !== undefined) return v;
+      if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}\n${this.#log}`);
+      await new Promise((r) => setTimeout(r, 100));
+    }
+  }
+
+  get token(): string {
+    return Deno.readTextFileSync(`${this.stateDir}/api-token`).trim();
+  }
+
+  /** SIGTERM (or `signal`), then waits for the exit status. */
+  async stop(signal: Deno.Signal = "SIGTERM"): Promise<Deno.CommandStatus | undefined> {
+    if (!this.#child) return undefined;
+    try {
+      this.#child.kill(signal);
+    } catch { /* already gone */ }
+    const status = await this.#child.status;
+    this.#child = undefined;
+    return status;
+  }
+
+  /** Stops the daemon if running, then removes its pins and state directory. */
+  async [Symbol.asyncDispose](): Promise<void> {
+    await this.stop();
+    for (const dir of [this.pinDir, this.stateDir]) {
+      try {
+        Deno.removeSync(dir, { recursive: true });
+      } catch (e) {
+        if (!(e instanceof Deno.errors.NotFound)) throw e;
+      }
+    }
+  }
+}
+
+export { sh };

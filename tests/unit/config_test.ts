@@ -1,0 +1,437 @@
+import assert from "node:assert/strict";
+import { exampleConfigYaml, renderConfigDoc } from "../../src/config/doc.ts";
+import {
+  type Config,
+  ConfigError,
+  DEFAULT_CONFIG,
+  flagSpecs,
+  loadConfig,
+  parseConfigText,
+  parseListen,
+  tokenFilePath,
+} from "../../src/config/load.ts";
+import { CONFIG_SCHEMA, interfaceExported, KEYS } from "../../src/config/schema.ts";
+
+/** The problems a failing call reports; fails when it does not throw ConfigError. */
+function problems(f: () => unknown): string[] {
+  try {
+    f();
+  } catch (e) {
+    assert.ok(e instanceof ConfigError, `not a ConfigError: ${e}`);
+    assert.equal(e.message, e.problems.join("\n"));
+    return [...e.problems];
+  }
+  assert.fail("no ConfigError");
+}
+
+const parse = (text: string) => parseConfigText(text, "x.yaml");
+const fileErrors = (text: string) => problems(() => parse(text));
+
+function withFile<T>(text: string, f: (path: string) => T): T {
+  const dir = Deno.makeTempDirSync({ prefix: "x0tta6bl4-config-" });
+  try {
+    const path = `${dir}/x0tta6bl4.yaml`;
+    Deno.writeTextFileSync(path, text);
+    return f(path);
+  } finally {
+    Deno.removeSync(dir, { recursive: true });
+  }
+}
+
+Deno.test("config: the defaults are valid and an empty file gives them", () => {
+  assert.ok(CONFIG_SCHEMA.safeParse(DEFAULT_CONFIG).success);
+  assert.equal(DEFAULT_CONFIG.api.listen, "127.0.0.1:9477");
+  assert.equal(DEFAULT_CONFIG.datapath.tc_handle, 0x7830);
+  assert.deepEqual(DEFAULT_CONFIG.datapath.interfaces, []);
+  for (const text of ["", "\n", "# nothing set\n", "---\n", "~\n", "api:\ndatapath:\n"]) {
+    assert.deepEqual(parse(text), DEFAULT_CONFIG, JSON.stringify(text));
+  }
+  assert.deepEqual(loadConfig({}), DEFAULT_CONFIG);
+  // The defaults stay untouched: results are fresh copies.
+  assert.ok(Object.isFrozen(DEFAULT_CONFIG.datapath.interfaces));
+  const c = parse("");
+  c.datapath.interfaces.push("eth0");
+  assert.deepEqual(DEFAULT_CONFIG.datapath.interfaces, []);
+});
+
+Deno.test("config: a full file sets every key", () => {
+  const text = `# every key, none at its default
+api:
+  listen: "[::1]:0"
+  token_file: /etc/x0tta6bl4/token
+  max_body_bytes: 1048576
+state_dir: /srv/x0tta6bl4
+datapath:
+  interfaces: [eth0, wlan0, br-lan.10]
+  hook: xdp
+  xdp_mode: generic
+  flow_table_size: 16777216
+  ring_buffer_bytes: 4096
+  max_interfaces: 3
+  ifindex_limit: 256
+  tc_handle: 0xffffffff
+  tc_priority: 1
+  btf_path: /boot/vmlinux.btf
+  bpffs_dir: /run/bpf/x0
+  fallback: false
+collect:
+  interval_ms: 60000
+metrics:
+  top_flows: 0
+  interface_allow:
+    - "eth*"
+    - wlan?
+  interface_deny: [eth9]
+`;
+  const want: Config = {
+    api: { listen: "[::1]:0", token_file: "/etc/x0tta6bl4/token", max_body_bytes: 1048576 },
+    state_dir: "/srv/x0tta6bl4",
+    datapath: {
+      interfaces: ["eth0", "wlan0", "br-lan.10"],
+      hook: "xdp",
+      xdp_mode: "generic",
+      flow_table_size: 16777216,
+      ring_buffer_bytes: 4096,
+      max_interfaces: 3,
+      ifindex_limit: 256,
+      tc_handle: 0xffffffff,
+      tc_priority: 1,
+      btf_path: "/boot/vmlinux.btf",
+      bpffs_dir: "/run/bpf/x0",
+      fallback: false,
+    },
+    collect: { interval_ms: 60000 },
+    metrics: { top_flows: 0, interface_allow: ["eth*", "wlan?"], interface_deny: ["eth9"] },
+  };
+  const got = parse(text);
+  assert.deepEqual(got, want);
+  // Every key differs from its default, so each one is read.
+  for (const k of KEYS) {
+    const at = (c: unknown) => k.path.reduce((v, s) => (v as Record<string, unknown>)[s], c);
+    assert.notDeepEqual(at(got), at(DEFAULT_CONFIG), k.key);
+  }
+  assert.deepEqual(withFile(text, (file) => loadConfig({ file })), want);
+});
+
+Deno.test("config: the example file of the doc holds every key at its default", () => {
+  const example = exampleConfigYaml();
+  assert.deepEqual(parse(example), DEFAULT_CONFIG);
+  for (const k of KEYS) assert.ok(example.includes(`${k.path.at(-1)}:`), k.key);
+});
+
+Deno.test("config: precedence is defaults < file < environment < flags", () => {
+  const file = `api:
+  listen: 10.0.0.1:1000
+  max_body_bytes: 1000
+datapath:
+  flow_table_size: 2048
+  interfaces: [eth0, eth1]
+  hook: xdp
+  xdp_mode: native
+collect:
+  interval_ms: 500
+`;
+  const env = {
+    X0TTA6BL4_API_LISTEN: "10.0.0.2:2000",
+    X0TTA6BL4_DATAPATH_FLOW_TABLE_SIZE: "131072",
+    X0TTA6BL4_DATAPATH_INTERFACES: "wan0, lan0",
+    X0TTA6BL4_DATAPATH_XDP_MODE: "generic",
+    X0TTA6BL4_DATAPATH_TC_HANDLE: "0x10",
+    X0TTA6BL4_DATAPATH_FALLBACK: "off",
+    X0TTA6BL4_METRICS_INTERFACE_DENY: "",
+    // Variables of the prefix that are not keys belong to others.
+    X0TTA6BL4_LIBBPF: "/opt/libbpf.so.1",
+    PATH: "/usr/bin",
+  };
+  const flags = {
+    listen: "[::]:3000",
+    "datapath.flow-table-size": "262144",
+    interface: ["veth0", "veth1,veth2"],
+    "--state-dir": "/tmp/x0",
+    help: true, // the CLI's own flag: ignored
+  };
+  const c = withFile(file, (path) => loadConfig({ file: path, env, flags }));
+  assert.equal(c.api.listen, "[::]:3000"); // flag over env over file
+  assert.equal(c.datapath.flow_table_size, 262144); // flag over env over file
+  assert.deepEqual(c.datapath.interfaces, ["veth0", "veth1", "veth2"]); // flag list replaces
+  assert.equal(c.datapath.xdp_mode, "generic"); // env over file
+  assert.equal(c.datapath.tc_handle, 16); // env only
+  assert.equal(c.datapath.fallback, false); // env only
+  assert.deepEqual(c.metrics.interface_deny, []); // empty variable: empty list
+  assert.equal(c.state_dir, "/tmp/x0"); // flag only
+  assert.equal(c.api.max_body_bytes, 1000); // file only
+  assert.equal(c.datapath.hook, "xdp"); // file only
+  assert.equal(c.collect.interval_ms, 500); // file only
+  assert.equal(c.datapath.ring_buffer_bytes, 1048576); // default
+
+  // Canonical flag names, booleans given as flags, lists from two flag names.
+  const d = loadConfig({
+    flags: {
+      "api.listen": "0.0.0.0:0",
+      "datapath.fallback": false,
+      "datapath.interfaces": "a",
+      interface: "b",
+      "datapath.tc-handle": "4096",
+      hook: "xdp",
+      "xdp-mode": "native",
+    },
+  });
+  assert.equal(d.api.listen, "0.0.0.0:0");
+  assert.equal(d.datapath.fallback, false);
+  assert.deepEqual(d.datapath.interfaces, ["a", "b"]);
+  assert.equal(d.datapath.tc_handle, 4096);
+  assert.equal(d.datapath.hook, "xdp");
+  assert.equal(d.datapath.xdp_mode, "native");
+});
+
+Deno.test("config: each kind of error points at the offending value", () => {
+  // Wrong type.
+  assert.deepEqual(fileErrors("datapath:\n  flow_table_size: big\n"), [
+    'x.yaml:2:20: datapath.flow_table_size: wrong type (expected an integer 1024..16777216, got "big")',
+  ]);
+  assert.deepEqual(fileErrors("collect: 5\n"), [
+    "x.yaml:1:10: collect: wrong type (expected a map of collect.* settings, got 5)",
+  ]);
+  assert.deepEqual(fileErrors("- a\n"), [
+    "x.yaml:1:1: (document): wrong type (expected a map of settings, got a list)",
+  ]);
+  assert.deepEqual(fileErrors("metrics:\n  top_flows: 1.5\n"), [
+    "x.yaml:2:14: metrics.top_flows: not an integer (expected an integer 0..100000, got 1.5)",
+  ]);
+  assert.deepEqual(fileErrors("datapath:\n  fallback: yes\n"), [
+    'x.yaml:2:13: datapath.fallback: wrong type (expected true or false, got "yes")',
+  ]);
+  // Out of range, both ends.
+  assert.deepEqual(fileErrors("api:\n    max_body_bytes: 0\n"), [
+    "x.yaml:2:21: api.max_body_bytes: too small (expected an integer ≥ 1, got 0)",
+  ]);
+  assert.deepEqual(fileErrors("datapath:\n  tc_handle: 0x100000000\n"), [
+    "x.yaml:2:14: datapath.tc_handle: too large (expected an integer ≤ 0xffffffff, got 4294967296)",
+  ]);
+  // Unknown keys, with a suggestion where one is close.
+  assert.deepEqual(fileErrors("api:\n  lsten: 1.2.3.4:5\n"), [
+    "x.yaml:2:3: api.lsten: unknown key (expected one of: listen, token_file, max_body_bytes; " +
+    "did you mean listen?)",
+  ]);
+  assert.deepEqual(fileErrors("verbose: true\n"), [
+    "x.yaml:1:1: verbose: unknown key (expected one of: api, state_dir, datapath, collect, metrics)",
+  ]);
+  assert.deepEqual(fileErrors("datapath.hook: xdp\n"), [
+    'x.yaml:1:1: datapath.hook: unknown key (expected datapath.hook written as nested maps: "datapath:" with "hook:" indented below it)',
+  ]);
+  // Not one of the allowed values.
+  assert.deepEqual(fileErrors("datapath:\n  hook: ebpf\n  xdp_mode: fast\n"), [
+    'x.yaml:2:9: datapath.hook: not an allowed value (expected "tc" or "xdp", got "ebpf")',
+    'x.yaml:3:13: datapath.xdp_mode: not an allowed value (expected "auto", "native" or "generic", got "fast")',
+  ]);
+  // YAML syntax errors.
+  assert.deepEqual(fileErrors("api:\n  listen: [a, b\nstate_dir: /x\n"), [
+    "x.yaml:3:1: YAML syntax error: Flow sequence in block collection must be sufficiently " +
+    "indented and end with a ]",
+  ]);
+  assert.deepEqual(fileErrors("api:\n\tlisten: x\n"), [
+    "x.yaml:2:1: YAML syntax error: Tabs are not allowed as indentation",
+  ]);
+  assert.deepEqual(fileErrors("state_dir: /a\nstate_dir: /b\n"), [
+    "x.yaml:2:1: YAML syntax error: Map keys must be unique",
+  ]);
+  assert.deepEqual(fileErrors("api:\n  listen: *addr\n"), [
+    "x.yaml:2:11: api.listen: unknown alias *addr",
+  ]);
+  // Bad listen addresses.
+  const listen = (v: string) => fileErrors(`api:\n  listen: "${v}"\n`);
+  const tail = (v: string) =>
+    `(expected HOST:PORT or [IPv6]:PORT with a port 0..65535, got ${JSON.stringify(v)})`;
+  for (
+    const [v, what] of [
+      ["0.0.0.0:70000", "port out of range"],
+      ["localhost", "missing port"],
+      ["1.2.3.4:", "missing port"],
+      ["1.2.3.4:http", "bad port"],
+      ["::1:9477", "IPv6 address not in brackets"],
+      ["[::g]:9477", "bad IPv6 address"],
+      ["300.1.1.1:80", "bad IPv4 address"],
+      ["bad host:80", "bad host name"],
+      [":9477", "missing host; 0.0.0.0 or [::] means all addresses"],
+    ]
+  ) {
+    assert.deepEqual(listen(v), [
+      `x.yaml:2:11: api.listen: bad listen address: ${what} ${tail(v)}`,
+    ]);
+  }
+  // Ring buffer size not a power of two.
+  assert.deepEqual(fileErrors("datapath:\n  ring_buffer_bytes: 5000\n"), [
+    "x.yaml:2:22: datapath.ring_buffer_bytes: not a power of two (expected a power of two " +
+    "4096..1073741824, got 5000)",
+  ]);
+  // List items, paths and duplicates.
+  assert.deepEqual(
+    fileErrors(
+      "state_dir: var/lib\ndatapath:\n  interfaces:\n    - eth0\n    - eth 1\n    - eth0\n",
+    ),
+    [
+      'x.yaml:1:12: state_dir: not an absolute path (expected an absolute path, got "var/lib")',
+      'x.yaml:5:7: datapath.interfaces[1]: bad character in interface name (expected an interface name of 1-15 characters without "/", ":" or whitespace, got "eth 1")',
+      'x.yaml:6:7: datapath.interfaces[2]: listed twice (expected each interface name once, got "eth0")',
+    ],
+  );
+  // Checks across keys.
+  assert.deepEqual(fileErrors("datapath:\n  max_interfaces: 1\n  interfaces: [a, b]\n"), [
+    "x.yaml:3:15: datapath.interfaces: too many interfaces (expected at most 1 " +
+    "(datapath.max_interfaces), got 2)",
+  ]);
+});
+
+Deno.test("config: every problem of a file is reported at once, in order", () => {
+  const text = `api:
+  listen: 127.0.0.1:99999
+  max_body_bytes: 2097152
+  colour: blue
+state_dir: ""
+datapath:
+  hook: ebpf
+  ring_buffer_bytes: 5000
+  interfaces: [eth0, averyveryverylongname]
+collect:
+  interval_ms: [1000]
+metrics:
+  top_flows: "10"
+`;
+  assert.deepEqual(fileErrors(text), [
+    'x.yaml:2:11: api.listen: bad listen address: port out of range (expected HOST:PORT or [IPv6]:PORT with a port 0..65535, got "127.0.0.1:99999")',
+    "x.yaml:3:19: api.max_body_bytes: too large (expected an integer ≤ 1048576, got 2097152)",
+    "x.yaml:4:3: api.colour: unknown key (expected one of: listen, token_file, max_body_bytes)",
+    'x.yaml:5:12: state_dir: empty path (expected an absolute path, got "")',
+    'x.yaml:7:9: datapath.hook: not an allowed value (expected "tc" or "xdp", got "ebpf")',
+    "x.yaml:8:22: datapath.ring_buffer_bytes: not a power of two (expected a power of two 4096..1073741824, got 5000)",
+    'x.yaml:9:22: datapath.interfaces[1]: interface name longer than 15 characters (expected an interface name of 1-15 characters without "/", ":" or whitespace, got "averyveryverylongname")',
+    "x.yaml:11:16: collect.interval_ms: wrong type (expected an integer 100..60000, got a list)",
+    'x.yaml:13:14: metrics.top_flows: wrong type (expected an integer 0..100000, got "10")',
+  ]);
+});
+
+Deno.test("config: environment and flag values are converted and checked by name", () => {
+  assert.deepEqual(
+    problems(() =>
+      loadConfig({
+        env: {
+          X0TTA6BL4_DATAPATH_FLOW_TABLE_SIZE: "12",
+          X0TTA6BL4_COLLECT_INTERVAL_MS: "1s",
+          X0TTA6BL4_DATAPATH_FALLBACK: "maybe",
+          X0TTA6BL4_DATAPATH_INTERFACES: "eth0,wlan0/1",
+          X0TTA6BL4_DATAPATH_HOOK: "bpf",
+        },
+        flags: {
+          "datapath.flow-table-size": "12",
+          "datapath.ring-buffer-bytes": "0x3000",
+          listen: "localhost",
+          "api.max-body-bytes": ["1", "2"],
+          hook: true,
+          interface: ["eth0", "eth0"],
+        },
+      })
+    ),
+    [
+      'env X0TTA6BL4_DATAPATH_INTERFACES: datapath.interfaces[1]: bad character in interface name (expected an interface name of 1-15 characters without "/", ":" or whitespace, got "wlan0/1")',
+      'env X0TTA6BL4_DATAPATH_HOOK: datapath.hook: not an allowed value (expected "tc" or "xdp", got "bpf")',
+      'env X0TTA6BL4_DATAPATH_FLOW_TABLE_SIZE: datapath.flow_table_size: too small (expected an integer ≥ 1024, got "12")',
+      'env X0TTA6BL4_DATAPATH_FALLBACK: datapath.fallback: not a boolean (expected true/false, 1/0, yes/no or on/off, got "maybe")',
+      'env X0TTA6BL4_COLLECT_INTERVAL_MS: collect.interval_ms: not an integer (expected an integer 100..60000, got "1s")',
+      'flag --listen: api.listen: bad listen address: missing port (expected HOST:PORT or [IPv6]:PORT with a port 0..65535, got "localhost")',
+      'flag --api.max-body-bytes: api.max_body_bytes: given more than once (expected a single value, got "1", "2")',
+      'flag --interface: datapath.interfaces[1]: listed twice (expected each interface name once, got "eth0")',
+      "flag --hook: datapath.hook: missing value (expected tc|xdp, got no value)",
+      'flag --datapath.flow-table-size: datapath.flow_table_size: too small (expected an integer ≥ 1024, got "12")',
+      'flag --datapath.ring-buffer-bytes: datapath.ring_buffer_bytes: not a power of two (expected a power of two 4096..1073741824, got "0x3000")',
+    ],
+  );
+  // Across keys, the problem names where the value came from.
+  assert.deepEqual(
+    problems(() =>
+      loadConfig({
+        env: { X0TTA6BL4_DATAPATH_MAX_INTERFACES: "1" },
+        flags: { interface: ["a", "b"] },
+      })
+    ),
+    [
+      "flag --interface: datapath.interfaces: too many interfaces (expected at most 1 " +
+      "(datapath.max_interfaces), got 2)",
+    ],
+  );
+});
+
+Deno.test("config: file, environment and flag problems are reported together", () => {
+  const errors = withFile("datapath:\n  hook: ebpf\n", (file) =>
+    problems(() =>
+      loadConfig({
+        file,
+        env: { X0TTA6BL4_API_LISTEN: "nowhere" },
+        flags: { "collect.interval-ms": "50" },
+      })
+    ));
+  assert.equal(errors.length, 3);
+  assert.match(errors[0], /^\/.*\/x0tta6bl4\.yaml:2:9: datapath\.hook: not an allowed value/);
+  assert.match(errors[1], /^env X0TTA6BL4_API_LISTEN: api\.listen: bad listen address/);
+  assert.equal(
+    errors[2],
+    'flag --collect.interval-ms: collect.interval_ms: too small (expected an integer ≥ 100, got "50")',
+  );
+});
+
+Deno.test("config: a configuration file named but missing is an error naming it", () => {
+  assert.deepEqual(problems(() => loadConfig({ file: "/nonexistent/x0tta6bl4.yaml" })), [
+    "/nonexistent/x0tta6bl4.yaml: cannot read the configuration file: no such file",
+  ]);
+});
+
+Deno.test("config: flag specs cover every key once, plus the short aliases", () => {
+  const specs = flagSpecs();
+  const names = specs.map((s) => s.name);
+  assert.equal(new Set(names).size, names.length);
+  for (const k of KEYS) {
+    const canonical = specs.find((s) => s.name === k.flag);
+    assert.ok(canonical, k.key);
+    assert.equal(canonical.key, k.key);
+    assert.equal(canonical.multiple, Array.isArray(k.field.default));
+    assert.ok(canonical.description.length > 10);
+    assert.ok(!canonical.description.includes("\n"));
+  }
+  const alias = (name: string) => specs.find((s) => s.name === name)?.key;
+  assert.equal(alias("datapath.flow-table-size"), "datapath.flow_table_size");
+  assert.equal(alias("listen"), "api.listen");
+  assert.equal(alias("interface"), "datapath.interfaces");
+  assert.equal(alias("state-dir"), "state_dir");
+  assert.equal(alias("hook"), "datapath.hook");
+  assert.equal(alias("xdp-mode"), "datapath.xdp_mode");
+  assert.equal(specs.find((s) => s.name === "interface")?.multiple, true);
+});
+
+Deno.test("config: helpers for listen, token file and interface filters", () => {
+  assert.deepEqual(parseListen("127.0.0.1:9477"), { hostname: "127.0.0.1", port: 9477 });
+  assert.deepEqual(parseListen("[::1]:0"), { hostname: "::1", port: 0 });
+  assert.throws(() => parseListen("::1"), TypeError);
+  assert.equal(tokenFilePath(DEFAULT_CONFIG), "/var/lib/x0tta6bl4/api-token");
+  assert.equal(tokenFilePath(parse("api:\n  token_file: /etc/t\n")), "/etc/t");
+  const m = parse("metrics:\n  interface_allow: [eth*, wlan?]\n  interface_deny: [eth9]\n").metrics;
+  assert.equal(interfaceExported(m, "eth0"), true);
+  assert.equal(interfaceExported(m, "wlan1"), true);
+  assert.equal(interfaceExported(m, "wlan10"), false);
+  assert.equal(interfaceExported(m, "eth9"), false);
+  assert.equal(interfaceExported(m, "lo"), false);
+  assert.equal(interfaceExported(DEFAULT_CONFIG.metrics, "anything.5"), true);
+});
+
+Deno.test("config: docs/CONFIG.md is the rendered reference", () => {
+  const doc = renderConfigDoc();
+  const onDisk = Deno.readTextFileSync(new URL("../../docs/CONFIG.md", import.meta.url));
+  assert.ok(
+    onDisk === doc,
+    "docs/CONFIG.md is stale: run deno run -A scripts/config-doc.ts",
+  );
+  for (const k of KEYS) {
+    assert.ok(doc.includes(`\`${k.key}\``), k.key);
+    assert.ok(doc.includes(k.env), k.env);
+    assert.ok(doc.includes(`--${k.flag} `), k.flag);
+    assert.ok(doc.includes(k.field.description.split("<")[0]), k.key);
+  }
+});
