@@ -4,6 +4,12 @@
  */
 import { parseArgs } from "node:util";
 import { runAttach } from "./src/cli/attach.ts";
+import { status, top } from "./src/cli/client.ts";
+import { doctor } from "./src/cli/doctor.ts";
+import { serve } from "./src/cli/serve.ts";
+import { ConfigError, flagSpecs, loadConfig } from "./src/config/load.ts";
+import { parseListen } from "./src/config/schema.ts";
+import { TokenError } from "./src/api/token.ts";
 import { KernelError } from "./src/datapath/errors.ts";
 import { defaultRouteInterface } from "./src/datapath/netdev.ts";
 import { LibraryError } from "./ffi/libbpf.ts";
@@ -14,10 +20,16 @@ const USAGE = `x0tta6bl4 ${VERSION}: eBPF traffic monitoring for edge Linux boxe
 Usage: x0tta6bl4 <command> [options]
 
 Commands:
-  attach [IFACE…]   attach to interfaces (default: the default-route interface), print live
-                    per-interface rates and top flows every second; Ctrl-C detaches
+  serve             run the appliance: collector, HTTP API and /metrics (the default command)
+  status            health and interface rates of a running appliance (through its API)
+  top               live top flows of a running appliance (through its API)
+  doctor            check the kernel and privileges the appliance needs, and say how to fix
+  attach [IFACE…]   attach to interfaces without the daemon, print live rates and top flows
   version           print the version
   help              this text
+
+Exit codes: 0 ok, 1 failure at run time (or, for status, not healthy), 2 bad usage or
+configuration, 3 no appliance answers.
 
 Run 'x0tta6bl4 <command> --help' for a command's options.`;
 
@@ -93,10 +105,121 @@ async function attach(args: string[]): Promise<number> {
   });
 }
 
+function serveUsage(): string {
+  const lines = flagSpecs().map((f) => {
+    const flag = `--${f.name}${f.value ? ` ${f.value}` : ""}`;
+    return `  ${flag.padEnd(34)} ${f.description}${f.default ? ` [${f.default}]` : ""}`;
+  });
+  return `Usage: x0tta6bl4 serve [--config FILE] [options]
+
+Runs the appliance. Settings come from the embedded defaults, then the config file, then
+X0TTA6BL4_* environment variables, then these flags (see docs/CONFIG.md). SIGHUP reloads the
+file (interfaces, metrics, interval); SIGTERM and SIGINT detach everything and exit.
+
+Options:
+  --config FILE                      YAML configuration file
+${lines.join("\n")}
+  -h, --help                         this text`;
+}
+
+function configOptions(): Record<string, { type: "string"; multiple: boolean }> {
+  const o: Record<string, { type: "string"; multiple: boolean }> = {
+    config: { type: "string", multiple: false },
+  };
+  for (const f of flagSpecs()) o[f.name] = { type: "string", multiple: f.multiple };
+  return o;
+}
+
+async function serveCommand(args: string[]): Promise<number> {
+  const { values } = parseArgs({
+    args,
+    options: { ...configOptions(), help: { type: "boolean", short: "h" } },
+  });
+  if (values.help) {
+    console.log(serveUsage());
+    return 0;
+  }
+  const { config, help: _, ...flags } = values as Record<string, string | string[] | boolean>;
+  return await serve({
+    file: typeof config === "string" ? config : undefined,
+    env: Deno.env.toObject(),
+    flags,
+  });
+}
+
+/** The API base URL of the local appliance, from the same config sources as serve. */
+function clientBase(args: string[], extra: Record<string, { type: "string" }> = {}) {
+  const { values } = parseArgs({
+    args,
+    options: { ...configOptions(), ...extra, help: { type: "boolean", short: "h" } },
+  });
+  const { config, help, ...flags } = values as Record<string, string | string[] | boolean>;
+  const cfg = loadConfig({
+    file: typeof config === "string" ? config : undefined,
+    env: Deno.env.toObject(),
+    flags,
+  });
+  const { hostname, port } = parseListen(cfg.api.listen);
+  const host = hostname === "0.0.0.0" ? "127.0.0.1" : hostname === "::" ? "::1" : hostname;
+  return {
+    base: `http://${host.includes(":") ? `[${host}]` : host}:${port}`,
+    help: help === true,
+    values,
+  };
+}
+
 export async function main(argv: string[]): Promise<number> {
-  const [command = "attach", ...rest] = argv;
+  const [command = "serve", ...rest] = argv;
   try {
     switch (command) {
+      case "serve":
+        return await serveCommand(rest);
+      case "status": {
+        const c = clientBase(rest);
+        if (c.help) {
+          console.log(
+            "Usage: x0tta6bl4 status [--listen ADDR:PORT | --config FILE]\n\n" +
+              "Prints health and interface rates of the appliance at the configured address.\n" +
+              "Exit 0 healthy, 1 degraded or unhealthy, 3 no appliance answers.",
+          );
+          return 0;
+        }
+        return await status(c.base);
+      }
+      case "top": {
+        const c = clientBase(rest, {
+          interval: { type: "string" },
+          top: { type: "string" },
+          count: { type: "string" },
+        });
+        if (c.help) {
+          console.log(
+            "Usage: x0tta6bl4 top [--listen ADDR:PORT | --config FILE] [--interval S] " +
+              "[--top N] [--count N]\n\nLive top flows by rate from the appliance's API; Ctrl-C ends.",
+          );
+          return 0;
+        }
+        const v = c.values as Record<string, string | undefined>;
+        const interval = Number(v.interval ?? "1");
+        if (!(interval >= 0.2 && interval <= 3600)) {
+          throw new UsageError("--interval must be between 0.2 and 3600 seconds");
+        }
+        return await top(
+          c.base,
+          interval * 1000,
+          positiveInt("top", v.top, 20),
+          positiveInt("count", v.count, 0, 0),
+        );
+      }
+      case "doctor":
+        if (rest.includes("--help") || rest.includes("-h")) {
+          console.log(
+            "Usage: x0tta6bl4 doctor\n\nChecks kernel, BTF, libbpf, privileges and bpffs, " +
+              "loads the programs once, and says how to fix what is missing. Exit 0 when eBPF can run.",
+          );
+          return 0;
+        }
+        return doctor();
       case "attach":
         return await attach(rest);
       case "version":
@@ -112,6 +235,14 @@ export async function main(argv: string[]): Promise<number> {
         throw new UsageError(`unknown command ${JSON.stringify(command)}`);
     }
   } catch (e) {
+    if (e instanceof ConfigError) {
+      console.error(`x0tta6bl4: invalid configuration:\n${e.message}`);
+      return 2;
+    }
+    if (e instanceof TokenError) {
+      console.error(`x0tta6bl4: ${e.message}`);
+      return 1;
+    }
     if (e instanceof UsageError || (e instanceof TypeError && "code" in e)) {
       console.error(`x0tta6bl4: ${e.message}\n\n${USAGE}`);
       return 2;

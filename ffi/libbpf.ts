@@ -24,6 +24,7 @@ const LIBBPF_SYMBOLS = {
   bpf_map__value_size: { parameters: ["pointer"], result: "u32" },
   bpf_map__max_entries: { parameters: ["pointer"], result: "u32" },
   bpf_map__set_max_entries: { parameters: ["pointer", "u32"], result: "i32" },
+  bpf_map__set_pin_path: { parameters: ["pointer", "buffer"], result: "i32" },
   bpf_map_lookup_elem: { parameters: ["i32", "buffer", "buffer"], result: "i32" },
   bpf_map_update_elem: { parameters: ["i32", "buffer", "buffer", "u64"], result: "i32" },
   bpf_map_delete_elem: { parameters: ["i32", "buffer"], result: "i32" },
@@ -150,7 +151,7 @@ export const OPTS = {
   linkCreate: { size: 64, flags: 8 },
   xdpQuery: { size: 32, progId: 8, drvProgId: 12, hwProgId: 16, skbProgId: 20, attachMode: 24 },
   tcHook: { size: 24, ifindex: 8, attachPoint: 12, parent: 16 },
-  tcOpts: { size: 32, progFd: 8, flags: 12, progId: 16, handle: 20, priority: 24 },
+  tcOpts: { size: 32, progFd: 8, flags: 12, progId: 16, handle: 20, priority: 24, replace: 1 },
   testRun: {
     size: 80,
     dataIn: 8,

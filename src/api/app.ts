@@ -6,6 +6,7 @@
 import { Hono } from "hono";
 import { bodyLimit } from "hono/body-limit";
 import { bearerAuth } from "hono/bearer-auth";
+import { HTTPException } from "hono/http-exception";
 import { streamSSE } from "hono/streaming";
 import * as z from "zod";
 import type { Collector } from "../collect/collector.ts";
@@ -59,13 +60,15 @@ export function buildApp(d: ApiDeps): Hono {
     invalidAuthenticationHeader: { message: "malformed Authorization header" },
     invalidToken: { message: "wrong token" },
   });
+  // bearerAuth throws an HTTPException whose response carries our message: re-issue it as a
+  // problem, with the WWW-Authenticate challenge.
   const authProblem = async (c: Parameters<typeof auth>[0], next: () => Promise<void>) => {
     try {
       return await auth(c, next);
     } catch (e) {
-      const status = (e as { status?: number }).status ?? 401;
-      const msg = (e as Error).message || "unauthorized";
-      const res = problem(c, status === 400 ? 400 : 401, "unauthorized", msg);
+      if (!(e instanceof HTTPException)) throw e;
+      const msg = await e.getResponse().text() || "unauthorized";
+      const res = problem(c, e.status === 400 ? 400 : 401, "unauthorized", msg);
       res.headers.set("www-authenticate", 'Bearer realm="x0tta6bl4"');
       return res;
     }
@@ -88,8 +91,13 @@ export function buildApp(d: ApiDeps): Hono {
     return c.text(`${r.ready ? "ready" : "not ready"}: ${r.reason}\n`, r.ready ? 200 : 503);
   });
 
-  app.get("/metrics", async (c) =>
-    c.body(await d.metrics(), 200, { "content-type": "text/plain; version=0.0.4; charset=utf-8" }));
+  app.get(
+    "/metrics",
+    async (c) =>
+      c.body(await d.metrics(), 200, {
+        "content-type": "text/plain; version=0.0.4; charset=utf-8",
+      }),
+  );
 
   app.get("/api/v1/openapi.json", (c) => c.json(OPENAPI));
 
@@ -174,7 +182,7 @@ export function buildApp(d: ApiDeps): Hono {
     try {
       body = await c.req.json();
     } catch {
-      return problem(c, 400, "bad body", "expected a JSON object like {\"name\": \"eth0\"}");
+      return problem(c, 400, "bad body", 'expected a JSON object like {"name": "eth0"}');
     }
     const b = AttachBody.safeParse(body);
     if (!b.success) return problem(c, 422, "invalid body", issues(b.error));

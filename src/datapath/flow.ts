@@ -284,8 +284,13 @@ function ensureBpffs(dir: string): void {
   const bpffs = mounts.filter((m) => m[2] === "bpf").map((m) => m[1]);
   if (!bpffs.some((m) => dir === m || dir.startsWith(`${m}/`))) {
     if (!dir.startsWith("/sys/fs/bpf/")) {
-      throw new KernelError(`pin maps in ${dir}`, 22, "not inside a bpffs mount", "use a " +
-        "directory under /sys/fs/bpf (bpffs_dir)");
+      throw new KernelError(
+        `pin maps in ${dir}`,
+        22,
+        "not inside a bpffs mount",
+        "use a " +
+          "directory under /sys/fs/bpf (bpffs_dir)",
+      );
     }
     const out = new Deno.Command("mount", { args: ["-t", "bpf", "bpf", "/sys/fs/bpf"] })
       .outputSync();

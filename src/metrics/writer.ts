@@ -50,87 +50,149 @@ export function formatLabels(names: readonly string[], values: readonly string[]
   return `${s}}`;
 }
 
+/** The name, type and HELP text of one family. */
+export interface FamilySpec {
+  name: string;
+  type: MetricType;
+  help: string;
+}
+
 interface Series {
-  /** `name{labels} `: everything on the line before the value. */
-  readonly head: string;
+  /** The label values, to tell apart label sets whose hashes collide. */
+  readonly values: readonly string[];
+  /** Per family of the group, `name{labels} `: everything on the line before the value. */
+  readonly heads: readonly string[];
   /** The cycle the series was last set in. */
   cycle: number;
   /** Its index in that cycle's lists. */
   slot: number;
+  /** The next series with the same hash. */
+  next: Series | undefined;
 }
 
-/** One metric family: its HELP and TYPE, and the series set in the current cycle. */
-export class MetricFamily {
-  readonly name: string;
-  readonly type: MetricType;
-  readonly help: string;
+/** FNV-1a over the label values' UTF-16 code units, each value closed by its length. */
+function hashValues(values: readonly string[]): number {
+  let h = 0x811c9dc5 | 0;
+  for (let j = 0; j < values.length; j++) {
+    const v = values[j];
+    for (let i = 0; i < v.length; i++) h = Math.imul(h ^ v.charCodeAt(i), 0x01000193);
+    h = Math.imul(h ^ v.length ^ 0x5bd1e995, 0x01000193);
+  }
+  return h;
+}
+
+function sameValues(a: readonly string[], b: readonly string[]): boolean {
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+  return true;
+}
+
+function checkFamily(f: FamilySpec): void {
+  const { name, type } = f;
+  if (!METRIC_NAME.test(name)) throw new Error(`invalid metric name "${name}"`);
+  if (type !== "counter" && type !== "gauge") throw new Error(`${name}: unknown type ${type}`);
+  if (type === "counter" && !name.endsWith("_total")) {
+    throw new Error(`counter ${name} must end in _total`);
+  }
+  if (type === "gauge" && name.endsWith("_total")) {
+    throw new Error(`gauge ${name} must not end in _total`);
+  }
+}
+
+/**
+ * Families that share their label names and their series, such as the bytes and the packets of
+ * one flow: each series is looked up once per cycle for all of them. Each family is rendered on
+ * its own (HELP, TYPE, its lines); a family's value for a series set in a cycle starts at 0.
+ *
+ * The cache is keyed by a 32-bit hash of the label values computed in JavaScript and checked
+ * against the values kept: a Map lookup with a fresh string key (say, the values joined) has V8
+ * hash the string in its runtime, which cost several times more. Label values are copied when a
+ * series is first seen, so callers may reuse one array for every call.
+ */
+export class MetricGroup {
+  readonly families: readonly Readonly<FamilySpec>[];
   readonly labelNames: readonly string[];
-  readonly #header: string;
+  readonly #headers: readonly string[];
   readonly #retain: number;
-  /** Label string per label values (see #key), across cycles. */
-  readonly #cache = new Map<string, Series>();
-  /** This cycle's series and their values, in the order they were first set. */
+  /** Series by hash of their label values (colliding ones chained), across cycles. */
+  readonly #cache = new Map<number, Series>();
+  #cached = 0;
+  /** This cycle's series in the order they were first set, and per family their values. */
   #active: Series[] = [];
-  #values: number[] = [];
+  #columns: number[][];
   #cycle = 0;
 
   /**
    * Counter names must end in `_total`, and gauge names must not. Throws on an invalid metric
-   * or label name, or a label name given twice.
+   * or label name, a label name given twice, or no family.
    */
   constructor(
-    name: string,
-    type: MetricType,
-    help: string,
+    families: readonly FamilySpec[],
     labelNames: readonly string[] = [],
     options: MetricFamilyOptions = {},
   ) {
-    if (!METRIC_NAME.test(name)) throw new Error(`invalid metric name "${name}"`);
-    if (type === "counter" && !name.endsWith("_total")) {
-      throw new Error(`counter ${name} must end in _total`);
-    }
-    if (type === "gauge" && name.endsWith("_total")) {
-      throw new Error(`gauge ${name} must not end in _total`);
-    }
+    if (families.length === 0) throw new Error("a metric group needs a family");
+    families.forEach(checkFamily);
     const seen = new Set<string>();
     for (const l of labelNames) {
       if (!LABEL_NAME.test(l) || l.startsWith("__")) {
-        throw new Error(`${name}: invalid label name "${l}"`);
+        throw new Error(`${families[0].name}: invalid label name "${l}"`);
       }
-      if (seen.has(l)) throw new Error(`${name}: label ${l} given twice`);
+      if (seen.has(l)) throw new Error(`${families[0].name}: label ${l} given twice`);
       seen.add(l);
     }
-    this.name = name;
-    this.type = type;
-    this.help = help;
+    this.families = families.map(({ name, type, help }) => ({ name, type, help }));
     this.labelNames = [...labelNames];
-    this.#header = `# HELP ${name} ${escapeHelp(help)}\n# TYPE ${name} ${type}\n`;
+    this.#headers = families.map(({ name, type, help }) =>
+      `# HELP ${name} ${escapeHelp(help)}\n# TYPE ${name} ${type}\n`
+    );
+    this.#columns = families.map(() => []);
     this.#retain = Math.max(1, Math.floor(options.retainCycles ?? 3));
   }
 
-  /** Sets a series' value for this cycle (replacing one set before in the same cycle). */
-  set(labelValues: readonly string[], value: number): void {
+  /**
+   * The series' slot in this cycle, for setAt and addAt: a series not set yet in this cycle is
+   * added to it, at 0 in every family.
+   */
+  slot(labelValues: readonly string[]): number {
     const s = this.#series(labelValues);
-    if (s.cycle === this.#cycle) {
-      this.#values[s.slot] = value;
-    } else {
-      this.#activate(s, value);
-    }
+    if (s.cycle === this.#cycle) return s.slot;
+    const slot = this.#active.length;
+    s.cycle = this.#cycle;
+    s.slot = slot;
+    this.#active.push(s);
+    for (const c of this.#columns) c.push(0);
+    return slot;
   }
 
-  /** Adds to a series' value for this cycle (starting from 0): merges duplicate label sets. */
-  add(labelValues: readonly string[], value: number): void {
-    const s = this.#series(labelValues);
-    if (s.cycle === this.#cycle) {
-      this.#values[s.slot] += value;
-    } else {
-      this.#activate(s, value);
-    }
+  /** Sets the value of family `family` (its index) for the series in `slot`. */
+  setAt(family: number, slot: number, value: number): void {
+    this.#columns[family][slot] = value;
+  }
+
+  /** Adds to the value of family `family` for the series in `slot`. */
+  addAt(family: number, slot: number, value: number): void {
+    this.#columns[family][slot] += value;
+  }
+
+  /** Sets a series' values for this cycle, one per family in order (fewer: the rest kept). */
+  set(labelValues: readonly string[], ...values: number[]): void {
+    const slot = this.slot(labelValues);
+    for (let i = 0; i < values.length; i++) this.#columns[i][slot] = values[i];
+  }
+
+  /** Adds to a series' values for this cycle: merges samples of duplicate label sets. */
+  add(labelValues: readonly string[], ...values: number[]): void {
+    const slot = this.slot(labelValues);
+    for (let i = 0; i < values.length; i++) this.#columns[i][slot] += values[i];
   }
 
   /** Whether the series was set in this cycle. */
   has(labelValues: readonly string[]): boolean {
-    return this.#cache.get(this.#key(labelValues))?.cycle === this.#cycle;
+    if (labelValues.length !== this.labelNames.length) return false;
+    for (let s = this.#cache.get(hashValues(labelValues)); s; s = s.next) {
+      if (sameValues(s.values, labelValues)) return s.cycle === this.#cycle;
+    }
+    return false;
   }
 
   /** Series set in this cycle. */
@@ -140,20 +202,26 @@ export class MetricFamily {
 
   /** Series whose text is cached (this cycle's and recent ones). */
   get cached(): number {
-    return this.#cache.size;
+    return this.#cached;
   }
 
   /**
-   * HELP, TYPE and one line per series set in this cycle, in the order they were first set;
-   * ends the cycle.
+   * Per family: HELP, TYPE and one line per series set in this cycle, in the order they were
+   * first set. Ends the cycle.
    */
   render(): string {
-    let out = this.#header;
-    const active = this.#active, values = this.#values;
-    for (let i = 0; i < active.length; i++) {
-      const v = values[i];
-      // Inline fast path for finite values (nearly all of them).
-      out += v - v === 0 ? `${active[i].head}${v}\n` : `${active[i].head}${formatValue(v)}\n`;
+    let out = "";
+    const active = this.#active;
+    for (let f = 0; f < this.#headers.length; f++) {
+      out += this.#headers[f];
+      const values = this.#columns[f];
+      for (let i = 0; i < active.length; i++) {
+        const v = values[i];
+        // Inline fast path for finite values (nearly all of them).
+        out += v - v === 0
+          ? `${active[i].heads[f]}${v}\n`
+          : `${active[i].heads[f]}${formatValue(v)}\n`;
+      }
     }
     this.#endCycle();
     return out;
@@ -166,67 +234,92 @@ export class MetricFamily {
 
   #endCycle(): void {
     const cycle = this.#cycle;
-    if (this.#cache.size > this.#active.length) {
+    if (this.#cached > this.#active.length) {
       // Something cached was not set in this cycle: forget what is too old.
-      for (const [key, s] of this.#cache) {
-        if (cycle - s.cycle >= this.#retain) this.#cache.delete(key);
+      const retain = this.#retain;
+      for (const [hash, first] of this.#cache) {
+        let head: Series | undefined, tail: Series | undefined;
+        for (let s: Series | undefined = first; s; s = s.next) {
+          if (cycle - s.cycle >= retain) {
+            this.#cached--;
+            continue;
+          }
+          if (tail) tail.next = s;
+          else head = s;
+          tail = s;
+        }
+        if (tail) tail.next = undefined;
+        if (head === undefined) this.#cache.delete(hash);
+        else if (head !== first) this.#cache.set(hash, head);
       }
     }
     this.#cycle = cycle + 1;
     this.#active = [];
-    this.#values = [];
-  }
-
-  #activate(s: Series, value: number): void {
-    s.cycle = this.#cycle;
-    s.slot = this.#active.length;
-    this.#active.push(s);
-    this.#values.push(value);
+    this.#columns = this.#columns.map(() => []);
   }
 
   #series(labelValues: readonly string[]): Series {
     if (labelValues.length !== this.labelNames.length) {
       throw new Error(
-        `${this.name}: ${labelValues.length} label values for ${this.labelNames.length} labels`,
+        `${this.families[0].name}: ${labelValues.length} label values for ` +
+          `${this.labelNames.length} labels`,
       );
     }
-    const key = this.#key(labelValues);
-    let s = this.#cache.get(key);
-    if (s === undefined) {
-      s = { head: `${this.name}${formatLabels(this.labelNames, labelValues)} `, cycle: -1, slot: 0 };
-      this.#cache.set(key, s);
-    }
+    const hash = hashValues(labelValues);
+    const first = this.#cache.get(hash);
+    for (let s = first; s; s = s.next) if (sameValues(s.values, labelValues)) return s;
+    const values = [...labelValues];
+    const labels = formatLabels(this.labelNames, values);
+    const s: Series = {
+      values,
+      heads: this.families.map((f) => `${f.name}${labels} `),
+      cycle: -1,
+      slot: 0,
+      next: first,
+    };
+    this.#cache.set(hash, s);
+    this.#cached++;
     return s;
-  }
-
-  /**
-   * The cache key of a label set: the values joined by NUL, prefixed "j"; or, when a value
-   * itself holds a NUL (so joining could be ambiguous), their JSON, prefixed "s".
-   */
-  #key(labelValues: readonly string[]): string {
-    const n = labelValues.length;
-    if (n === 0) return "j";
-    if (n === 1) return `j${labelValues[0]}`;
-    const key = `j${labelValues.join("\0")}`;
-    // Exactly n − 1 NULs unless a value brought its own.
-    let nuls = 0;
-    for (let i = key.indexOf("\0"); i >= 0; i = key.indexOf("\0", i + 1)) {
-      if (++nuls === n) return `s${JSON.stringify(labelValues)}`;
-    }
-    return key;
   }
 }
 
-/** Families rendered together, in the order they were added; names must be unique. */
+/** One metric family: a group of one. */
+export class MetricFamily extends MetricGroup {
+  constructor(
+    name: string,
+    type: MetricType,
+    help: string,
+    labelNames: readonly string[] = [],
+    options: MetricFamilyOptions = {},
+  ) {
+    super([{ name, type, help }], labelNames, options);
+  }
+
+  get name(): string {
+    return this.families[0].name;
+  }
+
+  get type(): MetricType {
+    return this.families[0].type;
+  }
+
+  get help(): string {
+    return this.families[0].help;
+  }
+}
+
+/** Groups and families rendered together, in the order they were added; names must be unique. */
 export class MetricSet {
-  readonly #families: MetricFamily[] = [];
+  readonly #groups: MetricGroup[] = [];
   readonly #names = new Set<string>();
 
-  add(family: MetricFamily): MetricFamily {
-    if (this.#names.has(family.name)) throw new Error(`metric family ${family.name} added twice`);
-    this.#names.add(family.name);
-    this.#families.push(family);
-    return family;
+  add<T extends MetricGroup>(group: T): T {
+    for (const { name } of group.families) {
+      if (this.#names.has(name)) throw new Error(`metric family ${name} added twice`);
+    }
+    for (const { name } of group.families) this.#names.add(name);
+    this.#groups.push(group);
+    return group;
   }
 
   counter(
@@ -247,24 +340,32 @@ export class MetricSet {
     return this.add(new MetricFamily(name, "gauge", help, labelNames, options));
   }
 
+  group(
+    families: readonly FamilySpec[],
+    labelNames: readonly string[] = [],
+    options?: MetricFamilyOptions,
+  ): MetricGroup {
+    return this.add(new MetricGroup(families, labelNames, options));
+  }
+
   /** Family names, in render order. */
   get names(): string[] {
-    return this.#families.map((f) => f.name);
+    return this.#groups.flatMap((g) => g.families.map((f) => f.name));
   }
 
   has(name: string): boolean {
     return this.#names.has(name);
   }
 
-  /** Every family (see MetricFamily.render); ends the cycle of each. */
+  /** Every group (see MetricGroup.render); ends the cycle of each. */
   render(): string {
     let out = "";
-    for (const f of this.#families) out += f.render();
+    for (const g of this.#groups) out += g.render();
     return out;
   }
 
-  /** Ends every family's cycle without rendering. */
+  /** Ends every group's cycle without rendering. */
   discard(): void {
-    for (const f of this.#families) f.discard();
+    for (const g of this.#groups) g.discard();
   }
 }

@@ -3,7 +3,7 @@
  * own state directory and bpffs pin directory, reached with curl inside that namespace (its
  * API listens on the namespace's loopback). stop() ends it and removes its pins and state.
  */
-import { type Side, sh } from "./netns.ts";
+import { sh, type Side } from "./netns.ts";
 
 const MAIN = new URL("../../main.ts", import.meta.url).pathname;
 let seq = 0;
@@ -21,7 +21,11 @@ export class Daemon implements AsyncDisposable {
   #log = "";
   base = "";
 
-  constructor(readonly side: Side, readonly extraArgs: string[] = [], readonly wrap: string[] = []) {
+  constructor(
+    readonly side: Side,
+    readonly extraArgs: string[] = [],
+    readonly wrap: string[] = [],
+  ) {
     const id = `x0t${Deno.pid}-d${seq++}`;
     this.stateDir = Deno.makeTempDirSync({ prefix: `${id}-` });
     this.pinDir = `/sys/fs/bpf/${id}`;
@@ -45,7 +49,13 @@ export class Daemon implements AsyncDisposable {
       "200",
       ...this.extraArgs,
     ];
-    const args = ["netns", "exec", this.side.ns, ...this.wrap, ...(this.wrap.length ? [cmd.map((a) => `'${a}'`).join(" ")] : cmd)];
+    const args = [
+      "netns",
+      "exec",
+      this.side.ns,
+      ...this.wrap,
+      ...(this.wrap.length ? [cmd.map((a) => `'${a}'`).join(" ")] : cmd),
+    ];
     this.#child = new Deno.Command("ip", { args, stdout: "null", stderr: "piped" }).spawn();
     const reader = this.#child.stderr.pipeThrough(new TextDecoderStream()).getReader();
     const deadline = Date.now() + 20_000;
@@ -76,11 +86,16 @@ export class Daemon implements AsyncDisposable {
   }
 
   /** One HTTP request with curl inside the daemon's namespace. */
-  request(path: string, o: { method?: string; body?: string; token?: string; header?: string[] } = {}): HttpReply {
+  request(
+    path: string,
+    o: { method?: string; body?: string; token?: string; header?: string[] } = {},
+  ): HttpReply {
     const args = ["-s", "-i", "--max-time", "10", "-X", o.method ?? "GET"];
     if (o.token !== undefined) args.push("-H", `Authorization: Bearer ${o.token}`);
     for (const h of o.header ?? []) args.push("-H", h);
-    if (o.body !== undefined) args.push("-H", "content-type: application/json", "--data-binary", o.body);
+    if (o.body !== undefined) {
+      args.push("-H", "content-type: application/json", "--data-binary", o.body);
+    }
     const raw = sh("curl", [...args, `${this.base}${path}`], this.side.ns);
     const split = raw.indexOf("\r\n\r\n");
     const head = raw.slice(0, split).split("\r\n");

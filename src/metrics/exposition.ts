@@ -1,0 +1,367 @@
+/**
+ * The Prometheus /metrics page: one snapshot, the components' health and the build, as text
+ * exposition format 0.0.4, with the appliance's own process metrics from prom-client appended.
+ *
+ * `render` is async because prom-client only collects asynchronously (Registry.metrics() returns
+ * a Promise); everything from the snapshot is rendered synchronously before the first await, so
+ * `renderSnapshot` gives the same text without the process metrics, synchronously.
+ *
+ * Every family is re-set from the snapshot on each render, so series that are gone from the
+ * snapshot (an interface removed, a flow that left the top N) are gone from the page too. Base
+ * units throughout: bytes, seconds, ratios in [0, 1].
+ */
+import { collectDefaultMetrics, Registry } from "prom-client";
+import type { ComponentHealth, FlowSnapshot, HealthState, Snapshot } from "../state/snapshot.ts";
+import { PROTO_NAMES } from "../version.ts";
+import { type MetricFamily, type MetricGroup, MetricSet } from "./writer.ts";
+
+export const PREFIX = "x0tta6bl4_";
+/** The Content-Type of what `render` returns. */
+export const CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8";
+
+export interface MetricsOptions {
+  /** Flows exported, the largest by bytes (0: none). */
+  topFlows: number;
+  /** Glob patterns (`*`, `?`) of interfaces to export; empty: all. */
+  interfaceAllow: string[];
+  /** Glob patterns of interfaces never exported; wins over interfaceAllow. */
+  interfaceDeny: string[];
+  /** Append prom-client's process metrics (default true). */
+  processMetrics?: boolean;
+}
+
+export interface BuildInfo {
+  version: string;
+  commit: string;
+  denoVersion: string;
+}
+
+const HEALTH_STATES: readonly HealthState[] = ["healthy", "degraded", "unhealthy"];
+
+/** A glob (`*` any run, `?` any one character, everything else literal) as a RegExp. */
+export function globToRegExp(glob: string): RegExp {
+  let re = "^";
+  for (const c of glob) {
+    if (c === "*") re += "[\\s\\S]*";
+    else if (c === "?") re += "[\\s\\S]";
+    else re += c.replace(/[\\^$.|+(){}[\]*?]/g, "\\$&");
+  }
+  return new RegExp(`${re}$`, "u");
+}
+
+/** Which interface names pass the allow and deny globs (deny wins; no allow: all allowed). */
+export class InterfaceFilter {
+  readonly #allow: RegExp[];
+  readonly #deny: RegExp[];
+  readonly #memo = new Map<string, boolean>();
+
+  constructor(allow: readonly string[], deny: readonly string[]) {
+    this.#allow = allow.map(globToRegExp);
+    this.#deny = deny.map(globToRegExp);
+  }
+
+  accepts(name: string): boolean {
+    let ok = this.#memo.get(name);
+    if (ok === undefined) {
+      ok = !this.#deny.some((r) => r.test(name)) &&
+        (this.#allow.length === 0 || this.#allow.some((r) => r.test(name)));
+      if (this.#memo.size >= 4096) this.#memo.clear();
+      this.#memo.set(name, ok);
+    }
+    return ok;
+  }
+}
+
+const PROTO_LABELS: string[] = [];
+/** A flow's protocol label: its name (tcp, udp, icmp, icmpv6) or its number. */
+export function protocolLabel(proto: number): string {
+  if (proto >= 0 && proto < 256 && Number.isInteger(proto)) {
+    return PROTO_LABELS[proto] ??= PROTO_NAMES[proto] ?? String(proto);
+  }
+  return String(proto);
+}
+
+const PORT_LABELS: string[] = [];
+function portLabel(port: number): string {
+  if (port >= 0 && port < 65536 && Number.isInteger(port)) {
+    return PORT_LABELS[port] ??= String(port);
+  }
+  return String(port);
+}
+
+/**
+ * The `n` flows with the most bytes (ties: in snapshot order), largest first. With more flows
+ * than `n`, the n-th largest byte count is found with a native typed-array sort first, so only
+ * the flows kept are sorted with a comparator.
+ */
+export function topFlowsByBytes(
+  flows: readonly FlowSnapshot[],
+  n: number,
+  keep: (f: FlowSnapshot) => boolean = () => true,
+): FlowSnapshot[] {
+  if (n <= 0) return [];
+  let chosen = flows.filter(keep);
+  if (chosen.length > n) {
+    const bytes = new Float64Array(chosen.length);
+    for (let i = 0; i < chosen.length; i++) bytes[i] = chosen[i].bytes;
+    bytes.sort();
+    const threshold = bytes[bytes.length - n];
+    // Of the flows at the threshold, keep only as many as fit, the first ones.
+    let ties = 0;
+    for (let i = bytes.length - n; i < bytes.length && bytes[i] === threshold; i++) ties++;
+    const out: FlowSnapshot[] = [];
+    for (const f of chosen) {
+      if (f.bytes > threshold) out.push(f);
+      else if (f.bytes === threshold && ties > 0) {
+        out.push(f);
+        ties--;
+      }
+    }
+    chosen = out;
+  }
+  // Array.prototype.sort is stable: equal byte counts keep their snapshot order.
+  return chosen.sort((a, b) => b.bytes - a.bytes);
+}
+
+let processRegistry: Registry | undefined;
+
+/**
+ * One private prom-client registry with its default metrics, shared by every renderer (the
+ * metrics are the process's; collecting them twice would run two event-loop monitors).
+ * prom-client's three gauges named `…_total` (active handles, requests and resources) are
+ * removed: `_total` is for counters, and promtool rejects them; the per-type gauges stay.
+ */
+function processMetricsRegistry(): Registry {
+  if (processRegistry === undefined) {
+    const r = new Registry();
+    collectDefaultMetrics({ register: r, prefix: PREFIX });
+    for (const m of r.getMetricsAsArray()) {
+      // At run time `type` is the string "counter", "gauge"…, whatever the typings say.
+      const type: string = String(m.type);
+      if (type !== "counter" && m.name.endsWith("_total")) r.removeSingleMetric(m.name);
+    }
+    processRegistry = r;
+  }
+  return processRegistry;
+}
+
+/** Renders snapshots as Prometheus text; keep one per scrape endpoint (it caches series text). */
+export class MetricsRenderer {
+  readonly #opts: MetricsOptions;
+  readonly #filter: InterfaceFilter;
+  readonly #set = new MetricSet();
+  readonly #process: Registry | undefined;
+  readonly #f: ReturnType<typeof families>;
+
+  constructor(opts: MetricsOptions) {
+    this.#opts = { ...opts };
+    this.#filter = new InterfaceFilter(opts.interfaceAllow, opts.interfaceDeny);
+    this.#f = families(this.#set);
+    if (opts.processMetrics ?? true) {
+      this.#process = processMetricsRegistry();
+      const clash = this.#process.getMetricsAsArray().map((m) => m.name).filter((n) =>
+        this.#set.has(n)
+      );
+      if (clash.length) throw new Error(`metric families defined twice: ${clash.join(", ")}`);
+    }
+  }
+
+  /** Names of the families this renderer writes itself, in order. */
+  get familyNames(): string[] {
+    return this.#set.names;
+  }
+
+  /** Names of the process metric families prom-client adds (none when disabled). */
+  get processFamilyNames(): string[] {
+    return this.#process?.getMetricsAsArray().map((m) => m.name) ?? [];
+  }
+
+  /** The whole page: `renderSnapshot`, then the process metrics. */
+  async render(s: Snapshot, health: ComponentHealth[], build: BuildInfo): Promise<string> {
+    const own = this.renderSnapshot(s, health, build);
+    if (this.#process === undefined) return own;
+    return `${own}${await this.#process.metrics()}`;
+  }
+
+  /** Every family from the snapshot, health and build; synchronous, no process metrics. */
+  renderSnapshot(s: Snapshot, health: ComponentHealth[], build: BuildInfo): string {
+    const f = this.#f;
+    const accepts = (name: string) => this.#filter.accepts(name);
+    const l1 = [""], l2 = ["", ""];
+
+    const traffic = ["", "", "", "", ""];
+    for (const i of s.interfaces) {
+      if (!accepts(i.name)) continue;
+      traffic[0] = i.name;
+      traffic[4] = i.source;
+      for (const c of i.traffic) {
+        traffic[1] = c.direction;
+        traffic[2] = c.family;
+        traffic[3] = c.protocol;
+        f.traffic.add(traffic, c.bytes, c.packets);
+      }
+      // Malformed frames, fragments and VLAN tags are only counted by our programs.
+      if (i.source !== "ebpf") continue;
+      l2[0] = i.name;
+      for (const [reason, n] of Object.entries(i.malformed)) {
+        l2[1] = reason;
+        f.ifMalformed.add(l2, n);
+      }
+      l1[0] = i.name;
+      f.ifExtra.add(l1, i.fragments, i.vlanTagged);
+    }
+
+    const t = s.flowTable;
+    f.tableEntries.set([], t.entries);
+    f.tableCapacity.set([], t.capacity);
+    f.tableFullness.set([], t.capacity > 0 ? t.entries / t.capacity : 0);
+    f.tableCreated.set([], t.created);
+    f.tableEvicted.set([], t.evicted);
+    f.tableInsertFailed.set([], t.insertFailed);
+
+    const flow = ["", "", "", "", "", "", ""];
+    for (const x of topFlowsByBytes(s.flows, this.#opts.topFlows, (x) => accepts(x.interface))) {
+      flow[0] = x.interface;
+      flow[1] = x.direction;
+      flow[2] = protocolLabel(x.proto);
+      flow[3] = x.saddr;
+      flow[4] = x.daddr;
+      flow[5] = portLabel(x.sport);
+      flow[6] = portLabel(x.dport);
+      // Added up: two flows with the same labels (one flow seen by two hooks) make one series.
+      const slot = f.flows.slot(flow);
+      f.flows.addAt(0, slot, x.bytes);
+      f.flows.addAt(1, slot, x.packets);
+    }
+    f.flowsExported.set([], f.flows.size);
+
+    const e = s.events;
+    const outcomes: [string, number][] = [
+      ["sent", e.sent],
+      ["suppressed", e.suppressed],
+      ["lost_kernel", e.lostKernel],
+      ["lost_consumer", e.lostConsumer],
+      ["consumed", e.consumed],
+    ];
+    for (const [outcome, n] of outcomes) {
+      l1[0] = outcome;
+      f.events.set(l1, n);
+    }
+
+    for (const p of s.programs) {
+      l1[0] = p.name;
+      f.programs.add(l1, p.runTimeNs / 1e9, p.runCount);
+    }
+    f.statsEnabled.set([], s.bpfStatsEnabled ? 1 : 0);
+
+    for (const h of health) {
+      l2[0] = h.component;
+      for (const state of HEALTH_STATES) {
+        l2[1] = state;
+        f.health.set(l2, h.state === state ? 1 : 0);
+      }
+    }
+
+    for (const mode of ["ebpf", "fallback"] as const) {
+      l1[0] = mode;
+      f.mode.set(l1, s.mode === mode ? 1 : 0);
+    }
+    f.snapshotTime.set([], s.takenAt / 1000);
+    f.buildInfo.set([build.version, build.commit, build.denoVersion], 1);
+
+    return this.#set.render();
+  }
+}
+
+function families(m: MetricSet) {
+  const p = PREFIX;
+  const g = (name: string, help: string, labels: string[] = []): MetricFamily =>
+    m.gauge(p + name, help, labels);
+  const c = (name: string, help: string, labels: string[] = []): MetricFamily =>
+    m.counter(p + name, help, labels);
+  const counters = (labels: string[], ...fs: [name: string, help: string][]): MetricGroup =>
+    m.group(fs.map(([name, help]) => ({ name: p + name, type: "counter", help })), labels);
+  return {
+    traffic: counters(
+      ["interface", "direction", "family", "protocol", "source"],
+      [
+        "interface_bytes_total",
+        "Bytes of whole frames (Ethernet header included) on an interface, by direction, IP " +
+        "family and protocol; source fallback: the kernel's totals (family and protocol all).",
+      ],
+      [
+        "interface_packets_total",
+        "Frames on an interface, by direction, IP family and protocol; source fallback: the " +
+        "kernel's totals (family and protocol all).",
+      ],
+    ),
+    ifMalformed: c(
+      "interface_malformed_packets_total",
+      "Malformed frames on an interface (rx and tx), by reason. eBPF only.",
+      ["interface", "reason"],
+    ),
+    ifExtra: counters(
+      ["interface"],
+      ["interface_fragments_total", "IP fragments on an interface (rx and tx). eBPF only."],
+      [
+        "interface_vlan_tagged_packets_total",
+        "VLAN-tagged (802.1Q, 802.1ad) frames on an interface (rx and tx). eBPF only.",
+      ],
+    ),
+    tableEntries: g("flow_table_entries", "Flows in the flow table."),
+    tableCapacity: g("flow_table_capacity", "Capacity of the flow table (LRU hash), in flows."),
+    tableFullness: g("flow_table_fullness_ratio", "Flow table entries / capacity."),
+    tableCreated: c("flow_table_created_total", "Flows created in the flow table."),
+    tableEvicted: c(
+      "flow_table_evicted_total",
+      "Flows the flow table's LRU pushed out to make room (created minus entries).",
+    ),
+    tableInsertFailed: c(
+      "flow_table_insert_failed_total",
+      "Flows that could not be inserted into the flow table.",
+    ),
+    flows: counters(
+      ["interface", "direction", "protocol", "src", "dst", "sport", "dport"],
+      [
+        "flow_bytes_total",
+        "Bytes of one of the top flows by bytes (sport/dport: ICMP type/code for ICMP).",
+      ],
+      [
+        "flow_packets_total",
+        "Packets of one of the top flows by bytes (sport/dport: ICMP type/code for ICMP).",
+      ],
+    ),
+    flowsExported: g("flows_exported", "Flows exported in x0tta6bl4_flow_*_total (the top N)."),
+    events: c(
+      "ringbuf_events_total",
+      "New-flow events by outcome: sent to the ring buffer, suppressed by the rate limit, lost " +
+        "in the kernel (ring full), lost in user space (consumer queue full), consumed.",
+      ["outcome"],
+    ),
+    programs: counters(
+      ["program"],
+      [
+        "bpf_program_run_seconds_total",
+        "Time spent running a BPF program (counted only while kernel.bpf_stats_enabled=1).",
+      ],
+      [
+        "bpf_program_runs_total",
+        "Runs of a BPF program (counted only while kernel.bpf_stats_enabled=1).",
+      ],
+    ),
+    statsEnabled: g("bpf_stats_enabled", "Whether kernel.bpf_stats_enabled is 1."),
+    health: g(
+      "component_health",
+      "1 for a component's current state (healthy, degraded, unhealthy), 0 for the others.",
+      ["component", "state"],
+    ),
+    mode: g("mode", "1 for the collector mode in use (ebpf or fallback), 0 for the other.", [
+      "mode",
+    ]),
+    snapshotTime: g(
+      "snapshot_timestamp_seconds",
+      "When the snapshot shown was taken, in seconds since the epoch.",
+    ),
+    buildInfo: g("build_info", "Build of the appliance; always 1.", ["version", "commit", "deno"]),
+  };
+}
