@@ -72,6 +72,9 @@ export async function serve(inputs: ServeInputs): Promise<number> {
   const collector = new Collector(collectorOptions(config), health, store.events);
   const startedAt = performance.now();
   collector.start();
+  const dp = collector.datapath;
+  if (dp?.adopted) log("info", "counters adopted from the previous run", { dir: config.datapath.bpffs_dir });
+  if (dp?.resetReason) log("warn", dp.resetReason, { dir: config.datapath.bpffs_dir });
   if (collector.mode === "fallback") {
     log("warn", "eBPF cannot run: fallback collector active", { reason: collector.fallbackReason });
   }

@@ -164,7 +164,7 @@ export class Collector {
     this.#mode = "fallback";
     this.#fallbackReason = reason;
     this.health.set("fallback", "degraded", `active: ${reason}`);
-    this.health.set("ringbuf", "unhealthy", "no ring buffer without eBPF");
+    this.health.set("ringbuf", "degraded", "no ring buffer in fallback mode: no flow events");
     this.events.append("mode", { mode: "fallback", reason });
   }
 

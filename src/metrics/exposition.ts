@@ -89,38 +89,93 @@ function portLabel(port: number): string {
   return String(port);
 }
 
+/** The k-th largest (1-based) of `a`, found by quickselect; `a` is reordered. */
+export function kthLargest(a: Float64Array, k: number): number {
+  const target = a.length - k;
+  let lo = 0, hi = a.length - 1;
+  while (lo < hi) {
+    const x = a[lo], y = a[(lo + hi) >>> 1], z = a[hi];
+    const pivot = x < y ? (y < z ? y : x < z ? z : x) : (x < z ? x : y < z ? z : y);
+    let i = lo, j = hi;
+    while (i <= j) {
+      while (a[i] < pivot) i++;
+      while (a[j] > pivot) j--;
+      if (i <= j) {
+        const t = a[i];
+        a[i++] = a[j];
+        a[j--] = t;
+      }
+    }
+    // Now a[lo..j] <= pivot <= a[i..hi], and what lies between equals the pivot.
+    if (target <= j) hi = j;
+    else if (target >= i) lo = i;
+    else return pivot;
+  }
+  return a[target];
+}
+
+/** Byte counts as sort keys: anything but a number ≥ 0 counts as 0. */
+function bytesKey(f: FlowSnapshot): number {
+  const b = f.bytes;
+  return b > 0 ? b : 0;
+}
+
 /**
- * The `n` flows with the most bytes (ties: in snapshot order), largest first. With more flows
- * than `n`, the n-th largest byte count is found with a native typed-array sort first, so only
- * the flows kept are sorted with a comparator.
+ * Sorts by bytes, largest first, equal counts in their order in `flows`. When every count is an
+ * integer and count × flows fits in 2^53, each flow's key is packed with its index into one
+ * number and the keys are sorted natively (Float64Array.prototype.sort), which here took about
+ * half the time of Array.prototype.sort with a comparator; otherwise, the latter.
+ */
+function sortByBytes(flows: FlowSnapshot[]): FlowSnapshot[] {
+  const n = flows.length;
+  let max = 0, integers = true;
+  for (let i = 0; i < n; i++) {
+    const b = bytesKey(flows[i]);
+    if (b > max) max = b;
+    if (b !== Math.floor(b)) integers = false;
+  }
+  if (!integers || (max + 1) * n > 2 ** 53) {
+    return flows.sort((a, b) => bytesKey(b) - bytesKey(a));
+  }
+  const keys = new Float64Array(n);
+  for (let i = 0; i < n; i++) keys[i] = bytesKey(flows[i]) * n + (n - 1 - i);
+  keys.sort();
+  const out = new Array<FlowSnapshot>(n);
+  for (let j = 0; j < n; j++) out[j] = flows[n - 1 - (keys[n - 1 - j] % n)];
+  return out;
+}
+
+/**
+ * The `n` flows that `keep` accepts with the most bytes (ties: in snapshot order), largest
+ * first. With more flows than `n`, the n-th largest byte count is found by quickselect first,
+ * so only the flows kept are sorted.
  */
 export function topFlowsByBytes(
   flows: readonly FlowSnapshot[],
   n: number,
   keep: (f: FlowSnapshot) => boolean = () => true,
 ): FlowSnapshot[] {
-  if (n <= 0) return [];
+  if (!(n > 0)) return [];
   let chosen = flows.filter(keep);
   if (chosen.length > n) {
     const bytes = new Float64Array(chosen.length);
-    for (let i = 0; i < chosen.length; i++) bytes[i] = chosen[i].bytes;
-    bytes.sort();
-    const threshold = bytes[bytes.length - n];
-    // Of the flows at the threshold, keep only as many as fit, the first ones.
-    let ties = 0;
-    for (let i = bytes.length - n; i < bytes.length && bytes[i] === threshold; i++) ties++;
+    for (let i = 0; i < chosen.length; i++) bytes[i] = bytesKey(chosen[i]);
+    const threshold = kthLargest(bytes, n);
+    // Of the flows at the threshold, keep only as many as fit: the first ones.
+    let ties = n;
+    for (const f of chosen) if (bytesKey(f) > threshold) ties--;
     const out: FlowSnapshot[] = [];
     for (const f of chosen) {
-      if (f.bytes > threshold) out.push(f);
-      else if (f.bytes === threshold && ties > 0) {
+      const b = bytesKey(f);
+      if (b > threshold) out.push(f);
+      else if (b === threshold && ties > 0) {
         out.push(f);
         ties--;
       }
     }
     chosen = out;
   }
-  // Array.prototype.sort is stable: equal byte counts keep their snapshot order.
-  return chosen.sort((a, b) => b.bytes - a.bytes);
+  return sortByBytes(chosen);
 }
 
 let processRegistry: Registry | undefined;

@@ -272,7 +272,7 @@ export class MetricGroup {
     const labels = formatLabels(this.labelNames, values);
     const s: Series = {
       values,
-      heads: this.families.map((f) => `${f.name}${labels} `),
+      heads: this.families.map((f) => [f.name, labels, " "].join("")),
       cycle: -1,
       slot: 0,
       next: first,

@@ -1,7 +1,10 @@
 /**
  * A real appliance for the tests: `main.ts serve` started inside a test namespace, with its
  * own state directory and bpffs pin directory, reached with curl inside that namespace (its
- * API listens on the namespace's loopback). stop() ends it and removes its pins and state.
+ * API listens on the namespace's loopback). Disposing it stops it and removes what it owns.
+ *
+ * `ip netns exec` gives its command a fresh /sys, so a bpffs under /sys/fs/bpf would be private
+ * to one run: pins live in a bpffs the test mounts elsewhere (Bpffs) and removes afterwards.
  */
 import { sh, type Side } from "./netns.ts";
 
@@ -14,9 +17,39 @@ export interface HttpReply {
   body: string;
 }
 
+/** A bpffs mounted for one test, outside /sys; unmounted and removed on dispose. */
+export class Bpffs implements Disposable {
+  readonly path = `/run/x0t${Deno.pid}-bpf${seq++}`;
+
+  constructor() {
+    Deno.mkdirSync(this.path);
+    sh("mount", ["-t", "bpf", "bpf", this.path]);
+  }
+
+  [Symbol.dispose](): void {
+    try {
+      sh("umount", [this.path]);
+    } finally {
+      Deno.removeSync(this.path);
+    }
+  }
+}
+
+/** Where a daemon keeps what must survive it; tests share one between daemons to restart. */
+export class DaemonHome implements Disposable {
+  readonly bpffs = new Bpffs();
+  readonly stateDir = Deno.makeTempDirSync({ prefix: `x0t${Deno.pid}-state-` });
+  readonly pinDir = `${this.bpffs.path}/x0tta6bl4`;
+
+  [Symbol.dispose](): void {
+    Deno.removeSync(this.stateDir, { recursive: true });
+    this.bpffs[Symbol.dispose]();
+  }
+}
+
 export class Daemon implements AsyncDisposable {
-  readonly stateDir: string;
-  readonly pinDir: string;
+  readonly home: DaemonHome;
+  readonly #ownsHome: boolean;
   #child?: Deno.ChildProcess;
   #log = "";
   base = "";
@@ -25,10 +58,18 @@ export class Daemon implements AsyncDisposable {
     readonly side: Side,
     readonly extraArgs: string[] = [],
     readonly wrap: string[] = [],
+    home?: DaemonHome,
   ) {
-    const id = `x0t${Deno.pid}-d${seq++}`;
-    this.stateDir = Deno.makeTempDirSync({ prefix: `${id}-` });
-    this.pinDir = `/sys/fs/bpf/${id}`;
+    this.#ownsHome = home === undefined;
+    this.home = home ?? new DaemonHome();
+  }
+
+  get stateDir(): string {
+    return this.home.stateDir;
+  }
+
+  get pinDir(): string {
+    return this.home.pinDir;
   }
 
   /** Starts the daemon and waits until it listens; `readyz` then tells when it collects. */
@@ -139,16 +180,10 @@ export class Daemon implements AsyncDisposable {
     return status;
   }
 
-  /** Stops the daemon if running, then removes its pins and state directory. */
+  /** Stops the daemon if running, then removes its pins and state, unless they are shared. */
   async [Symbol.asyncDispose](): Promise<void> {
     await this.stop();
-    for (const dir of [this.pinDir, this.stateDir]) {
-      try {
-        Deno.removeSync(dir, { recursive: true });
-      } catch (e) {
-        if (!(e instanceof Deno.errors.NotFound)) throw e;
-      }
-    }
+    if (this.#ownsHome) this.home[Symbol.dispose]();
   }
 }
 
