@@ -25,6 +25,7 @@ const LIBBPF_SYMBOLS = {
   bpf_map__max_entries: { parameters: ["pointer"], result: "u32" },
   bpf_map__set_max_entries: { parameters: ["pointer", "u32"], result: "i32" },
   bpf_map__set_pin_path: { parameters: ["pointer", "buffer"], result: "i32" },
+  bpf_map__initial_value: { parameters: ["pointer", "buffer"], result: "pointer" },
   bpf_map_lookup_elem: { parameters: ["i32", "buffer", "buffer"], result: "i32" },
   bpf_map_update_elem: { parameters: ["i32", "buffer", "buffer", "u64"], result: "i32" },
   bpf_map_delete_elem: { parameters: ["i32", "buffer"], result: "i32" },

@@ -33,6 +33,7 @@ function collectorOptions(c: Config): CollectorOptions {
     xdpMode: d.xdp_mode,
     flowTableSize: d.flow_table_size,
     ringBufferBytes: d.ring_buffer_bytes,
+    eventRate: d.event_rate,
     maxInterfaces: d.max_interfaces,
     ifindexLimit: d.ifindex_limit,
     tcHandle: d.tc_handle,
@@ -73,7 +74,9 @@ export async function serve(inputs: ServeInputs): Promise<number> {
   const startedAt = performance.now();
   collector.start();
   const dp = collector.datapath;
-  if (dp?.adopted) log("info", "counters adopted from the previous run", { dir: config.datapath.bpffs_dir });
+  if (dp?.adopted) {
+    log("info", "counters adopted from the previous run", { dir: config.datapath.bpffs_dir });
+  }
   if (dp?.resetReason) log("warn", dp.resetReason, { dir: config.datapath.bpffs_dir });
   if (collector.mode === "fallback") {
     log("warn", "eBPF cannot run: fallback collector active", { reason: collector.fallbackReason });

@@ -29,6 +29,7 @@ export interface CollectorOptions {
   xdpMode: XdpModeRequest;
   flowTableSize: number;
   ringBufferBytes: number;
+  eventRate: number;
   maxInterfaces: number;
   ifindexLimit: number;
   tcHandle: number;
@@ -127,6 +128,7 @@ export class Collector {
     const dp = new FlowDatapath({
       flowTableSize: o.flowTableSize,
       ringBufferBytes: o.ringBufferBytes,
+      eventRate: o.eventRate,
       slots: o.maxInterfaces + 1,
       ifindexLimit: o.ifindexLimit,
       btfPath: o.btfPath || undefined,

@@ -379,6 +379,13 @@ export const SCHEMA = {
       max: 16777216,
       description: "Capacity of the LRU flow table, in flows.",
     }),
+    event_rate: int({
+      default: 1000,
+      min: 0,
+      max: 10000000,
+      description:
+        "New-flow events per second, per CPU and interface; beyond it they are counted as suppressed (0: none).",
+    }),
     ring_buffer_bytes: int({
       default: 1048576,
       min: 4096,

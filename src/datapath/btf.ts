@@ -275,7 +275,15 @@ export function parseBtf(bytes: Uint8Array): Btf {
 }
 
 /** Finds and parses the `.BTF` section of a little-endian ELF64 object (clang -target bpf). */
-export function btfFromElf(bytes: Uint8Array): Btf {
+interface ElfSection {
+  name: string;
+  type: number;
+  link: number;
+  data: Uint8Array;
+}
+
+/** The sections of a little-endian ELF64 object (as clang -target bpf writes them). */
+function elfSections(bytes: Uint8Array): ElfSection[] {
   const isElf = bytes.length >= 4 && bytes[0] === 0x7f && bytes[1] === 0x45 &&
     bytes[2] === 0x4c && bytes[3] === 0x46;
   if (!isElf) throw new BtfError("not an ELF file");
@@ -294,22 +302,69 @@ export function btfFromElf(bytes: Uint8Array): Btf {
     if (shentsize < 64 || p + 64 > bytes.length) {
       throw new BtfError(`ELF truncated: section header ${i} past the end`);
     }
-    return { name: view.getUint32(p, true), offset: u64(p + 24), size: u64(p + 32), p };
+    return {
+      name: view.getUint32(p, true),
+      type: view.getUint32(p + 4, true),
+      offset: u64(p + 24),
+      size: u64(p + 32),
+      link: view.getUint32(p + 40, true),
+      p,
+    };
   };
   if (shoff === 0) throw new BtfError("ELF has no section headers, so no .BTF section");
   if (shnum === 0) shnum = header(0).size; // extended numbering
-  if (shstrndx === 0xffff) shstrndx = view.getUint32(header(0).p + 40, true); // sh_link
+  if (shstrndx === 0xffff) shstrndx = header(0).link;
   const data = (i: number) => {
     const h = header(i);
+    if (h.type === 8) return new Uint8Array(0); // SHT_NOBITS (.bss): nothing in the file
     if (h.offset + h.size > bytes.length) throw new BtfError(`ELF truncated: section ${i}`);
     return bytes.subarray(h.offset, h.offset + h.size);
   };
   const names = data(shstrndx);
-  const wanted = new TextEncoder().encode(".BTF\0");
+  const str = (at: number) => {
+    const end = names.indexOf(0, at);
+    return new TextDecoder().decode(names.subarray(at, end < 0 ? names.length : end));
+  };
+  const out: ElfSection[] = [{ name: "", type: 0, link: 0, data: new Uint8Array(0) }];
   for (let i = 1; i < shnum; i++) {
-    const at = header(i).name;
-    const n = names.subarray(at, at + wanted.length);
-    if (n.length === wanted.length && n.every((b, j) => b === wanted[j])) return parseBtf(data(i));
+    const h = header(i);
+    out.push({ name: str(h.name), type: h.type, link: h.link, data: data(i) });
   }
-  throw new BtfError("ELF has no .BTF section");
+  return out;
+}
+
+export function btfFromElf(bytes: Uint8Array): Btf {
+  const btf = elfSections(bytes).find((s) => s.name === ".BTF");
+  if (!btf) throw new BtfError("ELF has no .BTF section");
+  return parseBtf(btf.data);
+}
+
+/**
+ * Offsets and sizes of the symbols defined in one section of an ELF object, by name: where
+ * a global such as a `const volatile` in .rodata lives (BTF in the file leaves them 0).
+ */
+export function elfSymbols(
+  bytes: Uint8Array,
+  section: string,
+): Map<string, { offset: number; size: number }> {
+  const sections = elfSections(bytes);
+  const index = sections.findIndex((s) => s.name === section);
+  const symtab = sections.find((s) => s.type === 2); // SHT_SYMTAB
+  const out = new Map<string, { offset: number; size: number }>();
+  if (index < 0 || !symtab) return out;
+  const strtab = sections[symtab.link].data;
+  const v = new DataView(symtab.data.buffer, symtab.data.byteOffset, symtab.data.byteLength);
+  for (let p = 0; p + 24 <= symtab.data.length; p += 24) {
+    if (v.getUint16(p + 6, true) !== index) continue;
+    const at = v.getUint32(p, true);
+    const end = strtab.indexOf(0, at);
+    const name = new TextDecoder().decode(strtab.subarray(at, end));
+    if (name) {
+      out.set(name, {
+        offset: Number(v.getBigUint64(p + 8, true)),
+        size: Number(v.getBigUint64(p + 16, true)),
+      });
+    }
+  }
+  return out;
 }

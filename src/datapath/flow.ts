@@ -28,6 +28,8 @@ export interface DatapathOptions {
   flowTableSize?: number;
   /** Ring buffer size in bytes, a power of two and a multiple of the page size. */
   ringBufferBytes?: number;
+  /** New-flow events per second, per CPU and interface (0: none). Default 1000. */
+  eventRate?: number;
   /** Interfaces that can be attached at once (each has its own counters). */
   slots?: number;
   /** Highest ifindex + 1 that can be attached. */
@@ -82,6 +84,7 @@ export class FlowDatapath implements Disposable {
         name: "x0tta6bl4_flow",
         maxEntries,
         btfPath: o.btfPath,
+        rodata: o.eventRate === undefined ? undefined : { x0_event_rate: o.eventRate },
         pins: o.pinDir ? Object.fromEntries(PINNED.map((m) => [m, `${o.pinDir}/${m}`])) : {},
       });
     if (o.pinDir) {

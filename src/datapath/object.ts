@@ -14,6 +14,7 @@ import {
   setPtr,
 } from "../../ffi/libbpf.ts";
 import { check, hintFor, KernelError } from "./errors.ts";
+import { elfSymbols } from "./btf.ts";
 import { captureLibbpfLog, libbpfMessages } from "./log.ts";
 
 export const VMLINUX_BTF = "/sys/kernel/btf/vmlinux";
@@ -27,6 +28,8 @@ export interface OpenOptions {
   btfPath?: string;
   /** Pin these maps at these bpffs paths, reusing what is pinned there already. */
   pins?: Record<string, string>;
+  /** Values of `const volatile` globals (the .rodata section), by name, set before load. */
+  rodata?: Record<string, number | bigint>;
 }
 
 const MAP_TYPE_PERCPU = new Set([5, 6, 10]); // PERCPU_HASH, PERCPU_ARRAY, LRU_PERCPU_HASH
@@ -165,6 +168,32 @@ export class BpfMap {
   }
 }
 
+/** Writes `const volatile` globals into the object's .rodata before load, at their ELF offsets. */
+function setRodata(
+  lib: Libbpf,
+  obj: Deno.PointerValue,
+  bytes: Uint8Array,
+  name: string,
+  values: Record<string, number | bigint>,
+): void {
+  const vars = elfSymbols(bytes, ".rodata");
+  let map: Deno.PointerValue = null;
+  for (let m = lib.bpf_object__next_map(obj, null); m; m = lib.bpf_object__next_map(obj, m)) {
+    if (readCstr(lib.bpf_map__name(m)).endsWith(".rodata")) map = m;
+  }
+  const size = new BigUint64Array(1);
+  const data = map && lib.bpf_map__initial_value(map, new Uint8Array(size.buffer));
+  if (!data) throw new Error(`${name} has no .rodata to set`);
+  const view = new DataView(Deno.UnsafePointerView.getArrayBuffer(data, Number(size[0])));
+  for (const [key, value] of Object.entries(values)) {
+    const v = vars.get(key);
+    if (!v) throw new Error(`${name} has no .rodata variable ${key}`);
+    if (v.size === 8) view.setBigUint64(v.offset, BigInt(value), true);
+    else if (v.size === 4) view.setUint32(v.offset, Number(value), true);
+    else throw new Error(`${name}: .rodata variable ${key} has an unsupported size ${v.size}`);
+  }
+}
+
 export class Collection implements Disposable {
   #obj: Deno.PointerValue;
   readonly programs = new Map<string, Program>();
@@ -236,6 +265,7 @@ export class Collection implements Disposable {
         if (m === null) throw new Error(`${o.name} has no map ${mapName}`);
         check(`pin map ${mapName} at ${path}`, lib.bpf_map__set_pin_path(m, cstr(path)));
       }
+      if (o.rodata) setRodata(lib, obj, bytes, o.name, o.rodata);
       const ret = lib.bpf_object__load(obj);
       if (ret < 0) {
         const nul = log.indexOf(0);
