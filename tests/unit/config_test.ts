@@ -66,6 +66,7 @@ datapath:
   hook: xdp
   xdp_mode: generic
   flow_table_size: 16777216
+  event_rate: 0
   ring_buffer_bytes: 4096
   max_interfaces: 3
   ifindex_limit: 256
@@ -91,6 +92,7 @@ metrics:
       hook: "xdp",
       xdp_mode: "generic",
       flow_table_size: 16777216,
+      event_rate: 0,
       ring_buffer_bytes: 4096,
       max_interfaces: 3,
       ifindex_limit: 256,
