@@ -3,10 +3,14 @@
  *   cost     in-kernel cost per packet (BPF_PROG_TEST_RUN, repeat 1e6) vs empty programs
  *   live     iperf3 TCP and small-packet UDP across a veth pair, attached vs not
  *   read     reading the whole flow table at 10k/100k/1M entries vs `bpftool map dump`
+ *   ringbuf  events consumed per second (decoded) while the kernel produces them at set rates
  * Usage: deno task bench [cost|live|read…]. Results go to stdout as Markdown rows; the
  * numbers in docs/BENCHMARKS.md come from here.
  */
 import baselineObject from "../bpf/build/baseline.bpf.o" with { type: "bytes" };
+import producerObject from "../bpf/build/bench/producer.bpf.o" with { type: "bytes" };
+import { decodeEvent } from "../src/collect/decode.ts";
+import { RingBuffer } from "../src/datapath/ringbuf.ts";
 import { readFlows } from "../src/collect/decode.ts";
 import { FlowDatapath } from "../src/datapath/flow.ts";
 import { ifindexOf } from "../src/datapath/netdev.ts";
@@ -16,7 +20,7 @@ import { XdpAttachment } from "../src/datapath/attach.ts";
 import { FLOW_KEY } from "../ffi/layout.ts";
 import { sh, VethPair } from "../tests/helpers/netns.ts";
 
-const sections = Deno.args.length ? Deno.args : ["cost", "live", "read"];
+const sections = Deno.args.length ? Deno.args : ["cost", "live", "read", "ringbuf"];
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 
 function udpFrame(len: number): Uint8Array<ArrayBuffer> {
@@ -179,6 +183,75 @@ function read() {
   }
 }
 
+async function ringbuf() {
+  console.log(
+    "| target events/s | produced events/s | consumed events/s | lost in the kernel |\n|---|---|---|---|",
+  );
+  const batch = 10_000, total = 3_000_000;
+  const fmt = (n: number) => `${(n / 1e6).toFixed(2)} M`;
+  for (const target of [500_000, 1_000_000, 2_000_000, Infinity]) {
+    using c = Collection.load(producerObject as Uint8Array<ArrayBuffer>, {
+      name: "x0_producer",
+      rodata: { x0_batch: batch },
+    });
+    let consumed = 0;
+    using ring = new RingBuffer(c.map("x0_bench_events"), (rec) => {
+      decodeEvent(rec);
+      consumed++;
+    });
+    const prog = c.program("x0_produce");
+    const frame = udpFrame(64);
+    let producing = true;
+    const t0 = performance.now();
+    let producedAt = t0;
+    const producer = (async () => {
+      for (let b = 0; b < total / batch; b++) {
+        const wait = t0 + (b * batch / target) * 1000 - performance.now();
+        if (wait > 1) await new Promise((r) => setTimeout(r, wait));
+        await prog.testRunAsync(frame, 1);
+      }
+      producedAt = performance.now();
+      producing = false;
+    })();
+    const stats = c.map("x0_bench_stats");
+    const read = (k: number) =>
+      Number(
+        new DataView(stats.lookup(new Uint8Array(new Uint32Array([k]).buffer))!.buffer)
+          .getBigUint64(0, true),
+      );
+    while (producing || consumed < read(0)) {
+      if (ring.consume() === 0) await ring.wait(producing ? 1 : 0);
+      else await ring.wait(0); // let the producer's pacing run
+    }
+    await producer;
+    const secs = (performance.now() - t0) / 1000;
+    console.log(
+      `| ${target === Infinity ? "as fast as test-run goes" : fmt(target)} | ${
+        fmt(read(0) / ((producedAt - t0) / 1000))
+      } | ${fmt(consumed / secs)} | ${read(1)} |`,
+    );
+  }
+  // The consumer alone: the kernel fills the ring first, then user space drains it.
+  using c = Collection.load(producerObject as Uint8Array<ArrayBuffer>, {
+    name: "x0_producer",
+    rodata: { x0_batch: batch },
+  });
+  let consumed = 0;
+  using ring = new RingBuffer(c.map("x0_bench_events"), (rec) => {
+    decodeEvent(rec);
+    consumed++;
+  });
+  for (let b = 0; b < total / batch; b++) c.program("x0_produce").testRun(udpFrame(64), 1);
+  const t = performance.now();
+  while (ring.consume() > 0) { /* drain */ }
+  console.log(
+    `| drain a full ring (consumer alone) | – | ${
+      fmt(consumed / ((performance.now() - t) / 1000))
+    } | 0 |`,
+  );
+}
+
 if (sections.includes("cost")) cost();
 if (sections.includes("live")) await live();
 if (sections.includes("read")) read();
+if (sections.includes("ringbuf")) await ringbuf();

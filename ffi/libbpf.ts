@@ -34,6 +34,13 @@ const LIBBPF_SYMBOLS = {
     result: "i32",
   },
   bpf_prog_test_run_opts: { parameters: ["i32", "buffer"], result: "i32" },
+  /** The same call on a worker thread: the JS thread stays free (benchmarks, producers). */
+  bpf_prog_test_run_opts_async: {
+    name: "bpf_prog_test_run_opts",
+    parameters: ["i32", "buffer"],
+    result: "i32",
+    nonblocking: true,
+  },
   bpf_prog_get_fd_by_id: { parameters: ["u32"], result: "i32" },
   bpf_obj_get_info_by_fd: { parameters: ["i32", "buffer", "buffer"], result: "i32" },
   bpf_link_create: { parameters: ["i32", "i32", "u32", "buffer"], result: "i32" },

@@ -35,18 +35,39 @@ export interface OpenOptions {
 const MAP_TYPE_PERCPU = new Set([5, 6, 10]); // PERCPU_HASH, PERCPU_ARRAY, LRU_PERCPU_HASH
 const ENOENT = 2;
 
+function testRunOpts(data: Uint8Array<ArrayBuffer>, repeat: number) {
+  const o = OPTS.testRun;
+  const opt = opts(o.size);
+  setPtr(opt.view, o.dataIn, data);
+  opt.view.setUint32(o.dataSizeIn, data.length, true);
+  opt.view.setInt32(o.repeat, repeat, true);
+  return opt;
+}
+
 export class Program {
   constructor(readonly name: string, readonly fd: number, private readonly lib: Libbpf) {}
 
   /** Runs the program once or `repeat` times on `data` with BPF_PROG_TEST_RUN. */
   testRun(data: Uint8Array<ArrayBuffer>, repeat = 1): { retval: number; durationNs: number } {
-    const o = OPTS.testRun;
-    const { buf, view } = opts(o.size);
-    setPtr(view, o.dataIn, data);
-    view.setUint32(o.dataSizeIn, data.length, true);
-    view.setInt32(o.repeat, repeat, true);
+    const { buf, view } = testRunOpts(data, repeat);
     check(`test-run ${this.name}`, this.lib.bpf_prog_test_run_opts(this.fd, buf));
-    return { retval: view.getInt32(o.retval, true), durationNs: view.getUint32(o.duration, true) };
+    return {
+      retval: view.getInt32(OPTS.testRun.retval, true),
+      durationNs: view.getUint32(OPTS.testRun.duration, true),
+    };
+  }
+
+  /** testRun on a worker thread, leaving the JS thread free meanwhile. */
+  async testRunAsync(
+    data: Uint8Array<ArrayBuffer>,
+    repeat = 1,
+  ): Promise<{ retval: number; durationNs: number }> {
+    const { buf, view } = testRunOpts(data, repeat);
+    check(`test-run ${this.name}`, await this.lib.bpf_prog_test_run_opts_async(this.fd, buf));
+    return {
+      retval: view.getInt32(OPTS.testRun.retval, true),
+      durationNs: view.getUint32(OPTS.testRun.duration, true),
+    };
   }
 
   /** Kernel-side facts: id, and run time and count when kernel.bpf_stats_enabled is 1. */
