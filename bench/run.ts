@@ -4,6 +4,8 @@
  *   live     iperf3 TCP and small-packet UDP across a veth pair, attached vs not
  *   read     reading the whole flow table at 10k/100k/1M entries vs `bpftool map dump`
  *   ringbuf  events consumed per second (decoded) while the kernel produces them at set rates
+ *   scrape   /metrics of the running appliance at 10k and 100k flows vs node_exporter, and RSS
+ *   startup  from starting `serve` to /readyz = 200 with the programs attached
  * Usage: deno task bench [cost|live|read…]. Results go to stdout as Markdown rows; the
  * numbers in docs/BENCHMARKS.md come from here.
  */
@@ -19,8 +21,11 @@ import { Collection, type Program } from "../src/datapath/object.ts";
 import { XdpAttachment } from "../src/datapath/attach.ts";
 import { FLOW_KEY } from "../ffi/layout.ts";
 import { sh, VethPair } from "../tests/helpers/netns.ts";
+import { Daemon, DaemonHome } from "../tests/helpers/daemon.ts";
 
-const sections = Deno.args.length ? Deno.args : ["cost", "live", "read", "ringbuf"];
+const sections = Deno.args.length
+  ? Deno.args
+  : ["cost", "live", "read", "ringbuf", "scrape", "startup"];
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 
 function udpFrame(len: number): Uint8Array<ArrayBuffer> {
@@ -251,7 +256,122 @@ async function ringbuf() {
   );
 }
 
+function rssMiB(pid: number): number {
+  const kb = Deno.readTextFileSync(`/proc/${pid}/status`).match(/VmRSS:\s+(\d+)/)?.[1];
+  return Number(kb) / 1024;
+}
+
+/** Median time of `n` scrapes of `url` by curl inside `ns`, and the body's size. */
+function scrapeTimes(ns: string, url: string, n: number): { ms: number; bytes: number } {
+  const times: number[] = [];
+  let bytes = 0;
+  for (let i = 0; i < n; i++) {
+    const out = sh(
+      "curl",
+      ["-s", "-o", "/dev/null", "-w", "%{time_total} %{size_download}", url],
+      ns,
+    )
+      .split(" ");
+    times.push(Number(out[0]) * 1000);
+    bytes = Number(out[1]);
+  }
+  return { ms: median(times), bytes };
+}
+
+async function scrape() {
+  using v = new VethPair(51);
+  const port = 19100 + (Deno.pid % 1000);
+  const ne = new Deno.Command("ip", {
+    args: [
+      "netns",
+      "exec",
+      v.b.ns,
+      "prometheus-node-exporter",
+      `--web.listen-address=127.0.0.1:${port}`,
+    ],
+    stdout: "null",
+    stderr: "null",
+  }).spawn();
+  try {
+    await new Promise((r) => setTimeout(r, 1000));
+    const node = scrapeTimes(v.b.ns, `http://127.0.0.1:${port}/metrics`, 21);
+    const nodeRss = rssMiB(ne.pid);
+    console.log(
+      "| flows in the table | x0tta6bl4 /metrics median | size | RSS | node_exporter median | size | RSS | time ratio |",
+    );
+    console.log("|---|---|---|---|---|---|---|---|");
+    for (const n of [10_000, 100_000]) {
+      using home = new DaemonHome();
+      const size = n * 2;
+      {
+        // Fill the pinned flow table; the daemon adopts it on start.
+        // Sized as the daemon sizes it (64 interfaces + slot 0), or it would not adopt the pins.
+        using dp = new FlowDatapath({ flowTableSize: size, pinDir: home.pinDir, slots: 65 });
+        const key = new Uint8Array(FLOW_KEY.size);
+        const kv = new DataView(key.buffer);
+        const value = new Uint8Array(dp.flows.valueBytes);
+        new DataView(value.buffer).setBigUint64(0, 1n, true);
+        key[41] = 4;
+        key[40] = 17;
+        for (let i = 0; i < n; i++) {
+          kv.setUint32(0, i, false);
+          new DataView(value.buffer).setBigUint64(8, BigInt(64 + i), true);
+          dp.flows.update(key, value);
+        }
+      }
+      await using d = new Daemon(
+        v.b,
+        [
+          "--interface",
+          v.b.dev,
+          "--datapath.flow-table-size",
+          String(size),
+          "--collect.interval-ms",
+          "1000",
+        ],
+        [],
+        home,
+      );
+      await d.start();
+      await d.until("a snapshot", () => d.request("/readyz").status === 200 || undefined);
+      await new Promise((r) => setTimeout(r, 2500));
+      const entries = d.request("/metrics").body.match(/^x0tta6bl4_flow_table_entries (\d+)/m)?.[1];
+      if (Number(entries) < n) throw new Error(`the daemon sees ${entries} flows, not ${n}`);
+      const ours = scrapeTimes(v.b.ns, `${d.base}/metrics`, 21);
+      const rss = rssMiB(d.pid);
+      console.log(
+        `| ${n} | ${ours.ms.toFixed(1)} ms | ${(ours.bytes / 1024).toFixed(0)} KiB | ${
+          rss.toFixed(0)
+        } MiB | ${node.ms.toFixed(1)} ms | ${(node.bytes / 1024).toFixed(0)} KiB | ${
+          nodeRss.toFixed(0)
+        } MiB | ${(ours.ms / node.ms).toFixed(2)} |`,
+      );
+    }
+  } finally {
+    ne.kill("SIGTERM");
+    await ne.status;
+  }
+}
+
+async function startup() {
+  using v = new VethPair(52);
+  const times: number[] = [];
+  for (let i = 0; i < 5; i++) {
+    await using d = new Daemon(v.b, ["--interface", v.b.dev]);
+    const t = performance.now();
+    await d.start();
+    await d.until("ready", () => d.request("/readyz").status === 200 || undefined);
+    times.push(performance.now() - t);
+    if (!v.run(v.b, "tc", ["filter", "show", "dev", v.b.dev, "ingress"]).includes("x0_tc")) {
+      throw new Error("ready without the programs attached");
+    }
+  }
+  console.log(`| start to /readyz = 200 (median of 5) | ${median(times).toFixed(0)} ms |`);
+}
+
 if (sections.includes("cost")) cost();
 if (sections.includes("live")) await live();
 if (sections.includes("read")) read();
 if (sections.includes("ringbuf")) await ringbuf();
+if (sections.includes("scrape")) await scrape();
+if (sections.includes("startup")) await startup();

@@ -135,9 +135,11 @@ export async function serve(inputs: ServeInputs): Promise<number> {
     collector,
     token,
     maxBodyBytes: config.api.max_body_bytes,
-    metrics: () => {
+    metrics: async () => {
       try {
-        const text = store.current ? renderer.render(store.current, health.list(), build) : "";
+        const text = store.current
+          ? await renderer.render(store.current, health.list(), build)
+          : "";
         health.set("metrics", "healthy", "rendering");
         return text;
       } catch (e) {

@@ -321,11 +321,7 @@ export class Collector {
     }
     // An interface whose counters live in two hooks (XDP and TC ingress never both) is merged.
     for (const snap of byIf.values()) snap.traffic = mergeTraffic(snap.traffic);
-    const flows = readFlows(dp).map((f) => ({
-      ...f,
-      interface: names.get(f.ifindex) ?? ifnameOf(f.ifindex) ?? String(f.ifindex),
-      direction: (f.hook === "tcEgress" ? "tx" : "rx") as Direction,
-    }));
+    const flows = readFlows(dp, (i) => names.get(i) ?? ifnameOf(i) ?? String(i));
     this.#kernelEvents = { sent, suppressed, lost };
     const programs = [dp.xdp, dp.tcIngress, dp.tcEgress].map((p) => {
       const i = p.info();

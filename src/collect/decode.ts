@@ -17,6 +17,7 @@ import {
   type MalformedReason,
 } from "../../ffi/layout.ts";
 import type { FlowDatapath } from "../datapath/flow.ts";
+import type { FlowSnapshot } from "../state/snapshot.ts";
 
 export interface Counter {
   packets: number;
@@ -131,8 +132,12 @@ function sumFlowValue(b: Uint8Array, at: number, stride: number, cpus: number) {
 
 /**
  * Every flow: the table's per-CPU values summed, plus what each CPU's flow cache still holds.
+ * One object per flow, built once (at 100k flows a second, copies would show in the RSS).
  */
-export function readFlows(dp: FlowDatapath): Flow[] {
+export function readFlows(
+  dp: FlowDatapath,
+  ifname: (ifindex: number) => string = String,
+): FlowSnapshot[] {
   // The cached flows first (one per CPU, interface and hook at most), to merge into the
   // table's entries.
   const pending: { key: Uint8Array; value: ReturnType<typeof sumFlowValue>; merged: boolean }[] =
@@ -150,7 +155,25 @@ export function readFlows(dp: FlowDatapath): Flow[] {
       }
     }
   }
-  const out: Flow[] = [];
+  const out: FlowSnapshot[] = [];
+  const flow = (k: FlowKey, s: ReturnType<typeof sumFlowValue>): FlowSnapshot => ({
+    ifindex: k.ifindex,
+    hook: k.hook,
+    family: k.family,
+    proto: k.proto,
+    saddr: k.saddr,
+    daddr: k.daddr,
+    sport: k.sport,
+    dport: k.dport,
+    packets: s.packets,
+    bytes: s.bytes,
+    firstSeenNs: s.firstSeenNs,
+    lastSeenNs: s.lastSeenNs,
+    tcpFlags: s.tcpFlags,
+    fragment: s.fragment !== 0,
+    interface: ifname(k.ifindex),
+    direction: k.hook === "tcEgress" ? "tx" : "rx",
+  });
   const map = dp.flows;
   const cpus = map.percpu ? map.cpus : 1;
   for (const { count, keys, values } of map.batches()) {
@@ -165,12 +188,12 @@ export function readFlows(dp: FlowDatapath): Flow[] {
         s.lastSeenNs = Math.max(s.lastSeenNs, p.value.lastSeenNs);
         s.tcpFlags |= p.value.tcpFlags;
       }
-      out.push({ ...decodeFlowKey(keys, at), ...s, fragment: s.fragment !== 0 });
+      out.push(flow(decodeFlowKey(keys, at), s));
     }
   }
   // Evicted from the table while a cache still held packets of it.
   for (const p of pending) {
-    if (!p.merged) out.push({ ...decodeFlowKey(p.key), ...p.value, fragment: !!p.value.fragment });
+    if (!p.merged) out.push(flow(decodeFlowKey(p.key), p.value));
   }
   return out;
 }

@@ -218,26 +218,6 @@ export class MetricGroup {
     for (let i = 0; i < values.length; i++) this.#columns[i][slot] += values[i];
   }
 
-  /**
-   * Orders this cycle's series by their value in family `family` (its index), largest first;
-   * equal values keep their order. Later slots follow the new order.
-   */
-  sortBy(family: number): void {
-    const order = orderByValueDesc(this.#columns[family]);
-    const active = this.#active, columns = this.#columns;
-    const sorted: Series[] = [];
-    const sortedColumns = columns.map((): number[] => []);
-    for (let j = 0; j < order.length; j++) {
-      const i = order[j];
-      const s = active[i];
-      s.slot = j;
-      sorted.push(s);
-      for (let c = 0; c < columns.length; c++) sortedColumns[c].push(columns[c][i]);
-    }
-    this.#active = sorted;
-    this.#columns = sortedColumns;
-  }
-
   /** Whether the series was set in this cycle. */
   has(labelValues: readonly string[]): boolean {
     if (labelValues.length !== this.labelNames.length) return false;

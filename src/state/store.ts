@@ -22,8 +22,9 @@ export class StateStore {
       this.events.append("health", { ...c, previous: prev?.state });
   }
 
+  /** The previous snapshot keeps no flows: only interface rates are computed from it. */
   put(s: Snapshot): void {
-    this.previous = this.current;
+    this.previous = this.current && { ...this.current, flows: [] };
     this.current = s;
   }
 
