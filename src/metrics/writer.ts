@@ -4,16 +4,23 @@
  * Every render is one cycle: the caller sets the value of each series it wants to expose, then
  * renders; only the series set since the previous render appear, so a series that is not set
  * again (a flow that left the top N, an interface that went away) disappears from the next
- * scrape. What a series costs to format — its name and escaped label string, `name{a="x"} ` — is
- * built once and cached by its label values, so steady series cost one Map lookup and one string
- * concatenation per scrape. A cached series that is not set for `retainCycles` renders is
- * forgotten, which bounds the cache by the series of the last few cycles.
+ * scrape. A series' escaped label string, `{a="x",b="y"} `, is built once, cached by its label
+ * values and reused across scrapes, so a steady series costs a hash of its label values, one
+ * Map lookup and a few concatenations per scrape. A cached series not set for `retainCycles`
+ * renders in a row is forgotten, which bounds the cache by the series of the last few cycles.
+ *
+ * Usage: `const f = new MetricFamily("x_bytes_total", "counter", "Bytes.", ["if"]);` then per
+ * scrape `f.set(["eth0"], 123)` for each series and `f.render()`. A MetricGroup does the same
+ * for families that share their labels (one lookup for all), and a MetricSet renders several.
  */
 
 export type MetricType = "counter" | "gauge";
 
 export interface MetricFamilyOptions {
-  /** Renders a series' cached text survives without being set (default 3, at least 1). */
+  /**
+   * A series' cached text is forgotten at the retainCycles-th render in a row without the series
+   * (default 3, at least 1: 1 forgets it at the first render without it).
+   */
   retainCycles?: number;
 }
 
@@ -90,10 +97,11 @@ export interface FamilySpec {
 }
 
 interface Series {
-  /** The label values, to tell apart label sets whose hashes collide. */
-  readonly values: readonly string[];
-  /** Per family of the group, `name{labels} `: everything on the line before the value. */
-  readonly heads: readonly string[];
+  /**
+   * `{a="x",b="y"} `: the escaped label string and the space before the value, shared by the
+   * families of a group; also what tells apart label sets whose hashes collide (labelsMatch).
+   */
+  readonly labels: string;
   /** The cycle the series was last set in. */
   cycle: number;
   /** Its index in that cycle's lists. */
@@ -103,7 +111,7 @@ interface Series {
 }
 
 /** FNV-1a over the label values' UTF-16 code units, each value closed by its length. */
-function hashValues(values: readonly string[]): number {
+export function hashValues(values: readonly string[]): number {
   let h = 0x811c9dc5 | 0;
   for (let j = 0; j < values.length; j++) {
     const v = values[j];
@@ -113,8 +121,32 @@ function hashValues(values: readonly string[]): number {
   return h;
 }
 
-function sameValues(a: readonly string[], b: readonly string[]): boolean {
-  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+/**
+ * Whether `labels` is the label string of `values` for label `names`, as formatLabels writes
+ * it. Comparing against the escaped text is exact (escaping is one-to-one and an unescaped `"`
+ * can only close a value), and spares keeping the values themselves.
+ */
+function labelsMatch(labels: string, names: readonly string[], values: readonly string[]): boolean {
+  let p = 0;
+  for (let i = 0; i < names.length; i++) {
+    p += names[i].length + 3; // `{` or `,`, the name, `="`
+    const v = values[i];
+    for (let j = 0; j < v.length; j++) {
+      const c = v.charCodeAt(j);
+      if (c === 0x5c || c === 0x22) { // backslash, double quote
+        if (labels.charCodeAt(p) !== 0x5c || labels.charCodeAt(p + 1) !== c) return false;
+        p += 2;
+      } else if (c === 0x0a) { // line feed
+        if (labels.charCodeAt(p) !== 0x5c || labels.charCodeAt(p + 1) !== 0x6e) return false;
+        p += 2;
+      } else {
+        if (labels.charCodeAt(p) !== c) return false;
+        p++;
+      }
+    }
+    if (labels.charCodeAt(p) !== 0x22) return false;
+    p++;
+  }
   return true;
 }
 
@@ -135,10 +167,13 @@ function checkFamily(f: FamilySpec): void {
  * one flow: each series is looked up once per cycle for all of them. Each family is rendered on
  * its own (HELP, TYPE, its lines); a family's value for a series set in a cycle starts at 0.
  *
- * The cache is keyed by a 32-bit hash of the label values computed in JavaScript and checked
- * against the values kept: a Map lookup with a fresh string key (say, the values joined) has V8
- * hash the string in its runtime, which cost several times more. Label values are copied when a
- * series is first seen, so callers may reuse one array for every call.
+ * The cache is keyed by a 32-bit hash of the label values computed in JavaScript: a Map lookup
+ * with a fresh string key (say, the values joined) has V8 hash the string in its runtime, which
+ * cost several times more. Colliding label sets are told apart by comparing the values with the
+ * cached label string; the values are not kept, so callers may reuse one array for every call.
+ * One label string per series for all the families of a group, rather than one `name{…} ` per
+ * family, took about 40% less memory at no cost in speed (about 440 bytes per flow, bytes and
+ * packets, at 100k flows).
  */
 export class MetricGroup {
   readonly families: readonly Readonly<FamilySpec>[];
@@ -164,6 +199,8 @@ export class MetricGroup {
   ) {
     if (families.length === 0) throw new Error("a metric group needs a family");
     families.forEach(checkFamily);
+    const names = new Set(families.map((f) => f.name));
+    if (names.size !== families.length) throw new Error("a family twice in one group");
     const seen = new Set<string>();
     for (const l of labelNames) {
       if (!LABEL_NAME.test(l) || l.startsWith("__")) {
@@ -208,12 +245,14 @@ export class MetricGroup {
 
   /** Sets a series' values for this cycle, one per family in order (fewer: the rest kept). */
   set(labelValues: readonly string[], ...values: number[]): void {
+    this.#checkCount(values.length);
     const slot = this.slot(labelValues);
     for (let i = 0; i < values.length; i++) this.#columns[i][slot] = values[i];
   }
 
   /** Adds to a series' values for this cycle: merges samples of duplicate label sets. */
   add(labelValues: readonly string[], ...values: number[]): void {
+    this.#checkCount(values.length);
     const slot = this.slot(labelValues);
     for (let i = 0; i < values.length; i++) this.#columns[i][slot] += values[i];
   }
@@ -222,7 +261,7 @@ export class MetricGroup {
   has(labelValues: readonly string[]): boolean {
     if (labelValues.length !== this.labelNames.length) return false;
     for (let s = this.#cache.get(hashValues(labelValues)); s; s = s.next) {
-      if (sameValues(s.values, labelValues)) return s.cycle === this.#cycle;
+      if (this.#matches(s, labelValues)) return s.cycle === this.#cycle;
     }
     return false;
   }
@@ -247,12 +286,13 @@ export class MetricGroup {
     for (let f = 0; f < this.#headers.length; f++) {
       out += this.#headers[f];
       const values = this.#columns[f];
+      const name = this.families[f].name;
       for (let i = 0; i < active.length; i++) {
         const v = values[i];
         // Inline fast path for finite values (nearly all of them).
         out += v - v === 0
-          ? `${active[i].heads[f]}${v}\n`
-          : `${active[i].heads[f]}${formatValue(v)}\n`;
+          ? `${name}${active[i].labels}${v}\n`
+          : `${name}${active[i].labels}${formatValue(v)}\n`;
       }
     }
     this.#endCycle();
@@ -290,6 +330,16 @@ export class MetricGroup {
     this.#columns = this.#columns.map(() => []);
   }
 
+  #matches(s: Series, labelValues: readonly string[]): boolean {
+    return labelsMatch(s.labels, this.labelNames, labelValues);
+  }
+
+  #checkCount(n: number): void {
+    if (n > this.families.length) {
+      throw new Error(`${this.families[0].name}: ${n} values for ${this.families.length} families`);
+    }
+  }
+
   #series(labelValues: readonly string[]): Series {
     if (labelValues.length !== this.labelNames.length) {
       throw new Error(
@@ -299,12 +349,12 @@ export class MetricGroup {
     }
     const hash = hashValues(labelValues);
     const first = this.#cache.get(hash);
-    for (let s = first; s; s = s.next) if (sameValues(s.values, labelValues)) return s;
-    const values = [...labelValues];
-    const labels = formatLabels(this.labelNames, values);
+    for (let s = first; s; s = s.next) if (this.#matches(s, labelValues)) return s;
+    const labels = formatLabels(this.labelNames, labelValues);
     const s: Series = {
-      values,
-      heads: this.families.map((f) => [f.name, labels, " "].join("")),
+      // Joined, not concatenated: join makes a flat string, where `${a}${b}` makes a rope that
+      // every render and encoding would walk again (together they took about twice as long).
+      labels: [labels, " "].join(""),
       cycle: -1,
       slot: 0,
       next: first,
@@ -315,7 +365,7 @@ export class MetricGroup {
   }
 }
 
-/** One metric family: a group of one. */
+/** One metric family: a group of one; `set(labelValues, value)`, `add(labelValues, value)`. */
 export class MetricFamily extends MetricGroup {
   constructor(
     name: string,
