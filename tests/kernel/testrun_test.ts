@@ -20,6 +20,7 @@ import {
   readIfaceStats,
 } from "../../src/collect/decode.ts";
 import { KernelError } from "../../src/datapath/errors.ts";
+import type { FlowSnapshot } from "../../src/state/snapshot.ts";
 import { FlowDatapath } from "../../src/datapath/flow.ts";
 import {
   arp,
@@ -137,8 +138,10 @@ function expectState(
     assert.ok(f.firstSeenNs > 0, `first_seen of ${flowId(f)}`);
     assert.ok(f.lastSeenNs >= f.firstSeenNs, `last_seen before first_seen in ${flowId(f)}`);
   }
-  const strip = (f: Flow): FlowFields => {
-    const { firstSeenNs: _, lastSeenNs: __, ...rest } = f;
+  const strip = (f: FlowSnapshot): FlowFields => {
+    const { firstSeenNs: _, lastSeenNs: __, interface: name, direction, ...rest } = f;
+    assert.equal(name, String(f.ifindex)); // no name given: the ifindex stands in
+    assert.equal(direction, f.hook === "tcEgress" ? "tx" : "rx");
     return rest;
   };
   const want: FlowFields[] = flows.map((f) => ({
