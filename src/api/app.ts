@@ -12,7 +12,7 @@ import * as z from "zod";
 import type { Collector } from "../collect/collector.ts";
 import type { LiveEvent } from "../state/events.ts";
 import type { StateStore } from "../state/store.ts";
-import type { FlowSnapshot } from "../state/snapshot.ts";
+import { ipv4Bytes, ipv6Bytes } from "../collect/flowtable.ts";
 import { OPENAPI } from "./openapi.ts";
 import { problem, problemFor } from "./problem.ts";
 
@@ -130,18 +130,35 @@ export function buildApp(d: ApiDeps): Hono {
     if (!q.success) return problem(c, 400, "bad query", issues(q.error));
     const { sort, limit, interface: iface, protocol, address, port } = q.data;
     const proto = protocol === undefined ? undefined : PROTOCOLS[protocol] ?? Number(protocol);
-    const addr = address?.toLowerCase();
-    let flows: FlowSnapshot[] = d.store.current?.flows ?? [];
-    flows = flows.filter((f) =>
-      (iface === undefined || f.interface === iface) &&
-      (proto === undefined || f.proto === proto) &&
-      (addr === undefined || f.saddr === addr || f.daddr === addr) &&
-      (port === undefined || ((f.proto === 6 || f.proto === 17) &&
-        (f.sport === port || f.dport === port)))
+    const table = d.store.current?.flows;
+    if (!table) return c.json({ total: 0, sort, flows: [] });
+    let addr: { family: number; bytes: Uint8Array } | undefined;
+    if (address !== undefined) {
+      try {
+        addr = address.includes(":")
+          ? { family: 6, bytes: ipv6Bytes(address) }
+          : { family: 4, bytes: ipv4Bytes(address) };
+      } catch (e) {
+        return problem(c, 400, "bad query", `address: ${(e as Error).message}`);
+      }
+    }
+    const ifindexes = iface === undefined ? undefined : new Set(
+      (d.store.current?.interfaces ?? []).filter((i) => i.name === iface).map((i) => i.ifindex),
     );
-    const key = sort === "recent" ? "lastSeenNs" : sort;
-    const top = [...flows].sort((a, b) => b[key] - a[key]).slice(0, limit);
-    return c.json({ total: flows.length, sort, flows: top });
+    const match = (i: number) =>
+      (ifindexes === undefined || ifindexes.has(table.ifindex(i))) &&
+      (proto === undefined || table.proto(i) === proto) &&
+      (addr === undefined || table.hasAddress(i, addr.family, addr.bytes)) &&
+      (port === undefined || ((table.proto(i) === 6 || table.proto(i) === 17) &&
+        (table.port(i, "sport") === port || table.port(i, "dport") === port)));
+    const filtered = iface !== undefined || proto !== undefined || addr !== undefined ||
+      port !== undefined;
+    const { total, flows } = table.top(
+      sort === "recent" ? "lastSeenNs" : sort,
+      limit,
+      filtered ? match : undefined,
+    );
+    return c.json({ total, sort, flows });
   });
 
   app.get("/api/v1/events", (c) => {

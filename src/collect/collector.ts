@@ -19,7 +19,8 @@ import type {
   Snapshot,
   TrafficCounter,
 } from "../state/snapshot.ts";
-import { decodeEvent, readFlows, readIfaceStats } from "./decode.ts";
+import { decodeEvent, readFlowTable, readIfaceStats } from "./decode.ts";
+import { FlowTable } from "./flowtable.ts";
 import { readSysfsInterface } from "./fallback.ts";
 
 export interface CollectorOptions {
@@ -75,7 +76,7 @@ export class Collector {
   readonly #wanted: Set<string>;
   #mode: "ebpf" | "fallback" = "fallback";
   #fallbackReason = "";
-  #kernelEvents = { sent: 0, suppressed: 0, lost: 0 };
+  #lastFlowCount = 0;
 
   constructor(
     readonly options: CollectorOptions,
@@ -265,7 +266,7 @@ export class Collector {
       takenAt: Date.now(),
       mode: "fallback",
       interfaces,
-      flows: [],
+      flows: new FlowTable(0),
       flowTable: { entries: 0, capacity: 0, created: 0, evicted: 0, insertFailed: 0 },
       events: {
         sent: 0,
@@ -321,8 +322,12 @@ export class Collector {
     }
     // An interface whose counters live in two hooks (XDP and TC ingress never both) is merged.
     for (const snap of byIf.values()) snap.traffic = mergeTraffic(snap.traffic);
-    const flows = readFlows(dp, (i) => names.get(i) ?? ifnameOf(i) ?? String(i));
-    this.#kernelEvents = { sent, suppressed, lost };
+    const flows = readFlowTable(
+      dp,
+      (i) => names.get(i) ?? ifnameOf(i) ?? String(i),
+      Math.ceil((this.#lastFlowCount || 1024) * 1.1),
+    );
+    this.#lastFlowCount = flows.size;
     const programs = [dp.xdp, dp.tcIngress, dp.tcEgress].map((p) => {
       const i = p.info();
       return { name: p.name, runTimeNs: i.runTimeNs, runCount: i.runCount };
@@ -333,10 +338,10 @@ export class Collector {
       interfaces: [...byIf.values()],
       flows,
       flowTable: {
-        entries: flows.length,
+        entries: flows.size,
         capacity: dp.flows.maxEntries,
         created,
-        evicted: Math.max(0, created - flows.length),
+        evicted: Math.max(0, created - flows.size),
         insertFailed,
       },
       events: {
@@ -349,11 +354,6 @@ export class Collector {
       programs,
       bpfStatsEnabled: bpfStatsEnabled(),
     };
-  }
-
-  /** Lost events in the kernel since the last look, for the ring buffer's health. */
-  get kernelEvents() {
-    return this.#kernelEvents;
   }
 
   /** Detaches everything and closes every kernel object; pinned counters stay for next time. */

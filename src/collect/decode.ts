@@ -18,6 +18,7 @@ import {
 } from "../../ffi/layout.ts";
 import type { FlowDatapath } from "../datapath/flow.ts";
 import type { FlowSnapshot } from "../state/snapshot.ts";
+import { type FlowCounters, FlowTable } from "./flowtable.ts";
 
 export interface Counter {
   packets: number;
@@ -111,96 +112,89 @@ export function decodeFlowKey(b: Uint8Array, at = 0): FlowKey {
   };
 }
 
-/** Sums a per-CPU flow value (stride bytes per CPU) into one. */
-function sumFlowValue(b: Uint8Array, at: number, stride: number, cpus: number) {
-  const v = new DataView(b.buffer, b.byteOffset + at, stride * cpus);
-  let packets = 0, bytes = 0, first = 0, last = 0, flags = 0, fragment = 0;
+/** Sums a per-CPU flow value (`stride` bytes per CPU, at byte `at` of `v`) into `into`. */
+function sumFlowValue(v: DataView, at: number, stride: number, cpus: number, into: FlowCounters) {
+  into.packets =
+    into.bytes =
+    into.firstSeenNs =
+    into.lastSeenNs =
+    into.tcpFlags =
+      0;
+  into.fragment = 0;
   const V = FLOW_VALUE.members;
-  for (let c = 0, o = 0; c < cpus; c++, o += stride) {
+  for (let c = 0, o = at; c < cpus; c++, o += stride) {
     const p = u64(v, o + V.packets[0]);
     if (p === 0) continue;
-    packets += p;
-    bytes += u64(v, o + V.bytes[0]);
+    into.packets += p;
+    into.bytes += u64(v, o + V.bytes[0]);
     const f = u64(v, o + V.first_seen_ns[0]);
-    if (f && (!first || f < first)) first = f;
-    last = Math.max(last, u64(v, o + V.last_seen_ns[0]));
-    flags |= v.getUint8(o + V.tcp_flags[0]);
-    fragment |= v.getUint8(o + V.fragment[0]);
+    if (f && (!into.firstSeenNs || f < into.firstSeenNs)) into.firstSeenNs = f;
+    into.lastSeenNs = Math.max(into.lastSeenNs, u64(v, o + V.last_seen_ns[0]));
+    into.tcpFlags |= v.getUint8(o + V.tcp_flags[0]);
+    into.fragment |= v.getUint8(o + V.fragment[0]);
   }
-  return { packets, bytes, firstSeenNs: first, lastSeenNs: last, tcpFlags: flags, fragment };
+  return into;
 }
 
+const zeroCounters = (): FlowCounters => ({
+  packets: 0,
+  bytes: 0,
+  firstSeenNs: 0,
+  lastSeenNs: 0,
+  tcpFlags: 0,
+  fragment: 0,
+});
+
 /**
- * Every flow: the table's per-CPU values summed, plus what each CPU's flow cache still holds.
- * One object per flow, built once (at 100k flows a second, copies would show in the RSS).
+ * Every flow: the table's per-CPU values summed, plus what each CPU's flow cache still holds,
+ * as columns (see FlowTable). `ifname` names interfaces for readers.
  */
+export function readFlowTable(
+  dp: FlowDatapath,
+  ifname: (ifindex: number) => string = String,
+  sizeHint = 1024,
+): FlowTable {
+  const table = new FlowTable(sizeHint, ifname);
+  const map = dp.flows;
+  const cpus = map.percpu ? map.cpus : 1;
+  const sum = zeroCounters();
+  for (const { count, keys, values } of map.batches()) {
+    const v = new DataView(values.buffer, values.byteOffset, values.byteLength);
+    for (let i = 0; i < count; i++) {
+      table.push(
+        keys,
+        i * map.keySize,
+        sumFlowValue(v, i * map.valueBytes, map.valueStride, cpus, sum),
+      );
+    }
+  }
+  // The flow caches (one per CPU, interface and hook): added to their flow, or, for a flow
+  // evicted from the table while a cache still held packets of it, a flow of their own.
+  const C = FLOW_CACHE.members;
+  const cache = dp.flowCache;
+  for (const { count, values } of cache.batches(256)) {
+    const v = new DataView(values.buffer, values.byteOffset, values.byteLength);
+    for (let i = 0; i < count; i++) {
+      for (let c = 0; c < cache.cpus; c++) {
+        const at = i * cache.valueBytes + c * cache.valueStride;
+        const pending = sumFlowValue(v, at + C.pending[0], FLOW_VALUE.size, 1, sum);
+        if (pending.packets === 0) continue;
+        const key = values.subarray(at + C.key[0], at + C.key[0] + FLOW_KEY.size);
+        const found = table.find(key);
+        if (found >= 0) table.add(found, pending);
+        else table.push(key, 0, pending);
+      }
+    }
+  }
+  return table;
+}
+
+/** Every flow as an object (for the CLI and tests; the daemon keeps the columns). */
 export function readFlows(
   dp: FlowDatapath,
   ifname: (ifindex: number) => string = String,
 ): FlowSnapshot[] {
-  // The cached flows first (one per CPU, interface and hook at most), to merge into the
-  // table's entries.
-  const pending: { key: Uint8Array; value: ReturnType<typeof sumFlowValue>; merged: boolean }[] =
-    [];
-  const C = FLOW_CACHE.members;
-  const cache = dp.flowCache;
-  for (const { count, values } of cache.batches(256)) {
-    for (let i = 0; i < count; i++) {
-      for (let c = 0; c < cache.cpus; c++) {
-        const at = i * cache.valueBytes + c * cache.valueStride;
-        const value = sumFlowValue(values, at + C.pending[0], FLOW_VALUE.size, 1);
-        if (value.packets === 0) continue;
-        const key = values.slice(at + C.key[0], at + C.key[0] + FLOW_KEY.size);
-        pending.push({ key, value, merged: false });
-      }
-    }
-  }
-  const out: FlowSnapshot[] = [];
-  const flow = (k: FlowKey, s: ReturnType<typeof sumFlowValue>): FlowSnapshot => ({
-    ifindex: k.ifindex,
-    hook: k.hook,
-    family: k.family,
-    proto: k.proto,
-    saddr: k.saddr,
-    daddr: k.daddr,
-    sport: k.sport,
-    dport: k.dport,
-    packets: s.packets,
-    bytes: s.bytes,
-    firstSeenNs: s.firstSeenNs,
-    lastSeenNs: s.lastSeenNs,
-    tcpFlags: s.tcpFlags,
-    fragment: s.fragment !== 0,
-    interface: ifname(k.ifindex),
-    direction: k.hook === "tcEgress" ? "tx" : "rx",
-  });
-  const map = dp.flows;
-  const cpus = map.percpu ? map.cpus : 1;
-  for (const { count, keys, values } of map.batches()) {
-    for (let i = 0; i < count; i++) {
-      const at = i * map.keySize;
-      const s = sumFlowValue(values, i * map.valueBytes, map.valueStride, cpus);
-      for (const p of pending) {
-        if (p.merged || !sameBytes(p.key, keys, at)) continue;
-        p.merged = true;
-        s.packets += p.value.packets;
-        s.bytes += p.value.bytes;
-        s.lastSeenNs = Math.max(s.lastSeenNs, p.value.lastSeenNs);
-        s.tcpFlags |= p.value.tcpFlags;
-      }
-      out.push(flow(decodeFlowKey(keys, at), s));
-    }
-  }
-  // Evicted from the table while a cache still held packets of it.
-  for (const p of pending) {
-    if (!p.merged) out.push(flow(decodeFlowKey(p.key), p.value));
-  }
-  return out;
-}
-
-function sameBytes(a: Uint8Array, b: Uint8Array, at: number): boolean {
-  for (let i = 0; i < a.length; i++) if (a[i] !== b[at + i]) return false;
-  return true;
+  return readFlowTable(dp, ifname).toArray();
 }
 
 /** Per-interface, per-hook counters, per-CPU values summed; slots never used are left out. */

@@ -11,9 +11,9 @@
  * units throughout: bytes, seconds, ratios in [0, 1].
  */
 import { collectDefaultMetrics, Registry } from "prom-client";
-import type { ComponentHealth, FlowSnapshot, HealthState, Snapshot } from "../state/snapshot.ts";
+import type { ComponentHealth, HealthState, Snapshot } from "../state/snapshot.ts";
 import { PROTO_NAMES } from "../version.ts";
-import { type MetricFamily, type MetricGroup, MetricSet, orderByValueDesc } from "./writer.ts";
+import { type MetricFamily, type MetricGroup, MetricSet } from "./writer.ts";
 
 export const PREFIX = "x0tta6bl4_";
 /** The Content-Type of what `render` returns. */
@@ -98,83 +98,6 @@ function portLabel(port: number): string {
     return PORT_LABELS[port] ??= String(port);
   }
   return String(port);
-}
-
-/** The k-th largest (1-based) of `a`, found by quickselect; `a` is reordered. */
-export function kthLargest(a: Float64Array, k: number): number {
-  const target = a.length - k;
-  let lo = 0, hi = a.length - 1;
-  while (lo < hi) {
-    const x = a[lo], y = a[(lo + hi) >>> 1], z = a[hi];
-    const pivot = x < y ? (y < z ? y : x < z ? z : x) : (x < z ? x : y < z ? z : y);
-    let i = lo, j = hi;
-    while (i <= j) {
-      while (a[i] < pivot) i++;
-      while (a[j] > pivot) j--;
-      if (i <= j) {
-        const t = a[i];
-        a[i++] = a[j];
-        a[j--] = t;
-      }
-    }
-    // Now a[lo..j] <= pivot <= a[i..hi], and what lies between equals the pivot.
-    if (target <= j) hi = j;
-    else if (target >= i) lo = i;
-    else return pivot;
-  }
-  return a[target];
-}
-
-/** Byte counts as sort keys: anything but a number ≥ 0 counts as 0. */
-function bytesKey(f: FlowSnapshot): number {
-  const b = f.bytes;
-  return b > 0 ? b : 0;
-}
-
-/** Sorts by bytes, largest first, equal counts in their order in `flows`. */
-function sortByBytes(flows: readonly FlowSnapshot[]): FlowSnapshot[] {
-  const bytes = new Float64Array(flows.length);
-  for (let i = 0; i < flows.length; i++) bytes[i] = bytesKey(flows[i]);
-  return Array.from(orderByValueDesc(bytes), (i) => flows[i]);
-}
-
-/**
- * The `n` flows that `keep` accepts with the most bytes (ties: the first ones), in snapshot
- * order. With more flows than `n`, the n-th largest byte count is found by quickselect.
- */
-export function selectTopFlows(
-  flows: readonly FlowSnapshot[],
-  n: number,
-  keep?: (f: FlowSnapshot) => boolean,
-): FlowSnapshot[] {
-  if (!(n > 0)) return [];
-  const chosen = keep ? flows.filter(keep) : flows.slice();
-  if (chosen.length <= n) return chosen;
-  const bytes = new Float64Array(chosen.length);
-  for (let i = 0; i < chosen.length; i++) bytes[i] = bytesKey(chosen[i]);
-  const threshold = kthLargest(bytes, n);
-  // Of the flows at the threshold, keep only as many as fit: the first ones.
-  let ties = n;
-  for (const f of chosen) if (bytesKey(f) > threshold) ties--;
-  const out: FlowSnapshot[] = [];
-  for (const f of chosen) {
-    const b = bytesKey(f);
-    if (b > threshold) out.push(f);
-    else if (b === threshold && ties > 0) {
-      out.push(f);
-      ties--;
-    }
-  }
-  return out;
-}
-
-/** selectTopFlows, largest first (ties in snapshot order). */
-export function topFlowsByBytes(
-  flows: readonly FlowSnapshot[],
-  n: number,
-  keep?: (f: FlowSnapshot) => boolean,
-): FlowSnapshot[] {
-  return sortByBytes(selectTopFlows(flows, n, keep));
 }
 
 let processRegistry: Registry | undefined;
@@ -274,8 +197,11 @@ export class MetricsRenderer {
     f.tableInsertFailed.set([], t.insertFailed);
 
     const flow = ["", "", "", "", "", "", ""];
-    const keep = this.#filter.acceptsAll ? undefined : (x: FlowSnapshot) => accepts(x.interface);
-    for (const x of topFlowsByBytes(s.flows, this.#opts.topFlows, keep)) {
+    const table = s.flows;
+    const keep = this.#filter.acceptsAll
+      ? undefined
+      : (i: number) => accepts(table.ifname(table.ifindex(i)));
+    for (const x of table.top("bytes", this.#opts.topFlows, keep).flows) {
       flow[0] = x.interface;
       flow[1] = x.direction;
       flow[2] = protocolLabel(x.proto);

@@ -57,38 +57,6 @@ export function formatLabels(names: readonly string[], values: readonly string[]
   return `${s}}`;
 }
 
-/**
- * The indices of `values` ordered by value, largest first; equal values in index order, NaN
- * last. When every value is an integer ≥ 0 and max × length fits in 2^53, each value is packed
- * with its index into one number and those are sorted natively (Float64Array.prototype.sort),
- * about twice as fast here as Array.prototype.sort with a comparator, the fallback.
- */
-export function orderByValueDesc(values: ArrayLike<number>): Uint32Array {
-  const n = values.length;
-  let max = 0, packable = true;
-  for (let i = 0; i < n; i++) {
-    const v = values[i];
-    if (!(v >= 0) || v !== Math.floor(v)) {
-      packable = false;
-      break;
-    }
-    if (v > max) max = v;
-  }
-  const order = new Uint32Array(n);
-  if (packable && (max + 1) * n <= 2 ** 53) {
-    const keys = new Float64Array(n);
-    for (let i = 0; i < n; i++) keys[i] = values[i] * n + (n - 1 - i);
-    keys.sort();
-    for (let j = 0; j < n; j++) order[j] = n - 1 - (keys[n - 1 - j] % n);
-    return order;
-  }
-  const key = (i: number) => (values[i] === values[i] ? values[i] : -Infinity);
-  const idx = Array.from({ length: n }, (_, i) => i);
-  idx.sort((a, b) => key(b) - key(a) || a - b);
-  order.set(idx);
-  return order;
-}
-
 /** The name, type and HELP text of one family. */
 export interface FamilySpec {
   name: string;

@@ -3,6 +3,7 @@
  * interval by the collector (eBPF or fallback) and read by the API, /metrics and the CLI.
  */
 import type { Flow } from "../collect/decode.ts";
+import type { FlowTable } from "../collect/flowtable.ts";
 
 export type Direction = "rx" | "tx";
 /** "ipv4" | "ipv6" | "other" (non-IP) | "malformed", or "all" where only totals are known. */
@@ -61,7 +62,8 @@ export interface Snapshot {
   takenAt: number;
   mode: "ebpf" | "fallback";
   interfaces: InterfaceSnapshot[];
-  flows: FlowSnapshot[];
+  /** Every flow, as columns; FlowSnapshot objects come from its top() and get(). */
+  flows: FlowTable;
   flowTable: {
     entries: number;
     capacity: number;

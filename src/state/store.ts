@@ -2,6 +2,7 @@
  * The current snapshot and the one before it (for rates), the health board and the event log:
  * what every reader (API, /metrics, status page) shares.
  */
+import { FlowTable } from "../collect/flowtable.ts";
 import { EventLog } from "./events.ts";
 import { HealthBoard } from "./health.ts";
 import type { Direction, InterfaceSnapshot, Snapshot } from "./snapshot.ts";
@@ -24,7 +25,7 @@ export class StateStore {
 
   /** The previous snapshot keeps no flows: only interface rates are computed from it. */
   put(s: Snapshot): void {
-    this.previous = this.current && { ...this.current, flows: [] };
+    this.previous = this.current && { ...this.current, flows: new FlowTable(0) };
     this.current = s;
   }
 

@@ -1,12 +1,11 @@
 import assert from "node:assert/strict";
+import { FlowTable } from "../../src/collect/flowtable.ts";
 import {
   globToRegExp,
   InterfaceFilter,
-  kthLargest,
   type MetricsOptions,
   MetricsRenderer,
   protocolLabel,
-  topFlowsByBytes,
 } from "../../src/metrics/exposition.ts";
 import {
   escapeHelp,
@@ -17,7 +16,6 @@ import {
   MetricFamily,
   MetricGroup,
   MetricSet,
-  orderByValueDesc,
 } from "../../src/metrics/writer.ts";
 import type {
   ComponentHealth,
@@ -69,12 +67,13 @@ function iface(name: string, over: Partial<InterfaceSnapshot> = {}): InterfaceSn
   };
 }
 
-function snapshot(over: Partial<Snapshot> = {}): Snapshot {
+function snapshot(
+  over: Partial<Omit<Snapshot, "flows">> & { flows?: FlowSnapshot[] } = {},
+): Snapshot {
   return {
     takenAt: 1_700_000_000_250,
     mode: "ebpf",
     interfaces: [iface("eth0")],
-    flows: [],
     flowTable: { entries: 16384, capacity: 65536, created: 20000, evicted: 3616, insertFailed: 2 },
     events: { sent: 11, suppressed: 12, lostKernel: 13, lostConsumer: 14, consumed: 15 },
     programs: [
@@ -83,6 +82,7 @@ function snapshot(over: Partial<Snapshot> = {}): Snapshot {
     ],
     bpfStatsEnabled: true,
     ...over,
+    flows: FlowTable.from(over.flows ?? []),
   };
 }
 
@@ -271,20 +271,6 @@ Deno.test("writer: names are checked", () => {
   set.gauge("t_x", "h");
   assert.throws(() => set.counter("t_y_total", "h") && set.gauge("t_x", "h"), /added twice/);
 });
-
-Deno.test("writer: orderByValueDesc is a stable descending order (packed and fallback)", () => {
-  for (const values of [[3, 1, 3, 2, 0, 2], [2 ** 52, 1, 2 ** 52, 0], [1.5, NaN, 2, 1.5, -1]]) {
-    const expect = values.map((v, i) => [v, i] as const)
-      .sort((a, b) =>
-        (b[0] === b[0] ? b[0] : -Infinity) - (a[0] === a[0] ? a[0] : -Infinity) ||
-        a[1] - b[1]
-      )
-      .map(([, i]) => i);
-    assert.deepEqual([...orderByValueDesc(values)], expect, `order of ${values}`);
-  }
-});
-
-// ---------------------------------------------------------------- exposition
 
 Deno.test("exposition: exact lines of the snapshot families", () => {
   const s = snapshot({
@@ -497,7 +483,7 @@ Deno.test("exposition: interfaces filtered by allow/deny globs (deny wins, no al
   const s = snapshot({
     interfaces: ["eth0", "eth1", "eth10", "wlan0", "lo"].map((n) => iface(n)),
     flows: ["eth0", "eth1", "eth10", "wlan0", "lo"].map((n, i) =>
-      flow({ interface: n, bytes: 100 + i })
+      flow({ interface: n, ifindex: i + 1, bytes: 100 + i })
     ),
   });
   const exported = (allow: string[], deny: string[]) => {
@@ -531,30 +517,6 @@ Deno.test("exposition: interfaces filtered by allow/deny globs (deny wins, no al
     true,
     false,
   ]);
-});
-
-Deno.test("exposition: topFlowsByBytes and kthLargest agree with a plain sort", () => {
-  let seed = 12345;
-  const rand = () => (seed = (Math.imul(seed, 1103515245) + 12345) >>> 0) / 2 ** 32;
-  for (let t = 0; t < 500; t++) {
-    const len = Math.floor(rand() * 50);
-    const range = [1, 3, 10, 1e6][t % 4];
-    const flows = Array.from(
-      { length: len },
-      (_, i) => flow({ sport: i, bytes: Math.floor(rand() * range) * (t % 5 === 0 ? 2 ** 40 : 1) }),
-    );
-    const n = Math.floor(rand() * 60);
-    const expect = flows.map((f, i) => [f, i] as const)
-      .sort((a, b) => b[0].bytes - a[0].bytes || a[1] - b[1])
-      .slice(0, n)
-      .map(([f]) => f.sport);
-    assert.deepEqual(topFlowsByBytes(flows, n).map((f) => f.sport), expect);
-    if (len > 0) {
-      const k = 1 + Math.floor(rand() * len);
-      const sorted = flows.map((f) => f.bytes).sort((a, b) => b - a);
-      assert.equal(kthLargest(Float64Array.from(flows, (f) => f.bytes), k), sorted[k - 1]);
-    }
-  }
 });
 
 Deno.test("exposition: 100k flows with topFlows 100000 render", () => {

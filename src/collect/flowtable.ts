@@ -1,0 +1,243 @@
+/**
+ * The flows of one snapshot, column by column: raw keys and summed counters in typed arrays,
+ * not one object per flow. At 100k flows every second, objects cost the appliance hundreds of
+ * megabytes of heap; columns cost 80 bytes a flow. Flows become objects only when read: the
+ * top N for the API or /metrics.
+ */
+import { FLOW_KEY } from "../../ffi/layout.ts";
+import type { FlowSnapshot } from "../state/snapshot.ts";
+import { decodeFlowKey } from "./decode.ts";
+
+const K = FLOW_KEY.members;
+export type FlowOrder = "bytes" | "packets" | "lastSeenNs";
+
+/** Counters of one flow, summed over CPUs (and the flow cache). */
+export interface FlowCounters {
+  packets: number;
+  bytes: number;
+  firstSeenNs: number;
+  lastSeenNs: number;
+  tcpFlags: number;
+  fragment: number;
+}
+
+export class FlowTable {
+  #size = 0;
+  #keys: Uint8Array;
+  #packets: Float64Array;
+  #bytes: Float64Array;
+  #first: Float64Array;
+  #last: Float64Array;
+  #flags: Uint8Array;
+  #fragment: Uint8Array;
+
+  constructor(capacity = 1024, readonly ifname: (ifindex: number) => string = String) {
+    capacity = Math.max(16, capacity);
+    this.#keys = new Uint8Array(capacity * FLOW_KEY.size);
+    this.#packets = new Float64Array(capacity);
+    this.#bytes = new Float64Array(capacity);
+    this.#first = new Float64Array(capacity);
+    this.#last = new Float64Array(capacity);
+    this.#flags = new Uint8Array(capacity);
+    this.#fragment = new Uint8Array(capacity);
+  }
+
+  /** A table of objects (for tests and small callers). */
+  static from(flows: FlowSnapshot[]): FlowTable {
+    const names = new Map(flows.map((f) => [f.ifindex, f.interface]));
+    const t = new FlowTable(flows.length, (i) => names.get(i) ?? String(i));
+    const key = new Uint8Array(FLOW_KEY.size);
+    const v = new DataView(key.buffer);
+    for (const f of flows) {
+      key.fill(0);
+      const put = (at: number, addr: string) => {
+        if (f.family === 4) key.set(ipv4Bytes(addr), at);
+        else key.set(ipv6Bytes(addr), at);
+      };
+      put(K.saddr[0], f.saddr);
+      put(K.daddr[0], f.daddr);
+      v.setUint16(K.sport[0], f.sport, false);
+      v.setUint16(K.dport[0], f.dport, false);
+      v.setUint32(K.ifindex[0], f.ifindex, true);
+      key[K.proto[0]] = f.proto;
+      key[K.family[0]] = f.family;
+      key[K.hook[0]] = ["xdp", "tcIngress", "tcEgress"].indexOf(f.hook);
+      t.push(key, 0, { ...f, fragment: f.fragment ? 1 : 0 });
+    }
+    return t;
+  }
+
+  get size(): number {
+    return this.#size;
+  }
+
+  push(keys: Uint8Array, at: number, c: FlowCounters): void {
+    if (this.#size === this.#packets.length) this.#grow();
+    const i = this.#size++;
+    this.#keys.set(keys.subarray(at, at + FLOW_KEY.size), i * FLOW_KEY.size);
+    this.#packets[i] = c.packets;
+    this.#bytes[i] = c.bytes;
+    this.#first[i] = c.firstSeenNs;
+    this.#last[i] = c.lastSeenNs;
+    this.#flags[i] = c.tcpFlags;
+    this.#fragment[i] = c.fragment;
+  }
+
+  #grow(): void {
+    const n = this.#packets.length * 2;
+    const grow = <T extends Float64Array | Uint8Array>(a: T, make: (n: number) => T): T => {
+      const b = make(a === this.#keys ? n * FLOW_KEY.size : n);
+      b.set(a);
+      return b;
+    };
+    this.#keys = grow(this.#keys, (m) => new Uint8Array(m));
+    this.#packets = grow(this.#packets, (m) => new Float64Array(m));
+    this.#bytes = grow(this.#bytes, (m) => new Float64Array(m));
+    this.#first = grow(this.#first, (m) => new Float64Array(m));
+    this.#last = grow(this.#last, (m) => new Float64Array(m));
+    this.#flags = grow(this.#flags, (m) => new Uint8Array(m));
+    this.#fragment = grow(this.#fragment, (m) => new Uint8Array(m));
+  }
+
+  /** Index of the flow with this raw key, or -1. */
+  find(key: Uint8Array): number {
+    outer: for (let i = 0, at = 0; i < this.#size; i++, at += FLOW_KEY.size) {
+      for (let j = 0; j < key.length; j++) if (this.#keys[at + j] !== key[j]) continue outer;
+      return i;
+    }
+    return -1;
+  }
+
+  /** Adds counters (from a flow cache) to flow i. */
+  add(i: number, c: FlowCounters): void {
+    this.#packets[i] += c.packets;
+    this.#bytes[i] += c.bytes;
+    this.#last[i] = Math.max(this.#last[i], c.lastSeenNs);
+    this.#flags[i] |= c.tcpFlags;
+  }
+
+  // Column readers, for filters that need no decoding.
+  ifindex(i: number): number {
+    const at = i * FLOW_KEY.size + K.ifindex[0];
+    const k = this.#keys;
+    return k[at] | (k[at + 1] << 8) | (k[at + 2] << 16) | (k[at + 3] << 24) >>> 0;
+  }
+  proto(i: number): number {
+    return this.#keys[i * FLOW_KEY.size + K.proto[0]];
+  }
+  port(i: number, which: "sport" | "dport"): number {
+    const at = i * FLOW_KEY.size + K[which][0];
+    return (this.#keys[at] << 8) | this.#keys[at + 1];
+  }
+  /** True when the flow's source or destination is `addr` (4 or 16 bytes, with its family). */
+  hasAddress(i: number, family: number, addr: Uint8Array): boolean {
+    const base = i * FLOW_KEY.size;
+    if (this.#keys[base + K.family[0]] !== family) return false;
+    const same = (at: number) => {
+      for (let j = 0; j < addr.length; j++) if (this.#keys[base + at + j] !== addr[j]) return false;
+      return true;
+    };
+    return same(K.saddr[0]) || same(K.daddr[0]);
+  }
+
+  /** Flow i as an object. */
+  get(i: number): FlowSnapshot {
+    const k = decodeFlowKey(this.#keys, i * FLOW_KEY.size);
+    return {
+      ...k,
+      packets: this.#packets[i],
+      bytes: this.#bytes[i],
+      firstSeenNs: this.#first[i],
+      lastSeenNs: this.#last[i],
+      tcpFlags: this.#flags[i],
+      fragment: this.#fragment[i] !== 0,
+      interface: this.ifname(k.ifindex),
+      direction: k.hook === "tcEgress" ? "tx" : "rx",
+    };
+  }
+
+  toArray(): FlowSnapshot[] {
+    return Array.from({ length: this.#size }, (_, i) => this.get(i));
+  }
+
+  /**
+   * The `limit` flows with the largest `order` among those `match` accepts, largest first
+   * (ties: the earlier flow first), and how many matched. A bounded heap: O(n log limit).
+   */
+  top(order: FlowOrder, limit: number, match?: (i: number) => boolean): {
+    total: number;
+    flows: FlowSnapshot[];
+  } {
+    const col = order === "bytes" ? this.#bytes : order === "packets" ? this.#packets : this.#last;
+    // Min-heap of indices: the root is the smallest kept (the latest index among equals).
+    const heap = new Uint32Array(Math.max(0, Math.min(limit, this.#size)));
+    let n = 0, total = 0;
+    const less = (a: number, b: number) => col[a] < col[b] || (col[a] === col[b] && a > b);
+    const down = (p: number) => {
+      for (;;) {
+        const l = 2 * p + 1, r = l + 1;
+        let m = p;
+        if (l < n && less(heap[l], heap[m])) m = l;
+        if (r < n && less(heap[r], heap[m])) m = r;
+        if (m === p) return;
+        [heap[p], heap[m]] = [heap[m], heap[p]];
+        p = m;
+      }
+    };
+    for (let i = 0; i < this.#size; i++) {
+      if (match && !match(i)) continue;
+      total++;
+      if (heap.length === 0) continue;
+      if (n < heap.length) {
+        let c = n++;
+        heap[c] = i;
+        while (c > 0) {
+          const p = (c - 1) >> 1;
+          if (!less(heap[c], heap[p])) break;
+          [heap[c], heap[p]] = [heap[p], heap[c]];
+          c = p;
+        }
+      } else if (less(heap[0], i)) {
+        heap[0] = i;
+        down(0);
+      }
+    }
+    const kept = Array.from(heap.subarray(0, n)).sort((a, b) => col[b] - col[a] || a - b);
+    return { total, flows: kept.map((i) => this.get(i)) };
+  }
+}
+
+/** The 4 bytes of a dotted IPv4 address. */
+export function ipv4Bytes(s: string): Uint8Array {
+  const parts = s.split(".");
+  if (parts.length !== 4 || parts.some((p) => !/^\d{1,3}$/.test(p) || Number(p) > 255)) {
+    throw new Error(`not an IPv4 address: ${s}`);
+  }
+  return Uint8Array.from(parts.map(Number));
+}
+
+/** The 16 bytes of an IPv6 address in text form (with :: and optional embedded IPv4). */
+export function ipv6Bytes(s: string): Uint8Array {
+  const out = new Uint8Array(16);
+  let text = s;
+  const v4 = text.match(/(\d+\.\d+\.\d+\.\d+)$/);
+  if (v4) {
+    const [a, b, c, d] = v4[1].split(".").map(Number);
+    text = text.slice(0, -v4[1].length) +
+      `${((a << 8) | b).toString(16)}:${((c << 8) | d).toString(16)}`;
+  }
+  if (text.split("::").length > 2) throw new Error(`not an IPv6 address: ${s}`);
+  const [head, tail] = text.includes("::") ? text.split("::") : [text, undefined];
+  const h = head ? head.split(":") : [];
+  const t = tail ? tail.split(":") : [];
+  const groups = tail === undefined ? h : [...h, ...Array(8 - h.length - t.length).fill("0"), ...t];
+  if (groups.length !== 8 || groups.some((g) => !/^[0-9a-fA-F]{1,4}$/.test(g))) {
+    throw new Error(`not an IPv6 address: ${s}`);
+  }
+  groups.forEach((g, i) => {
+    const n = parseInt(g, 16);
+    out[2 * i] = n >> 8;
+    out[2 * i + 1] = n & 0xff;
+  });
+  return out;
+}
