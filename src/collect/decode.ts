@@ -69,8 +69,9 @@ export interface FlowEvent {
   tcpFlags: number;
 }
 
+/** A little-endian u64 as a number (exact below 2^53), without allocating a BigInt. */
 function u64(v: DataView, o: number): number {
-  return Number(v.getBigUint64(o, true));
+  return v.getUint32(o, true) + v.getUint32(o + 4, true) * 0x1_0000_0000;
 }
 
 export function formatAddress(bytes: Uint8Array, family: 4 | 6): string {
@@ -147,14 +148,10 @@ const zeroCounters = (): FlowCounters => ({
 
 /**
  * Every flow: the table's per-CPU values summed, plus what each CPU's flow cache still holds,
- * as columns (see FlowTable). `ifname` names interfaces for readers.
+ * as columns (see FlowTable), written into `table` (emptied first, its storage reused).
  */
-export function readFlowTable(
-  dp: FlowDatapath,
-  ifname: (ifindex: number) => string = String,
-  sizeHint = 1024,
-): FlowTable {
-  const table = new FlowTable(sizeHint, ifname);
+export function readFlowTable(dp: FlowDatapath, table: FlowTable = new FlowTable()): FlowTable {
+  table.clear();
   const map = dp.flows;
   const cpus = map.percpu ? map.cpus : 1;
   const sum = zeroCounters();
@@ -194,7 +191,7 @@ export function readFlows(
   dp: FlowDatapath,
   ifname: (ifindex: number) => string = String,
 ): FlowSnapshot[] {
-  return readFlowTable(dp, ifname).toArray();
+  return readFlowTable(dp, new FlowTable(1024, ifname)).toArray();
 }
 
 /** Per-interface, per-hook counters, per-CPU values summed; slots never used are left out. */

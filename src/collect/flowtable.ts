@@ -31,7 +31,7 @@ export class FlowTable {
   #flags: Uint8Array;
   #fragment: Uint8Array;
 
-  constructor(capacity = 1024, readonly ifname: (ifindex: number) => string = String) {
+  constructor(capacity = 1024, public ifname: (ifindex: number) => string = String) {
     capacity = Math.max(16, capacity);
     this.#keys = new Uint8Array(capacity * FLOW_KEY.size);
     this.#packets = new Float64Array(capacity);
@@ -69,6 +69,11 @@ export class FlowTable {
 
   get size(): number {
     return this.#size;
+  }
+
+  /** Empties the table, keeping its storage for the next snapshot. */
+  clear(): void {
+    this.#size = 0;
   }
 
   push(keys: Uint8Array, at: number, c: FlowCounters): void {
