@@ -172,10 +172,22 @@ export class Collector {
     this.events.append("mode", { mode: "fallback", reason });
   }
 
-  /** Attaches an interface now and keeps it attached; throws what the kernel said. */
+  /**
+   * Attaches an interface now and keeps it attached; throws what the kernel said, and then
+   * watches nothing new.
+   */
   attach(name: string): void {
+    const had = this.#wanted.has(name);
     this.#wanted.add(name);
-    this.#attachOne(name, true);
+    try {
+      this.#attachOne(name, true);
+    } catch (e) {
+      if (!had) {
+        this.#wanted.delete(name);
+        this.health.remove(`datapath:${name}`);
+      }
+      throw e;
+    }
   }
 
   /** Detaches an interface and stops watching it; false when it was not watched. */

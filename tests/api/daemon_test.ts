@@ -8,6 +8,7 @@ import { Daemon, type HttpReply, sh } from "../helpers/daemon.ts";
 import { type Side, sweep, VethPair } from "../helpers/netns.ts";
 
 const TRAFFIC = new URL("../helpers/traffic.ts", import.meta.url).pathname;
+const MAIN = new URL("../../main.ts", import.meta.url).pathname;
 
 function udp(from: Side, to: string, port: number, count: number, size: number) {
   sh(Deno.execPath(), [
@@ -241,6 +242,27 @@ Deno.test("daemon: API, auth, bad input, events, metrics, promtool and Prometheu
       400,
       /Last-Event-ID/,
     );
+  });
+
+  await t.step("status and top read the running appliance through its API", () => {
+    const cli = (args: string[]) =>
+      new Deno.Command("ip", {
+        args: ["netns", "exec", v.b.ns, Deno.execPath(), "run", "-A", MAIN, ...args],
+        stdout: "piped",
+        stderr: "piped",
+      }).outputSync();
+    const listen = d.base.replace("http://", "");
+    const st = cli(["status", "--listen", listen]);
+    const out = new TextDecoder().decode(st.stdout);
+    assert.equal(st.code, 0, out + new TextDecoder().decode(st.stderr));
+    assert.match(out, /status: healthy\s+mode: ebpf/);
+    assert.match(out, new RegExp(`${v.b.dev}\\s+ebpf`));
+    const top = cli(["top", "--listen", listen, "--count", "1", "--interval", "0.2"]);
+    assert.equal(top.code, 0);
+    assert.match(new TextDecoder().decode(top.stdout), new RegExp(`${v.b.dev}\\s+rx\\s+udp`));
+    const gone = cli(["status", "--listen", "127.0.0.1:1"]);
+    assert.equal(gone.code, 3);
+    assert.match(new TextDecoder().decode(gone.stderr), /no appliance answers/);
   });
 
   await t.step("OpenAPI document lists every route", () => {

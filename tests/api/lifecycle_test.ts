@@ -125,3 +125,60 @@ Deno.test("lifecycle: an interface that disappears is degraded, and attached aga
   v.run(v.b, "ip", ["link", "del", "x0flap"]);
   await d.until("x0flap degraded again", () => state()?.state === "degraded" ? true : undefined);
 });
+
+Deno.test("lifecycle: when the cause of the fallback goes away, retry brings eBPF back", async () => {
+  using v = new VethPair(83);
+  const btf = `${Deno.makeTempDirSync({ prefix: "x0t-btf-" })}/vmlinux`;
+  try {
+    await using d = new Daemon(v.b, ["--interface", v.b.dev, "--datapath.btf-path", btf]);
+    await d.start();
+    const h = d.json("/api/v1/health") as Health;
+    assert.equal(h.mode, "fallback");
+    assert.match(h.fallbackReason ?? "", /kernel BTF at .* is missing or unreadable/);
+    Deno.copyFileSync("/sys/kernel/btf/vmlinux", btf); // the operator provides the BTF file
+    const r = d.request("/api/v1/datapath/retry", { method: "POST", token: d.token });
+    assert.equal(r.status, 200, r.body);
+    assert.equal(JSON.parse(r.body).mode, "ebpf");
+    await d.until("eBPF health", () => {
+      const x = d.json("/api/v1/health") as Health;
+      return x.mode === "ebpf" &&
+          x.components.find((c) => c.component === `datapath:${v.b.dev}`)?.state === "healthy"
+        ? x
+        : undefined;
+    });
+    assert.match(v.run(v.b, "tc", ["filter", "show", "dev", v.b.dev, "ingress"]), /x0_tc_ingress/);
+  } finally {
+    Deno.removeSync(btf.replace(/\/vmlinux$/, ""), { recursive: true });
+  }
+});
+
+Deno.test("lifecycle: SIGHUP reloads the config file: interfaces come and go", async () => {
+  using v = new VethPair(84);
+  const dir = Deno.makeTempDirSync({ prefix: "x0t-conf-" });
+  const file = `${dir}/x0tta6bl4.yaml`;
+  try {
+    Deno.writeTextFileSync(file, `datapath:\n  interfaces: [${v.b.dev}]\n`);
+    await using d = new Daemon(v.b, ["--config", file]);
+    await d.start();
+    const watched = () =>
+      (d.json("/api/v1/health") as Health).components.map((c) => c.component)
+        .filter((c) => c.startsWith("datapath:")).sort();
+    await d.until("veth-b watched", () => watched().length === 1 || undefined);
+    Deno.writeTextFileSync(file, `datapath:\n  interfaces: [pad0]\n`);
+    Deno.kill(d.pid, "SIGHUP");
+    await d.until(
+      "pad0 instead of veth-b",
+      () => JSON.stringify(watched()) === '["datapath:pad0"]' || undefined,
+    );
+    assert.match(v.run(v.b, "tc", ["filter", "show", "dev", "pad0", "ingress"]), /x0_tc_ingress/);
+    assert.equal(v.run(v.b, "tc", ["filter", "show", "dev", v.b.dev, "ingress"]), "");
+    // A broken file is refused and the running configuration stays.
+    Deno.writeTextFileSync(file, `datapath:\n  hook: sideways\n`);
+    Deno.kill(d.pid, "SIGHUP");
+    await d.until("the refusal logged", () => /reload refused/.test(d.log) || undefined);
+    assert.match(d.log, /x0tta6bl4\.yaml:2:9: datapath\.hook/);
+    assert.deepEqual(watched(), ["datapath:pad0"]);
+  } finally {
+    Deno.removeSync(dir, { recursive: true });
+  }
+});
