@@ -188,6 +188,27 @@ function read() {
   }
 }
 
+/** The producer object and the appliance's consumer on its ring, decoding every record. */
+function openProducer(batch: number) {
+  const c = Collection.load(producerObject as Uint8Array<ArrayBuffer>, {
+    name: "x0_producer",
+    rodata: { x0_batch: batch },
+  });
+  const p = {
+    c,
+    consumed: 0,
+    ring: new RingBuffer(c.map("x0_bench_events"), (rec) => {
+      decodeEvent(rec);
+      p.consumed++;
+    }),
+    [Symbol.dispose]() {
+      p.ring.close();
+      c.close();
+    },
+  };
+  return p;
+}
+
 async function ringbuf() {
   console.log(
     "| target events/s | produced events/s | consumed events/s | lost in the kernel |\n|---|---|---|---|",
@@ -195,15 +216,8 @@ async function ringbuf() {
   const batch = 10_000, total = 3_000_000;
   const fmt = (n: number) => `${(n / 1e6).toFixed(2)} M`;
   for (const target of [500_000, 1_000_000, 2_000_000, Infinity]) {
-    using c = Collection.load(producerObject as Uint8Array<ArrayBuffer>, {
-      name: "x0_producer",
-      rodata: { x0_batch: batch },
-    });
-    let consumed = 0;
-    using ring = new RingBuffer(c.map("x0_bench_events"), (rec) => {
-      decodeEvent(rec);
-      consumed++;
-    });
+    using p = openProducer(batch);
+    const { c, ring } = p;
     const prog = c.program("x0_produce");
     const frame = udpFrame(64);
     let producing = true;
@@ -224,7 +238,7 @@ async function ringbuf() {
         new DataView(stats.lookup(new Uint8Array(new Uint32Array([k]).buffer))!.buffer)
           .getBigUint64(0, true),
       );
-    while (producing || consumed < read(0)) {
+    while (producing || p.consumed < read(0)) {
       if (ring.consume() === 0) await ring.wait(producing ? 1 : 0);
       else await ring.wait(0); // let the producer's pacing run
     }
@@ -233,25 +247,17 @@ async function ringbuf() {
     console.log(
       `| ${target === Infinity ? "as fast as test-run goes" : fmt(target)} | ${
         fmt(read(0) / ((producedAt - t0) / 1000))
-      } | ${fmt(consumed / secs)} | ${read(1)} |`,
+      } | ${fmt(p.consumed / secs)} | ${read(1)} |`,
     );
   }
   // The consumer alone: the kernel fills the ring first, then user space drains it.
-  using c = Collection.load(producerObject as Uint8Array<ArrayBuffer>, {
-    name: "x0_producer",
-    rodata: { x0_batch: batch },
-  });
-  let consumed = 0;
-  using ring = new RingBuffer(c.map("x0_bench_events"), (rec) => {
-    decodeEvent(rec);
-    consumed++;
-  });
-  for (let b = 0; b < total / batch; b++) c.program("x0_produce").testRun(udpFrame(64), 1);
+  using p = openProducer(batch);
+  for (let b = 0; b < total / batch; b++) p.c.program("x0_produce").testRun(udpFrame(64), 1);
   const t = performance.now();
-  while (ring.consume() > 0) { /* drain */ }
+  while (p.ring.consume() > 0) { /* drain */ }
   console.log(
     `| drain a full ring (consumer alone) | – | ${
-      fmt(consumed / ((performance.now() - t) / 1000))
+      fmt(p.consumed / ((performance.now() - t) / 1000))
     } | 0 |`,
   );
 }

@@ -2,6 +2,7 @@
  * `x0tta6bl4 status` and `x0tta6bl4 top`: the terminal's view of a running appliance, through
  * its HTTP API (never the kernel), so they work without privileges.
  */
+import type { FlowSnapshot } from "../state/snapshot.ts";
 import { endpoint, protoName, si, table } from "./format.ts";
 
 async function get(base: string, path: string): Promise<unknown> {
@@ -69,18 +70,19 @@ export async function status(base: string): Promise<number> {
 
 interface FlowsReply {
   total: number;
-  flows: {
-    interface: string;
-    direction: string;
-    family: 4 | 6;
-    proto: number;
-    saddr: string;
-    daddr: string;
-    sport: number;
-    dport: number;
-    packets: number;
-    bytes: number;
-  }[];
+  flows: Pick<
+    FlowSnapshot,
+    | "interface"
+    | "direction"
+    | "family"
+    | "proto"
+    | "saddr"
+    | "daddr"
+    | "sport"
+    | "dport"
+    | "packets"
+    | "bytes"
+  >[];
 }
 
 /** Redraws the top flows every interval until Ctrl-C (or `count` times). */
