@@ -1,0 +1,340 @@
+/**
+ * The mesh wire protocol (docs/PROTOCOL.md): one UDP datagram = header, payload, HMAC-SHA-256
+ * over both with the shared mesh key. Decoding never throws on bad input: it returns the reason
+ * the datagram was dropped, and the caller counts it.
+ */
+import { createHmac, timingSafeEqual } from "node:crypto";
+
+export const MAGIC = 0x5830; // "X0"
+export const VERSION = 1;
+export const HEADER_BYTES = 40;
+export const MAC_BYTES = 32;
+/** Fits the IPv6 minimum MTU (1280) with IP and UDP headers to spare. */
+export const MAX_DATAGRAM = 1200;
+export const MAX_PAYLOAD = MAX_DATAGRAM - HEADER_BYTES - MAC_BYTES;
+export const NODE_ID_BYTES = 16;
+
+export const MsgType = {
+  hello: 1,
+  probe: 2,
+  ack: 3,
+  probeRequest: 4,
+  gossip: 5,
+  leave: 6,
+} as const;
+export type MsgTypeName = keyof typeof MsgType;
+const TYPE_NAMES = Object.fromEntries(Object.entries(MsgType).map(([k, v]) => [v, k])) as Record<
+  number,
+  MsgTypeName
+>;
+
+export type DropReason =
+  | "truncated"
+  | "oversized"
+  | "bad_magic"
+  | "unknown_version"
+  | "unknown_type"
+  | "bad_length"
+  | "bad_mac"
+  | "replay"
+  | "own"
+  | "bad_payload";
+
+export interface Header {
+  type: MsgTypeName;
+  /** Sender's node id, 32 hex characters. */
+  sender: string;
+  /** Per-sender sequence number: strictly increasing, also across restarts. */
+  seq: bigint;
+  /** Sender's wall clock when it sent, ns since the epoch. */
+  timestampNs: bigint;
+}
+
+export interface Datagram extends Header {
+  payload: Uint8Array;
+}
+
+export function nodeIdHex(b: Uint8Array): string {
+  return Array.from(b, (x) => x.toString(16).padStart(2, "0")).join("");
+}
+
+export function nodeIdBytes(hex: string): Uint8Array {
+  if (!/^[0-9a-f]{32}$/.test(hex)) throw new Error(`not a node id: ${hex}`);
+  return Uint8Array.from(hex.match(/../g)!.map((h) => parseInt(h, 16)));
+}
+
+function mac(key: Uint8Array, data: Uint8Array): Uint8Array {
+  return new Uint8Array(createHmac("sha256", key).update(data).digest());
+}
+
+/** Builds an authenticated datagram. */
+export function encode(key: Uint8Array, h: Header, payload: Uint8Array): Uint8Array {
+  if (payload.length > MAX_PAYLOAD) {
+    throw new RangeError(`payload of ${payload.length} bytes exceeds ${MAX_PAYLOAD}`);
+  }
+  const out = new Uint8Array(HEADER_BYTES + payload.length + MAC_BYTES);
+  const v = new DataView(out.buffer);
+  v.setUint16(0, MAGIC);
+  v.setUint8(2, VERSION);
+  v.setUint8(3, MsgType[h.type]);
+  v.setUint16(6, payload.length);
+  out.set(nodeIdBytes(h.sender), 8);
+  v.setBigUint64(24, h.seq);
+  v.setBigUint64(32, h.timestampNs);
+  out.set(payload, HEADER_BYTES);
+  out.set(mac(key, out.subarray(0, HEADER_BYTES + payload.length)), HEADER_BYTES + payload.length);
+  return out;
+}
+
+/** Checks and splits a datagram; authenticity is checked before anything is trusted. */
+export function decode(key: Uint8Array, b: Uint8Array): Datagram | DropReason {
+  if (b.length > MAX_DATAGRAM) return "oversized";
+  if (b.length < HEADER_BYTES + MAC_BYTES) return "truncated";
+  const v = new DataView(b.buffer, b.byteOffset, b.byteLength);
+  if (v.getUint16(0) !== MAGIC) return "bad_magic";
+  if (v.getUint8(2) !== VERSION) return "unknown_version";
+  const len = v.getUint16(6);
+  if (HEADER_BYTES + len + MAC_BYTES !== b.length) return "bad_length";
+  const body = b.subarray(0, HEADER_BYTES + len);
+  if (!timingSafeEqual(mac(key, body), b.subarray(HEADER_BYTES + len))) return "bad_mac";
+  const type = TYPE_NAMES[v.getUint8(3)];
+  if (!type) return "unknown_type";
+  return {
+    type,
+    sender: nodeIdHex(b.subarray(8, 8 + NODE_ID_BYTES)),
+    seq: v.getBigUint64(24),
+    timestampNs: v.getBigUint64(32),
+    payload: b.slice(HEADER_BYTES, HEADER_BYTES + len),
+  };
+}
+
+/**
+ * Replay protection per sender: the highest sequence number seen and a 64-number window
+ * below it (as IPsec's anti-replay window). Older or repeated numbers are refused.
+ */
+export class ReplayWindow {
+  #highest = -1n;
+  #bits = 0n; // bit i: highest - i was seen
+
+  /** True (and remembered) when `seq` is new; false for a replay or something too old. */
+  accept(seq: bigint): boolean {
+    if (seq > this.#highest) {
+      const shift = seq - this.#highest;
+      this.#bits = shift >= 64n ? 1n : ((this.#bits << shift) | 1n) & 0xffff_ffff_ffff_ffffn;
+      this.#highest = seq;
+      return true;
+    }
+    const age = this.#highest - seq;
+    if (age >= 64n) return false;
+    const bit = 1n << age;
+    if (this.#bits & bit) return false;
+    this.#bits |= bit;
+    return true;
+  }
+}
+
+// ---- payloads -------------------------------------------------------------------------------
+
+/** A member as gossip carries it. */
+export interface MemberInfo {
+  id: string;
+  name: string;
+  /** Mesh address "host:port" (as the sender reaches it) and metrics address for discovery. */
+  mesh: string;
+  metrics: string;
+  /** Bumped by the member itself to refute suspicion; higher wins. */
+  incarnation: number;
+  state: "alive" | "suspect" | "dead" | "left";
+}
+
+const STATES: MemberInfo["state"][] = ["alive", "suspect", "dead", "left"];
+
+class Writer {
+  #b = new Uint8Array(MAX_PAYLOAD);
+  #v = new DataView(this.#b.buffer);
+  n = 0;
+  u8(x: number) {
+    this.#need(1);
+    this.#v.setUint8(this.n++, x);
+  }
+  u32(x: number) {
+    this.#need(4);
+    this.#v.setUint32(this.n, x);
+    this.n += 4;
+  }
+  u64(x: bigint) {
+    this.#need(8);
+    this.#v.setBigUint64(this.n, x);
+    this.n += 8;
+  }
+  bytes(x: Uint8Array) {
+    this.#need(x.length);
+    this.#b.set(x, this.n);
+    this.n += x.length;
+  }
+  str(s: string) {
+    const b = new TextEncoder().encode(s);
+    if (b.length > 255) throw new RangeError(`string of ${b.length} bytes in a payload`);
+    this.u8(b.length);
+    this.bytes(b);
+  }
+  #need(k: number) {
+    if (this.n + k > this.#b.length) throw new RangeError("payload too large");
+  }
+  done(): Uint8Array {
+    return this.#b.slice(0, this.n);
+  }
+}
+
+class Reader {
+  #v: DataView;
+  n = 0;
+  constructor(readonly b: Uint8Array) {
+    this.#v = new DataView(b.buffer, b.byteOffset, b.byteLength);
+  }
+  #need(k: number) {
+    if (this.n + k > this.b.length) throw new RangeError("payload cut short");
+  }
+  u8(): number {
+    this.#need(1);
+    return this.#v.getUint8(this.n++);
+  }
+  u32(): number {
+    this.#need(4);
+    const x = this.#v.getUint32(this.n);
+    this.n += 4;
+    return x;
+  }
+  u64(): bigint {
+    this.#need(8);
+    const x = this.#v.getBigUint64(this.n);
+    this.n += 8;
+    return x;
+  }
+  bytes(k: number): Uint8Array {
+    this.#need(k);
+    return this.b.subarray(this.n, (this.n += k));
+  }
+  str(): string {
+    return new TextDecoder("utf-8", { fatal: true }).decode(this.bytes(this.u8()));
+  }
+  end() {
+    if (this.n !== this.b.length) throw new RangeError("trailing bytes in payload");
+  }
+}
+
+/** hello: who I am. */
+export function encodeHello(m: Pick<MemberInfo, "name" | "metrics" | "incarnation">): Uint8Array {
+  const w = new Writer();
+  w.str(m.name);
+  w.str(m.metrics);
+  w.u32(m.incarnation);
+  return w.done();
+}
+
+export function decodeHello(p: Uint8Array): Pick<MemberInfo, "name" | "metrics" | "incarnation"> {
+  const r = new Reader(p);
+  const out = { name: r.str(), metrics: r.str(), incarnation: r.u32() };
+  r.end();
+  return out;
+}
+
+/** probe and ack: the probe's own sequence number and send time, echoed by the ack. */
+export interface ProbeBody {
+  probeSeq: bigint;
+  sentNs: bigint;
+  /** ack only: the node the ack speaks for (an indirect probe's target), else the sender. */
+  about?: string;
+  incarnation?: number;
+}
+
+export function encodeProbe(b: ProbeBody): Uint8Array {
+  const w = new Writer();
+  w.u64(b.probeSeq);
+  w.u64(b.sentNs);
+  if (b.about !== undefined) {
+    w.bytes(nodeIdBytes(b.about));
+    w.u32(b.incarnation ?? 0);
+  }
+  return w.done();
+}
+
+export function decodeProbe(p: Uint8Array): ProbeBody {
+  const r = new Reader(p);
+  const out: ProbeBody = { probeSeq: r.u64(), sentNs: r.u64() };
+  if (r.n < p.length) {
+    out.about = nodeIdHex(r.bytes(NODE_ID_BYTES));
+    out.incarnation = r.u32();
+  }
+  r.end();
+  return out;
+}
+
+/** probe-request: "probe `target` at `address` for me, and send me its ack". */
+export interface ProbeRequestBody {
+  target: string;
+  address: string;
+  probeSeq: bigint;
+  sentNs: bigint;
+}
+
+export function encodeProbeRequest(b: ProbeRequestBody): Uint8Array {
+  const w = new Writer();
+  w.bytes(nodeIdBytes(b.target));
+  w.str(b.address);
+  w.u64(b.probeSeq);
+  w.u64(b.sentNs);
+  return w.done();
+}
+
+export function decodeProbeRequest(p: Uint8Array): ProbeRequestBody {
+  const r = new Reader(p);
+  const out = {
+    target: nodeIdHex(r.bytes(NODE_ID_BYTES)),
+    address: r.str(),
+    probeSeq: r.u64(),
+    sentNs: r.u64(),
+  };
+  r.end();
+  return out;
+}
+
+/** gossip: members as the sender knows them (as many as fit). */
+export function encodeGossip(members: MemberInfo[]): { payload: Uint8Array; count: number } {
+  const w = new Writer();
+  w.u8(0);
+  let count = 0;
+  for (const m of members) {
+    const at = w.n;
+    try {
+      w.bytes(nodeIdBytes(m.id));
+      w.str(m.name);
+      w.str(m.mesh);
+      w.str(m.metrics);
+      w.u32(m.incarnation);
+      w.u8(STATES.indexOf(m.state));
+      count++;
+    } catch {
+      w.n = at; // does not fit: the rest goes in the next round
+      break;
+    }
+    if (count === 255) break;
+  }
+  const payload = w.done();
+  payload[0] = count;
+  return { payload, count };
+}
+
+export function decodeGossip(p: Uint8Array): MemberInfo[] {
+  const r = new Reader(p);
+  const out: MemberInfo[] = [];
+  for (let n = r.u8(); n > 0; n--) {
+    const id = nodeIdHex(r.bytes(NODE_ID_BYTES));
+    const name = r.str(), mesh = r.str(), metrics = r.str(), incarnation = r.u32();
+    const state = STATES[r.u8()];
+    if (!state) throw new RangeError("unknown member state");
+    out.push({ id, name, mesh, metrics, incarnation, state });
+  }
+  r.end();
+  return out;
+}
