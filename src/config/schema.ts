@@ -441,6 +441,90 @@ export const SCHEMA = {
       description: "How often the counters are read, in milliseconds.",
     }),
   },
+  mesh: {
+    enabled: bool({
+      default: false,
+      description: "Join the mesh: probe peers over UDP, report their liveness, latency and loss.",
+    }),
+    listen: string({
+      default: "0.0.0.0:5000",
+      description: "UDP address and port of the mesh protocol (docs/PROTOCOL.md).",
+      expected: LISTEN_EXPECTED,
+      allowed: "HOST:PORT (IPv4, [IPv6] or host name; port 0..65535)",
+      value: "ADDR:PORT",
+      check(s) {
+        const r = splitListen(s);
+        return typeof r === "string" ? { what: `bad listen address: ${r}` } : undefined;
+      },
+    }),
+    key_file: path({
+      default: "",
+      description: "File with the shared mesh key (at least 32 bytes); needed when the mesh " +
+        "is enabled.",
+      emptyMeans: "none (the mesh cannot start)",
+    }),
+    peers: list({
+      default: [],
+      description: "Static peers and seeds (HOST:PORT); others are learned by gossip.",
+      item: "peer address",
+      itemExpected: LISTEN_EXPECTED,
+      check(s) {
+        const r = splitListen(s);
+        return typeof r === "string" ? { what: `bad peer address: ${r}` } : undefined;
+      },
+    }),
+    name: string({
+      default: "",
+      description: "This node's name in the mesh; empty means the host name.",
+      expected: "a name of at most 64 characters",
+      allowed: "1 to 64 characters, or empty for the host name",
+      value: "NAME",
+      check: (s) => s.length > 64 ? { what: "name longer than 64 characters" } : undefined,
+    }),
+    advertise: string({
+      default: "",
+      description: "Metrics address (HOST:PORT) this node gives the fleet's Prometheus; empty " +
+        "means api.listen, with the mesh address's host when the API listens on all addresses.",
+      expected: '"" or ' + LISTEN_EXPECTED,
+      allowed: "HOST:PORT, or empty",
+      value: "ADDR:PORT",
+      check(s) {
+        if (s === "") return undefined;
+        const r = splitListen(s);
+        return typeof r === "string" ? { what: `bad address: ${r}` } : undefined;
+      },
+    }),
+    probe_interval_ms: int({
+      default: 100,
+      min: 10,
+      max: 10000,
+      description: "How often each peer is probed, in milliseconds.",
+    }),
+    suspect_after_ms: int({
+      default: 500,
+      min: 20,
+      max: 600000,
+      description: "Silence after which a peer is suspect and others are asked to probe it.",
+    }),
+    dead_after_ms: int({
+      default: 900,
+      min: 30,
+      max: 600000,
+      description: "Silence after which a peer is declared dead.",
+    }),
+    indirect_probes: int({
+      default: 2,
+      min: 0,
+      max: 8,
+      description: "Peers asked to probe a suspect peer on our behalf.",
+    }),
+    gossip_interval_ms: int({
+      default: 500,
+      min: 50,
+      max: 60000,
+      description: "How often membership is sent to every peer, in milliseconds.",
+    }),
+  },
   metrics: {
     top_flows: int({
       default: 100,

@@ -213,7 +213,7 @@ class Reader {
   }
   bytes(k: number): Uint8Array {
     this.#need(k);
-    return this.b.subarray(this.n, (this.n += k));
+    return this.b.subarray(this.n, this.n += k);
   }
   str(): string {
     return new TextDecoder("utf-8", { fatal: true }).decode(this.bytes(this.u8()));

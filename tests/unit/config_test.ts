@@ -77,6 +77,18 @@ datapath:
   fallback: false
 collect:
   interval_ms: 60000
+mesh:
+  enabled: true
+  listen: "[::]:5001"
+  key_file: /etc/x0tta6bl4/mesh.key
+  peers: ["10.0.0.2:5000", "[fd00::3]:5000"]
+  name: edge-7
+  advertise: "10.0.0.1:9477"
+  probe_interval_ms: 250
+  suspect_after_ms: 1000
+  dead_after_ms: 2000
+  indirect_probes: 3
+  gossip_interval_ms: 1000
 metrics:
   top_flows: 0
   interface_allow:
@@ -103,6 +115,19 @@ metrics:
       fallback: false,
     },
     collect: { interval_ms: 60000 },
+    mesh: {
+      enabled: true,
+      listen: "[::]:5001",
+      key_file: "/etc/x0tta6bl4/mesh.key",
+      peers: ["10.0.0.2:5000", "[fd00::3]:5000"],
+      name: "edge-7",
+      advertise: "10.0.0.1:9477",
+      probe_interval_ms: 250,
+      suspect_after_ms: 1000,
+      dead_after_ms: 2000,
+      indirect_probes: 3,
+      gossip_interval_ms: 1000,
+    },
     metrics: { top_flows: 0, interface_allow: ["eth*", "wlan?"], interface_deny: ["eth9"] },
   };
   const got = parse(text);
@@ -216,7 +241,7 @@ Deno.test("config: each kind of error points at the offending value", () => {
     "did you mean listen?)",
   ]);
   assert.deepEqual(fileErrors("verbose: true\n"), [
-    "x.yaml:1:1: verbose: unknown key (expected one of: api, state_dir, datapath, collect, metrics)",
+    "x.yaml:1:1: verbose: unknown key (expected one of: api, state_dir, datapath, collect, mesh, metrics)",
   ]);
   assert.deepEqual(fileErrors("datapath.hook: xdp\n"), [
     'x.yaml:1:1: datapath.hook: unknown key (expected datapath.hook written as nested maps: "datapath:" with "hook:" indented below it)',

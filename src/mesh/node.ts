@@ -1,0 +1,490 @@
+/**
+ * One member of the mesh: probes every known peer each interval, measures RTT, jitter and
+ * loss, declares a peer suspect after `suspectAfterMs` of silence (then asks others to probe
+ * it: indirect probes) and dead after `deadAfterMs`, and learns members through hello and
+ * gossip. Liveness comes from what this node hears itself, directly or through a helper, never
+ * from what others claim, so one lossy link cannot make a healthy peer "dead" elsewhere.
+ */
+import dgram from "node:dgram";
+import {
+  decode,
+  decodeGossip,
+  decodeHello,
+  decodeProbe,
+  decodeProbeRequest,
+  type DropReason,
+  encode,
+  encodeGossip,
+  encodeHello,
+  encodeProbe,
+  encodeProbeRequest,
+  type MemberInfo,
+  type MsgTypeName,
+  ReplayWindow,
+} from "./protocol.ts";
+
+export interface MeshOptions {
+  /** UDP address to listen on, "host:port". */
+  listen: string;
+  key: Uint8Array;
+  /** Static peers and seeds, "host:port". */
+  peers: string[];
+  id: string;
+  name: string;
+  /** This node's metrics address "host:port", advertised for Prometheus discovery. */
+  metrics: string;
+  probeIntervalMs: number;
+  suspectAfterMs: number;
+  deadAfterMs: number;
+  /** Helpers asked to probe a suspect peer. */
+  indirectProbes: number;
+  gossipIntervalMs: number;
+}
+
+export type PeerState = "alive" | "suspect" | "dead" | "left";
+
+/** RTT histogram bucket upper bounds, in seconds (Prometheus `le`). */
+export const RTT_BUCKETS = [
+  0.0001,
+  0.00025,
+  0.0005,
+  0.001,
+  0.0025,
+  0.005,
+  0.01,
+  0.025,
+  0.05,
+  0.1,
+  0.25,
+  0.5,
+  1,
+];
+const LOSS_WINDOW = 200; // probes
+
+export interface PeerSnapshot {
+  id: string;
+  name: string;
+  mesh: string;
+  metrics: string;
+  state: PeerState;
+  /** ms since the epoch. */
+  since: number;
+  lastHeardMsAgo: number | null;
+  rtt: {
+    lastSeconds: number | null;
+    ewmaSeconds: number | null;
+    jitterSeconds: number | null;
+    buckets: number[];
+    count: number;
+    sumSeconds: number;
+  };
+  loss: { ratio: number | null; window: number };
+  probes: { sent: number; acked: number; indirectAcks: number };
+  /** Mesh datagrams exchanged with the peer (the probing's own cost), in bytes. */
+  probeBytes: { sent: number; received: number };
+  /** Traffic with the peer's address seen by the datapath on watched interfaces. */
+  bytes: { sent: number; received: number };
+}
+
+export interface MeshSnapshot {
+  id: string;
+  name: string;
+  listen: string;
+  peers: PeerSnapshot[];
+  dropped: Record<string, number>;
+  datagrams: { sent: number; received: number; bytesSent: number; bytesReceived: number };
+}
+
+interface Peer {
+  id: string;
+  name: string;
+  mesh: string;
+  metrics: string;
+  incarnation: number;
+  state: PeerState;
+  since: number;
+  lastHeard: number; // performance.now(), or -Infinity
+  replay: ReplayWindow;
+  rttLast: number | null;
+  rttEwma: number | null;
+  jitter: number | null;
+  buckets: number[];
+  rttCount: number;
+  rttSum: number;
+  /** Outcome of the last probes: true acked, false not (yet). */
+  window: { seq: bigint; at: number; acked: boolean }[];
+  sent: number;
+  acked: number;
+  indirectAcks: number;
+  bytesSent: number;
+  bytesReceived: number;
+}
+
+function splitHostPort(a: string): { host: string; port: number } {
+  const m = a.match(/^\[([^\]]+)\]:(\d+)$/) ?? a.match(/^([^:]+):(\d+)$/);
+  if (!m) throw new Error(`not host:port: ${a}`);
+  return { host: m[1], port: Number(m[2]) };
+}
+
+function joinHostPort(host: string, port: number): string {
+  return host.includes(":") ? `[${host}]:${port}` : `${host}:${port}`;
+}
+
+export class MeshNode {
+  readonly #peers = new Map<string, Peer>();
+  /** Seeds not yet known as members, by address. */
+  readonly #seeds: Set<string>;
+  readonly #dropped: Record<string, number> = {};
+  readonly #stats = { sent: 0, received: 0, bytesSent: 0, bytesReceived: 0 };
+  /** Indirect probes this node runs for others: its probe seq → whom to tell. */
+  readonly #relays = new Map<bigint, { to: string; probeSeq: bigint; sentNs: bigint }>();
+  #socket?: dgram.Socket;
+  #timers: ReturnType<typeof setInterval>[] = [];
+  #seq: bigint;
+  readonly #incarnation = 1;
+  /** Called when a peer's state changes. */
+  onChange?: (p: PeerSnapshot, previous: PeerState | undefined) => void;
+
+  constructor(readonly o: MeshOptions) {
+    // Sequence numbers start from the wall clock in µs, so they keep rising across restarts.
+    this.#seq = BigInt(Date.now()) * 1000n;
+    this.#seeds = new Set(o.peers);
+  }
+
+  async start(): Promise<void> {
+    const { host, port } = splitHostPort(this.o.listen);
+    const sock = dgram.createSocket({ type: host.includes(":") ? "udp6" : "udp4" });
+    await new Promise<void>((resolve, reject) => {
+      sock.once("error", reject);
+      sock.bind(port, host, () => {
+        sock.off("error", reject);
+        resolve();
+      });
+    });
+    sock.on("message", (msg, rinfo) => this.#receive(new Uint8Array(msg), rinfo));
+    sock.on("error", () => this.#drop("socket_error"));
+    this.#socket = sock;
+    this.#timers.push(setInterval(() => this.#probeTick(), this.o.probeIntervalMs));
+    this.#timers.push(setInterval(() => this.#gossipTick(), this.o.gossipIntervalMs));
+    this.#gossipTick();
+  }
+
+  /** The UDP port actually bound (for listen port 0). */
+  get port(): number {
+    return this.#socket?.address().port ?? 0;
+  }
+
+  /** Says goodbye to every peer, then closes the socket. */
+  async stop(): Promise<void> {
+    for (const t of this.#timers) clearInterval(t);
+    this.#timers = [];
+    if (!this.#socket) return;
+    for (const p of this.#peers.values()) {
+      if (p.state !== "left") this.#send("leave", p.mesh, encodeHello(this.#self()));
+    }
+    await new Promise((r) => setTimeout(r, 20));
+    await new Promise<void>((r) => this.#socket!.close(() => r()));
+    this.#socket = undefined;
+  }
+
+  #self() {
+    return { name: this.o.name, metrics: this.o.metrics, incarnation: this.#incarnation };
+  }
+
+  #drop(reason: DropReason | "socket_error" | "send_failed") {
+    this.#dropped[reason] = (this.#dropped[reason] ?? 0) + 1;
+  }
+
+  #send(type: MsgTypeName, to: string, payload: Uint8Array): bigint {
+    const seq = ++this.#seq;
+    const d = encode(this.o.key, {
+      type,
+      sender: this.o.id,
+      seq,
+      timestampNs: BigInt(Date.now()) * 1_000_000n,
+    }, payload);
+    try {
+      const { host, port } = splitHostPort(to);
+      this.#socket?.send(d, port, host, (err) => {
+        if (err) this.#drop("send_failed");
+      });
+      this.#stats.sent++;
+      this.#stats.bytesSent += d.length;
+      const peer = this.#byAddress(to);
+      if (peer) peer.bytesSent += d.length;
+    } catch {
+      this.#drop("send_failed");
+    }
+    return seq;
+  }
+
+  #byAddress(addr: string): Peer | undefined {
+    for (const p of this.#peers.values()) if (p.mesh === addr) return p;
+    return undefined;
+  }
+
+  #setState(p: Peer, state: PeerState) {
+    if (p.state === state) return;
+    const prev = p.state;
+    p.state = state;
+    p.since = Date.now();
+    this.onChange?.(this.#snap(p), prev);
+  }
+
+  #learn(id: string, name: string, mesh: string, metrics: string, incarnation: number): Peer {
+    let p = this.#peers.get(id);
+    if (!p) {
+      p = {
+        id,
+        name,
+        mesh,
+        metrics,
+        incarnation,
+        state: "alive",
+        since: Date.now(),
+        lastHeard: performance.now(),
+        replay: new ReplayWindow(),
+        rttLast: null,
+        rttEwma: null,
+        jitter: null,
+        buckets: RTT_BUCKETS.map(() => 0),
+        rttCount: 0,
+        rttSum: 0,
+        window: [],
+        sent: 0,
+        acked: 0,
+        indirectAcks: 0,
+        bytesSent: 0,
+        bytesReceived: 0,
+      };
+      this.#peers.set(id, p);
+      this.#seeds.delete(mesh);
+      this.onChange?.(this.#snap(p), undefined);
+    } else {
+      p.name = name;
+      p.metrics = metrics;
+      if (incarnation > p.incarnation) p.incarnation = incarnation;
+      if (mesh !== p.mesh) p.mesh = mesh;
+    }
+    return p;
+  }
+
+  #receive(b: Uint8Array, rinfo: { address: string; port: number }) {
+    this.#stats.received++;
+    this.#stats.bytesReceived += b.length;
+    const d = decode(this.o.key, b);
+    if (typeof d === "string") return this.#drop(d);
+    if (d.sender === this.o.id) return this.#drop("own");
+    const from = joinHostPort(rinfo.address.replace(/^::ffff:/, ""), rinfo.port);
+    const known = this.#peers.get(d.sender);
+    if (known && !known.replay.accept(d.seq)) return this.#drop("replay");
+    try {
+      this.#handle(d.type, d.sender, d.payload, from, d.seq, known);
+    } catch {
+      this.#drop("bad_payload");
+    }
+  }
+
+  #handle(
+    type: MsgTypeName,
+    sender: string,
+    payload: Uint8Array,
+    from: string,
+    seq: bigint,
+    known: Peer | undefined,
+  ) {
+    const now = performance.now();
+    let p = known;
+    if (type === "hello" || type === "leave") {
+      const h = decodeHello(payload);
+      p = this.#learn(sender, h.name, from, h.metrics, h.incarnation);
+      if (!known) p.replay.accept(seq);
+      if (type === "leave") return this.#setState(p, "left");
+      this.#send("gossip", from, encodeGossip(this.#members()).payload);
+    }
+    if (!p) {
+      // Not a member yet: introduce ourselves, so that it says hello back.
+      this.#send("hello", from, encodeHello(this.#self()));
+      return;
+    }
+    p.lastHeard = now;
+    p.bytesReceived += payload.length + 72; // header and MAC too
+    if (p.state !== "alive") this.#setState(p, "alive");
+    switch (type) {
+      case "probe": {
+        const b = decodeProbe(payload);
+        this.#send(
+          "ack",
+          from,
+          encodeProbe({ ...b, about: this.o.id, incarnation: this.#incarnation }),
+        );
+        break;
+      }
+      case "ack": {
+        const b = decodeProbe(payload);
+        const relay = this.#relays.get(b.probeSeq);
+        if (relay) { // our indirect probe for someone else answered: pass it on
+          this.#relays.delete(b.probeSeq);
+          this.#send(
+            "ack",
+            relay.to,
+            encodeProbe({ probeSeq: relay.probeSeq, sentNs: relay.sentNs, about: sender }),
+          );
+          break;
+        }
+        if (b.about !== undefined && b.about !== sender) { // a helper reached `about` for us
+          const target = this.#peers.get(b.about);
+          if (target) {
+            target.lastHeard = now;
+            target.indirectAcks++;
+            if (target.state !== "alive" && target.state !== "left") {
+              this.#setState(target, "alive");
+            }
+          }
+          break;
+        }
+        this.#acked(p, b.probeSeq, b.sentNs);
+        break;
+      }
+      case "probeRequest": {
+        const r = decodeProbeRequest(payload);
+        const probeSeq = this.#seq + 1n;
+        this.#relays.set(probeSeq, { to: from, probeSeq: r.probeSeq, sentNs: r.sentNs });
+        if (this.#relays.size > 1000) this.#relays.delete(this.#relays.keys().next().value!);
+        this.#send("probe", r.address, encodeProbe({ probeSeq, sentNs: r.sentNs }));
+        break;
+      }
+      case "gossip":
+        for (const m of decodeGossip(payload)) {
+          if (m.id === this.o.id) continue;
+          if (m.state === "left") {
+            const q = this.#peers.get(m.id);
+            if (q && m.incarnation >= q.incarnation) this.#setState(q, "left");
+            continue;
+          }
+          if (!this.#peers.has(m.id)) {
+            const q = this.#learn(m.id, m.name, m.mesh, m.metrics, m.incarnation);
+            q.lastHeard = now; // give it the full timeout to answer our probes
+          }
+        }
+        break;
+    }
+  }
+
+  #acked(p: Peer, probeSeq: bigint, sentNs: bigint) {
+    const w = p.window.find((x) => x.seq === probeSeq);
+    if (!w || w.acked) return;
+    w.acked = true;
+    p.acked++;
+    const rtt = Math.max(0, (performance.now() * 1e6 - Number(sentNs)) / 1e9);
+    if (p.rttLast !== null) {
+      const d = Math.abs(rtt - p.rttLast);
+      p.jitter = p.jitter === null ? d : p.jitter + (d - p.jitter) / 16; // RFC 3550
+    }
+    p.rttLast = rtt;
+    p.rttEwma = p.rttEwma === null ? rtt : p.rttEwma + (rtt - p.rttEwma) / 8;
+    p.rttCount++;
+    p.rttSum += rtt;
+    const b = RTT_BUCKETS.findIndex((le) => rtt <= le);
+    if (b >= 0) p.buckets[b]++;
+  }
+
+  #members(): MemberInfo[] {
+    const self: MemberInfo = {
+      id: this.o.id,
+      name: this.o.name,
+      mesh: this.o.listen,
+      metrics: this.o.metrics,
+      incarnation: this.#incarnation,
+      state: "alive",
+    };
+    return [
+      self,
+      ...[...this.#peers.values()].map((p) => ({
+        id: p.id,
+        name: p.name,
+        mesh: p.mesh,
+        metrics: p.metrics,
+        incarnation: p.incarnation,
+        state: p.state,
+      })),
+    ];
+  }
+
+  #probeTick() {
+    const now = performance.now();
+    for (const p of this.#peers.values()) {
+      if (p.state === "left") continue;
+      const sentNs = BigInt(Math.round(now * 1e6));
+      const seq = this.#send("probe", p.mesh, encodeProbe({ probeSeq: this.#seq + 1n, sentNs }));
+      p.sent++;
+      p.window.push({ seq, at: now, acked: false });
+      if (p.window.length > LOSS_WINDOW) p.window.shift();
+      const silent = now - p.lastHeard;
+      if (silent > this.o.deadAfterMs) {
+        this.#setState(p, "dead");
+      } else if (silent > this.o.suspectAfterMs) {
+        this.#setState(p, "suspect");
+        const helpers = [...this.#peers.values()].filter((h) => h !== p && h.state === "alive");
+        for (const h of helpers.sort(() => Math.random() - 0.5).slice(0, this.o.indirectProbes)) {
+          this.#send(
+            "probeRequest",
+            h.mesh,
+            encodeProbeRequest({ target: p.id, address: p.mesh, probeSeq: this.#seq + 1n, sentNs }),
+          );
+        }
+      }
+    }
+  }
+
+  #gossipTick() {
+    const g = encodeGossip(this.#members()).payload;
+    for (const p of this.#peers.values()) if (p.state !== "left") this.#send("gossip", p.mesh, g);
+    for (const s of this.#seeds) this.#send("hello", s, encodeHello(this.#self()));
+  }
+
+  /** Each peer's IP address → its id, to attribute the datapath's flows to peers. */
+  peerAddresses(): Map<string, string> {
+    return new Map([...this.#peers.values()].map((p) => [splitHostPort(p.mesh).host, p.id]));
+  }
+
+  #snap(p: Peer, traffic?: { sent: number; received: number }): PeerSnapshot {
+    const now = performance.now();
+    // Loss over probes old enough to have been answered (3 probe intervals).
+    const settled = p.window.filter((w) => now - w.at > 3 * this.o.probeIntervalMs);
+    const lost = settled.filter((w) => !w.acked).length;
+    return {
+      id: p.id,
+      name: p.name,
+      mesh: p.mesh,
+      metrics: p.metrics,
+      state: p.state,
+      since: p.since,
+      lastHeardMsAgo: Number.isFinite(p.lastHeard) ? Math.round(now - p.lastHeard) : null,
+      rtt: {
+        lastSeconds: p.rttLast,
+        ewmaSeconds: p.rttEwma,
+        jitterSeconds: p.jitter,
+        buckets: [...p.buckets],
+        count: p.rttCount,
+        sumSeconds: p.rttSum,
+      },
+      loss: { ratio: settled.length ? lost / settled.length : null, window: settled.length },
+      probes: { sent: p.sent, acked: p.acked, indirectAcks: p.indirectAcks },
+      probeBytes: { sent: p.bytesSent, received: p.bytesReceived },
+      bytes: traffic ?? { sent: 0, received: 0 },
+    };
+  }
+
+  /** Everything, for the API and /metrics; `traffic` is the datapath's bytes per peer id. */
+  snapshot(traffic: Map<string, { sent: number; received: number }> = new Map()): MeshSnapshot {
+    return {
+      id: this.o.id,
+      name: this.o.name,
+      listen: this.o.listen,
+      peers: [...this.#peers.values()].map((p) => this.#snap(p, traffic.get(p.id))),
+      dropped: { ...this.#dropped },
+      datagrams: { ...this.#stats },
+    };
+  }
+}
