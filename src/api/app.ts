@@ -10,6 +10,7 @@ import { HTTPException } from "hono/http-exception";
 import { streamSSE } from "hono/streaming";
 import * as z from "zod";
 import type { Collector } from "../collect/collector.ts";
+import type { MeshService } from "../mesh/service.ts";
 import type { LiveEvent } from "../state/events.ts";
 import type { StateStore } from "../state/store.ts";
 import { ipv4Bytes, ipv6Bytes } from "../collect/flowtable.ts";
@@ -19,6 +20,8 @@ import { problem, problemFor } from "./problem.ts";
 export interface ApiDeps {
   store: StateStore;
   collector: Pick<Collector, "attach" | "detach" | "retry" | "mode" | "fallbackReason" | "watched">;
+  /** The mesh, when enabled. */
+  mesh?: Pick<MeshService, "last" | "discovery">;
   token: string;
   maxBodyBytes: number;
   metrics: () => string | Promise<string>;
@@ -192,6 +195,36 @@ export function buildApp(d: ApiDeps): Hono {
         }
       }
     });
+  });
+
+  const meshOff = (c: Parameters<typeof auth>[0]) =>
+    problem(c, 404, "mesh not enabled", "set mesh.enabled (and mesh.key_file) to join a mesh");
+  app.get("/api/v1/mesh/status", (c) => {
+    const m = d.mesh?.last;
+    if (!d.mesh) return meshOff(c);
+    const counts = { alive: 0, suspect: 0, dead: 0, left: 0 };
+    for (const p of m?.peers ?? []) counts[p.state]++;
+    return c.json({
+      id: m?.id,
+      name: m?.name,
+      listen: m?.listen,
+      peers: counts,
+      datagrams: m?.datagrams,
+      dropped: m?.dropped,
+    });
+  });
+  app.get("/api/v1/mesh/peers", (c) => {
+    if (!d.mesh) return meshOff(c);
+    return c.json({
+      peers: (d.mesh.last?.peers ?? []).map((p) => ({
+        ...p,
+        since: new Date(p.since).toISOString(),
+      })),
+    });
+  });
+  app.get("/api/v1/mesh/sd", (c) => {
+    if (!d.mesh) return meshOff(c);
+    return c.json(d.mesh.discovery());
   });
 
   app.post("/api/v1/interfaces", authProblem, limit, async (c) => {

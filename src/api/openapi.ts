@@ -143,6 +143,25 @@ export const OPENAPI = {
         },
       },
     },
+    "/api/v1/mesh/status": {
+      get: {
+        summary: "This node in the mesh: id, peer counts by state, datagrams, drops by reason",
+        responses: { "200": json("mesh status"), "404": problem },
+      },
+    },
+    "/api/v1/mesh/peers": {
+      get: {
+        summary: "Every known peer: state and since-when, RTT (last, EWMA, histogram), jitter, " +
+          "loss, probes, probe bytes and datapath bytes",
+        responses: { "200": json("peers"), "404": problem },
+      },
+    },
+    "/api/v1/mesh/sd": {
+      get: {
+        summary: "Prometheus HTTP service discovery: every mesh member's metrics address",
+        responses: { "200": json("target groups"), "404": problem },
+      },
+    },
     "/api/v1/datapath/retry": {
       post: {
         summary: "Try eBPF again after the cause of the fallback was fixed",

@@ -9,6 +9,7 @@ import { Collector, type CollectorOptions } from "../collect/collector.ts";
 import { loadConfig } from "../config/load.ts";
 import { type Config, parseListen, tokenFilePath } from "../config/schema.ts";
 import { defaultRouteInterface } from "../datapath/netdev.ts";
+import { MeshService } from "../mesh/service.ts";
 import { MetricsRenderer } from "../metrics/exposition.ts";
 import { StateStore } from "../state/store.ts";
 import { VERSION } from "../version.ts";
@@ -97,6 +98,19 @@ export async function serve(inputs: ServeInputs): Promise<number> {
       : "no Cilium agent on this box",
   );
 
+  let mesh: MeshService | undefined;
+  if (config.mesh.enabled) {
+    try {
+      mesh = new MeshService(config, store);
+      await mesh.start();
+      log("info", `mesh listening on udp ${config.mesh.listen}`, { id: mesh.node.o.id });
+    } catch (e) {
+      mesh = undefined;
+      health.set("mesh", "unhealthy", `cannot start: ${(e as Error).message}`);
+      log("error", "mesh cannot start", { error: String(e) });
+    }
+  }
+
   let renderer = new MetricsRenderer({
     topFlows: config.metrics.top_flows,
     interfaceAllow: [...config.metrics.interface_allow],
@@ -111,6 +125,7 @@ export async function serve(inputs: ServeInputs): Promise<number> {
   const tick = () => {
     try {
       store.put(collector.collect());
+      if (mesh) store.current!.mesh = mesh.refresh();
       health.set("collector", "healthy", `snapshot every ${config.collect.interval_ms} ms`);
       const ev = store.current!.events;
       if (collector.mode === "ebpf") {
@@ -133,6 +148,7 @@ export async function serve(inputs: ServeInputs): Promise<number> {
   const app = buildApp({
     store,
     collector,
+    mesh,
     token,
     maxBodyBytes: config.api.max_body_bytes,
     metrics: async () => {
@@ -225,6 +241,7 @@ export async function serve(inputs: ServeInputs): Promise<number> {
     stop.abort();
     store.events.closeAll();
     await server.finished;
+    await mesh?.stop();
     await collector.stop();
     log("info", "stopped: everything detached");
   }

@@ -134,15 +134,20 @@ export class FlowTable {
     const at = i * FLOW_KEY.size + K[which][0];
     return (this.#keys[at] << 8) | this.#keys[at + 1];
   }
-  /** True when the flow's source or destination is `addr` (4 or 16 bytes, with its family). */
-  hasAddress(i: number, family: number, addr: Uint8Array): boolean {
+  /** Whether `addr` (4 or 16 bytes, with its family) is flow i's source or destination. */
+  addressSide(i: number, family: number, addr: Uint8Array): "source" | "destination" | undefined {
     const base = i * FLOW_KEY.size;
-    if (this.#keys[base + K.family[0]] !== family) return false;
+    if (this.#keys[base + K.family[0]] !== family) return undefined;
     const same = (at: number) => {
       for (let j = 0; j < addr.length; j++) if (this.#keys[base + at + j] !== addr[j]) return false;
       return true;
     };
-    return same(K.saddr[0]) || same(K.daddr[0]);
+    return same(K.saddr[0]) ? "source" : same(K.daddr[0]) ? "destination" : undefined;
+  }
+
+  /** True when the flow's source or destination is `addr`. */
+  hasAddress(i: number, family: number, addr: Uint8Array): boolean {
+    return this.addressSide(i, family, addr) !== undefined;
   }
 
   /** Flow i as an object. */

@@ -443,6 +443,14 @@ export class MeshNode {
     for (const s of this.#seeds) this.#send("hello", s, encodeHello(this.#self()));
   }
 
+  /** The UDP ports of the mesh protocol: ours and the peers'. */
+  meshPorts(): Set<number> {
+    return new Set([
+      this.port,
+      ...[...this.#peers.values()].map((p) => splitHostPort(p.mesh).port),
+    ]);
+  }
+
   /** Each peer's IP address → its id, to attribute the datapath's flows to peers. */
   peerAddresses(): Map<string, string> {
     return new Map([...this.#peers.values()].map((p) => [splitHostPort(p.mesh).host, p.id]));

@@ -11,9 +11,10 @@
  * units throughout: bytes, seconds, ratios in [0, 1].
  */
 import { collectDefaultMetrics, Registry } from "prom-client";
+import { type MeshSnapshot, RTT_BUCKETS } from "../mesh/node.ts";
 import type { ComponentHealth, HealthState, Snapshot } from "../state/snapshot.ts";
 import { PROTO_NAMES } from "../version.ts";
-import { type MetricFamily, type MetricGroup, MetricSet } from "./writer.ts";
+import { escapeLabelValue, type MetricFamily, type MetricGroup, MetricSet } from "./writer.ts";
 
 export const PREFIX = "x0tta6bl4_";
 /** The Content-Type of what `render` returns. */
@@ -250,9 +251,58 @@ export class MetricsRenderer {
     f.snapshotTime.set([], s.takenAt / 1000);
     f.buildInfo.set([build.version, build.commit, build.denoVersion], 1);
 
-    return this.#set.render();
+    return this.#set.render() + (s.mesh ? renderMesh(s.mesh, f) : "");
   }
 }
+
+/**
+ * The mesh's families. Peers are few (a mesh is a handful of boxes), so the RTT histogram is
+ * written directly; the rest go through the writer.
+ */
+function renderMesh(m: MeshSnapshot, f: ReturnType<typeof families>): string {
+  const l1 = [""], l2 = ["", ""];
+  for (const p of m.peers) {
+    l1[0] = p.name;
+    for (const state of PEER_STATES) {
+      l2[0] = p.name;
+      l2[1] = state;
+      f.meshState.set(l2, p.state === state ? 1 : 0);
+    }
+    f.meshUp.set(l1, p.state === "alive" ? 1 : 0);
+    if (p.rtt.ewmaSeconds !== null) f.meshRtt.set(l1, p.rtt.ewmaSeconds);
+    if (p.rtt.jitterSeconds !== null) f.meshJitter.set(l1, p.rtt.jitterSeconds);
+    if (p.loss.ratio !== null) f.meshLoss.set(l1, p.loss.ratio);
+    f.meshProbes.add(l1, p.probes.sent, p.probes.acked);
+    for (const dir of ["sent", "received"] as const) {
+      l2[0] = p.name;
+      l2[1] = dir;
+      f.meshProbeBytes.set(l2, p.probeBytes[dir]);
+      f.meshBytes.set(l2, p.bytes[dir]);
+    }
+  }
+  for (const [reason, n] of Object.entries(m.dropped)) {
+    l1[0] = reason;
+    f.meshDropped.set(l1, n);
+  }
+  const h = `${PREFIX}mesh_peer_rtt_seconds`;
+  const lines = [
+    `# HELP ${h} Round-trip time of direct probes to a mesh peer.`,
+    `# TYPE ${h} histogram`,
+  ];
+  for (const p of m.peers) {
+    const peer = `peer="${escapeLabelValue(p.name)}"`;
+    let acc = 0;
+    RTT_BUCKETS.forEach((le, i) => {
+      acc += p.rtt.buckets[i];
+      lines.push(`${h}_bucket{${peer},le="${le}"} ${acc}`);
+    });
+    lines.push(`${h}_bucket{${peer},le="+Inf"} ${p.rtt.count}`);
+    lines.push(`${h}_sum{${peer}} ${p.rtt.sumSeconds}`, `${h}_count{${peer}} ${p.rtt.count}`);
+  }
+  return m.peers.length ? `${lines.join("\n")}\n` : "";
+}
+
+const PEER_STATES = ["alive", "suspect", "dead", "left"] as const;
 
 function families(m: MetricSet) {
   const p = PREFIX;
@@ -331,6 +381,39 @@ function families(m: MetricSet) {
       ],
     ),
     statsEnabled: g("bpf_stats_enabled", "Whether kernel.bpf_stats_enabled is 1."),
+    meshState: g(
+      "mesh_peer_state",
+      "1 for a mesh peer's current state (alive, suspect, dead, left), 0 for the others.",
+      ["peer", "state"],
+    ),
+    meshUp: g("mesh_peer_up", "1 when a mesh peer answers (alive), else 0.", ["peer"]),
+    meshRtt: g("mesh_peer_rtt_ewma_seconds", "Smoothed round-trip time to a mesh peer.", ["peer"]),
+    meshJitter: g("mesh_peer_jitter_seconds", "RTT jitter to a mesh peer (RFC 3550).", ["peer"]),
+    meshLoss: g(
+      "mesh_peer_loss_ratio",
+      "Share of the last 200 probes to a mesh peer that got no answer.",
+      ["peer"],
+    ),
+    meshProbes: counters(
+      ["peer"],
+      ["mesh_probes_sent_total", "Probes sent to a mesh peer."],
+      ["mesh_probe_acks_total", "Probe answers received from a mesh peer."],
+    ),
+    meshProbeBytes: c(
+      "mesh_probe_bytes_total",
+      "Bytes of mesh protocol datagrams exchanged with a peer (the probing's own cost).",
+      ["peer", "direction"],
+    ),
+    meshBytes: c(
+      "mesh_peer_bytes_total",
+      "Bytes the datapath saw exchanged with a mesh peer's address on watched interfaces.",
+      ["peer", "direction"],
+    ),
+    meshDropped: c(
+      "mesh_datagrams_dropped_total",
+      "Mesh datagrams dropped, by reason (bad MAC, replay, truncated…).",
+      ["reason"],
+    ),
     health: g(
       "component_health",
       "1 for a component's current state (healthy, degraded, unhealthy), 0 for the others.",

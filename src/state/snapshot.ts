@@ -4,6 +4,7 @@
  */
 import type { Flow } from "../collect/decode.ts";
 import type { FlowTable } from "../collect/flowtable.ts";
+import type { MeshSnapshot } from "../mesh/node.ts";
 
 export type Direction = "rx" | "tx";
 /** "ipv4" | "ipv6" | "other" (non-IP) | "malformed", or "all" where only totals are known. */
@@ -87,4 +88,6 @@ export interface Snapshot {
   programs: ProgramStats[];
   /** kernel.bpf_stats_enabled: run time and count are only counted while it is 1. */
   bpfStatsEnabled: boolean;
+  /** The mesh's peers and counters, when the mesh is enabled. */
+  mesh?: MeshSnapshot;
 }

@@ -1,0 +1,120 @@
+/**
+ * The mesh inside the appliance: reads the key and node id, starts the node, and every
+ * snapshot attributes traffic to peers and reports mesh health.
+ */
+import { hostname } from "node:os";
+import { parseListen } from "../config/schema.ts";
+import type { Config } from "../config/schema.ts";
+import type { StateStore } from "../state/store.ts";
+import { MeshNode, type MeshSnapshot } from "./node.ts";
+import { nodeIdHex } from "./protocol.ts";
+import { peerTraffic } from "./traffic.ts";
+
+const WILDCARD = new Set(["0.0.0.0", "::", ""]);
+
+/** This node's id: 16 random bytes kept in the state directory, so restarts keep identity. */
+export function nodeId(stateDir: string): string {
+  const file = `${stateDir}/node-id`;
+  try {
+    const id = Deno.readTextFileSync(file).trim();
+    if (/^[0-9a-f]{32}$/.test(id)) return id;
+  } catch (e) {
+    if (!(e instanceof Deno.errors.NotFound)) throw e;
+  }
+  const id = nodeIdHex(crypto.getRandomValues(new Uint8Array(16)));
+  Deno.mkdirSync(stateDir, { recursive: true });
+  Deno.writeTextFileSync(file, `${id}\n`);
+  return id;
+}
+
+export function readMeshKey(file: string): Uint8Array {
+  if (!file) throw new Error("mesh.key_file is not set: the mesh needs a shared key");
+  const st = Deno.statSync(file);
+  if (st.mode !== null && (st.mode & 0o077) !== 0) {
+    throw new Error(`mesh key ${file} is readable by others: chmod 600 ${file}`);
+  }
+  const key = Deno.readFileSync(file);
+  if (key.length < 32) throw new Error(`mesh key ${file} has ${key.length} bytes; it needs ≥ 32`);
+  return key;
+}
+
+/** The metrics address this node advertises to the fleet's Prometheus. */
+export function advertisedMetrics(c: Config): string {
+  if (c.mesh.advertise) return c.mesh.advertise;
+  const api = parseListen(c.api.listen);
+  if (!WILDCARD.has(api.hostname)) return c.api.listen;
+  const mesh = parseListen(c.mesh.listen);
+  const host = WILDCARD.has(mesh.hostname) ? hostname() : mesh.hostname;
+  return host.includes(":") ? `[${host}]:${api.port}` : `${host}:${api.port}`;
+}
+
+export class MeshService {
+  readonly node: MeshNode;
+  last?: MeshSnapshot;
+
+  constructor(c: Config, private readonly store: StateStore) {
+    this.node = new MeshNode({
+      listen: c.mesh.listen,
+      key: readMeshKey(c.mesh.key_file),
+      peers: [...c.mesh.peers],
+      id: nodeId(c.state_dir),
+      name: c.mesh.name || hostname(),
+      metrics: advertisedMetrics(c),
+      probeIntervalMs: c.mesh.probe_interval_ms,
+      suspectAfterMs: c.mesh.suspect_after_ms,
+      deadAfterMs: c.mesh.dead_after_ms,
+      indirectProbes: c.mesh.indirect_probes,
+      gossipIntervalMs: c.mesh.gossip_interval_ms,
+    });
+    this.node.onChange = (p, previous) =>
+      store.events.append("peer", { id: p.id, name: p.name, state: p.state, previous });
+  }
+
+  async start(): Promise<void> {
+    await this.node.start();
+  }
+
+  /** Per snapshot: traffic per peer from the flows, and the mesh's health. */
+  refresh(): MeshSnapshot {
+    const flows = this.store.current?.flows;
+    const traffic = flows
+      ? peerTraffic(flows, this.node.peerAddresses(), this.node.meshPorts())
+      : new Map();
+    const m = this.node.snapshot(traffic);
+    this.last = m;
+    const live = m.peers.filter((p) => p.state !== "left");
+    const bad = live.filter((p) => p.state !== "alive");
+    if (live.length === 0) {
+      this.store.health.set("mesh", "degraded", "no peer known yet");
+    } else if (bad.length) {
+      this.store.health.set(
+        "mesh",
+        "degraded",
+        bad.map((p) => `${p.name} ${p.state} since ${new Date(p.since).toISOString()}`).join("; "),
+      );
+    } else {
+      this.store.health.set("mesh", "healthy", `${live.length} peers alive`);
+    }
+    return m;
+  }
+
+  /** Prometheus HTTP service discovery: this node and every known member. */
+  discovery(): { targets: string[]; labels: Record<string, string> }[] {
+    const o = this.node.o;
+    const self = {
+      targets: [o.metrics],
+      labels: { x0tta6bl4_node: o.name, x0tta6bl4_node_id: o.id },
+    };
+    return [
+      self,
+      ...(this.last?.peers ?? []).filter((p) => p.state !== "left").map((p) => ({
+        targets: [p.metrics],
+        labels: { x0tta6bl4_node: p.name, x0tta6bl4_node_id: p.id },
+      })),
+    ];
+  }
+
+  stop(): Promise<void> {
+    return this.node.stop();
+  }
+}
