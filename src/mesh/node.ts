@@ -302,6 +302,30 @@ export class MeshNode {
       if (type === "leave") return this.#setState(p, "left");
       this.#send("gossip", from, encodeGossip(this.#members()).payload);
     }
+    if (type === "gossip") {
+      // Gossip names its sender too: a node learns the members, the sender among them.
+      for (const m of decodeGossip(payload)) {
+        if (m.id === this.o.id) continue;
+        if (m.state === "left") {
+          const q = this.#peers.get(m.id);
+          if (q && m.incarnation >= q.incarnation) this.#setState(q, "left");
+          continue;
+        }
+        if (!this.#peers.has(m.id)) {
+          // The sender is reached where its datagram came from; others as gossip says.
+          const q = this.#learn(
+            m.id,
+            m.name,
+            m.id === sender ? from : m.mesh,
+            m.metrics,
+            m.incarnation,
+          );
+          q.lastHeard = now; // give it the full timeout to answer our probes
+          if (m.id === sender) q.replay.accept(seq);
+        }
+      }
+      p = this.#peers.get(sender);
+    }
     if (!p) {
       // Not a member yet: introduce ourselves, so that it says hello back.
       this.#send("hello", from, encodeHello(this.#self()));
@@ -354,19 +378,7 @@ export class MeshNode {
         this.#send("probe", r.address, encodeProbe({ probeSeq, sentNs: r.sentNs }));
         break;
       }
-      case "gossip":
-        for (const m of decodeGossip(payload)) {
-          if (m.id === this.o.id) continue;
-          if (m.state === "left") {
-            const q = this.#peers.get(m.id);
-            if (q && m.incarnation >= q.incarnation) this.#setState(q, "left");
-            continue;
-          }
-          if (!this.#peers.has(m.id)) {
-            const q = this.#learn(m.id, m.name, m.mesh, m.metrics, m.incarnation);
-            q.lastHeard = now; // give it the full timeout to answer our probes
-          }
-        }
+      case "gossip": // handled above
         break;
     }
   }

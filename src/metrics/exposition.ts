@@ -251,7 +251,8 @@ export class MetricsRenderer {
     f.snapshotTime.set([], s.takenAt / 1000);
     f.buildInfo.set([build.version, build.commit, build.denoVersion], 1);
 
-    return this.#set.render() + (s.mesh ? renderMesh(s.mesh, f) : "");
+    const histogram = s.mesh ? renderMesh(s.mesh, f) : ""; // sets its families first
+    return this.#set.render() + histogram;
   }
 }
 

@@ -1,0 +1,252 @@
+/**
+ * The mesh lab: N nodes (default 4) as network namespaces on a bridge, one appliance in each
+ * with the mesh enabled, and a real Prometheus that finds them all through the mesh's service
+ * discovery. Used by `scripts/lab` and by the tests, which make their own labs and remove them.
+ *
+ *   deno run -A scripts/lab.ts up [N]    prints `node NAME NETNS API_URL` lines and
+ *                                        `prometheus URL`
+ *   deno run -A scripts/lab.ts down      removes everything, also after a crash
+ *
+ * Addresses are 10.77.<subnet>.<i>/24 inside the lab's namespaces; the host reaches them over
+ * a veth from the root namespace (10.77.<subnet>.254), so a browser on the box can open them.
+ */
+const MAIN = new URL("../main.ts", import.meta.url).pathname;
+
+function sh(cmd: string, args: string[], netns?: string): string {
+  const full = netns ? ["netns", "exec", netns, cmd, ...args] : args;
+  const out = new Deno.Command(netns ? "ip" : cmd, { args: full, stdout: "piped", stderr: "piped" })
+    .outputSync();
+  if (!out.success) {
+    throw new Error(
+      `${netns ? `[${netns}] ` : ""}${cmd} ${args.join(" ")}: ${
+        new TextDecoder().decode(out.stderr).trim()
+      }`,
+    );
+  }
+  return new TextDecoder().decode(out.stdout);
+}
+
+function tryRun(cmd: string, args: string[]) {
+  try {
+    sh(cmd, args);
+  } catch { /* already gone */ }
+}
+
+export interface LabNode {
+  name: string;
+  ns: string;
+  ip: string;
+  api: string;
+  stateDir: string;
+  configFile: string;
+  process?: Deno.ChildProcess;
+}
+
+export interface LabOptions {
+  /** Distinguishes concurrent labs: names, subnet. */
+  tag: string;
+  subnet: number;
+  nodes: number;
+  /** Host access through a veth from the root namespace (for people; tests do without). */
+  hostAccess: boolean;
+  /** Extra config lines for every node. */
+  extraConfig?: string;
+}
+
+export class Lab {
+  readonly dir: string;
+  readonly bridgeNs: string;
+  readonly nodes: LabNode[] = [];
+  prometheus?: { url: string; process: Deno.ChildProcess };
+
+  constructor(readonly o: LabOptions) {
+    this.dir = `/run/x0lab-${o.tag}`;
+    this.bridgeNs = `x0lab-${o.tag}-br`;
+  }
+
+  get prefix(): string {
+    return `10.77.${this.o.subnet}`;
+  }
+
+  /** Namespaces, bridge, addresses, keys and configs; no process yet. */
+  build(): void {
+    Deno.mkdirSync(`${this.dir}/bpf`, { recursive: true });
+    sh("mount", ["-t", "bpf", "bpf", `${this.dir}/bpf`]);
+    const key = crypto.getRandomValues(new Uint8Array(32));
+    Deno.writeFileSync(`${this.dir}/mesh.key`, key, { mode: 0o600 });
+    sh("ip", ["netns", "add", this.bridgeNs]);
+    sh("ip", ["link", "add", "br0", "type", "bridge"], this.bridgeNs);
+    sh("ip", ["link", "set", "br0", "up"], this.bridgeNs);
+    sh("ip", ["link", "set", "lo", "up"], this.bridgeNs);
+    sh("ip", ["addr", "add", `${this.prefix}.253/24`, "dev", "br0"], this.bridgeNs);
+    for (let i = 1; i <= this.o.nodes; i++) {
+      const name = `n${i}`;
+      const ns = `x0lab-${this.o.tag}-${name}`;
+      const ip = `${this.prefix}.${i}`;
+      sh("ip", ["netns", "add", ns]);
+      sh("ip", [
+        "link",
+        "add",
+        "eth0",
+        "netns",
+        ns,
+        "type",
+        "veth",
+        "peer",
+        "name",
+        `p${i}`,
+        "netns",
+        this.bridgeNs,
+      ]);
+      sh("ip", ["link", "set", `p${i}`, "master", "br0", "up"], this.bridgeNs);
+      sh("ip", ["link", "set", "lo", "up"], ns);
+      sh("ip", ["addr", "add", `${ip}/24`, "dev", "eth0"], ns);
+      sh("ip", ["link", "set", "eth0", "up"], ns);
+      const stateDir = `${this.dir}/${name}`;
+      Deno.mkdirSync(stateDir, { recursive: true });
+      const configFile = `${stateDir}/x0tta6bl4.yaml`;
+      Deno.writeTextFileSync(
+        configFile,
+        [
+          `api:\n  listen: "${ip}:9477"`,
+          `state_dir: ${stateDir}`,
+          `datapath:\n  interfaces: [eth0]\n  bpffs_dir: ${this.dir}/bpf/${name}`,
+          `collect:\n  interval_ms: 250`,
+          `mesh:\n  enabled: true\n  listen: "${ip}:5000"\n  key_file: ${this.dir}/mesh.key` +
+          `\n  name: ${name}\n  peers: ["${this.prefix}.1:5000"]`,
+          this.o.extraConfig ?? "",
+        ].join("\n") + "\n",
+      );
+      this.nodes.push({ name, ns, ip, api: `http://${ip}:9477`, stateDir, configFile });
+    }
+    if (this.o.hostAccess) {
+      sh("ip", [
+        "link",
+        "add",
+        `x0lab-${this.o.tag}`,
+        "type",
+        "veth",
+        "peer",
+        "name",
+        "host",
+        "netns",
+        this.bridgeNs,
+      ]);
+      sh("ip", ["link", "set", "host", "master", "br0", "up"], this.bridgeNs);
+      sh("ip", ["addr", "add", `${this.prefix}.254/24`, "dev", `x0lab-${this.o.tag}`]);
+      sh("ip", ["link", "set", `x0lab-${this.o.tag}`, "up"]);
+    }
+  }
+
+  /** Starts (or restarts) one node's appliance; its log goes to its state directory. */
+  startNode(node: LabNode, detached = false): void {
+    const cmd = [
+      Deno.execPath(),
+      "run",
+      "-A",
+      "--v8-flags=--max-semi-space-size=2",
+      MAIN,
+      "serve",
+      "--config",
+      node.configFile,
+    ].map((a) => `'${a}'`).join(" ");
+    node.process = new Deno.Command("ip", {
+      args: ["netns", "exec", node.ns, "sh", "-c", `exec ${cmd} >>'${node.stateDir}/log' 2>&1`],
+      stdin: "null",
+      stdout: "null",
+      stderr: "null",
+      detached,
+    }).spawn();
+    Deno.writeTextFileSync(`${node.stateDir}/pid`, String(node.process.pid));
+  }
+
+  startPrometheus(detached = false): void {
+    const dir = `${this.dir}/prometheus`;
+    Deno.mkdirSync(dir, { recursive: true });
+    Deno.writeTextFileSync(
+      `${dir}/prometheus.yml`,
+      `global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\n` +
+        `rule_files: ["${
+          new URL("../deploy/prometheus/alerts.yml", import.meta.url).pathname
+        }"]\n` +
+        `scrape_configs:\n  - job_name: x0tta6bl4\n    http_sd_configs:\n` +
+        `      - url: ${this.nodes[0].api}/api/v1/mesh/sd\n        refresh_interval: 2s\n`,
+    );
+    const url = `http://${this.prefix}.253:9090`;
+    const process = new Deno.Command("ip", {
+      args: [
+        "netns",
+        "exec",
+        this.bridgeNs,
+        "prometheus",
+        `--config.file=${dir}/prometheus.yml`,
+        `--storage.tsdb.path=${dir}/data`,
+        `--web.listen-address=${this.prefix}.253:9090`,
+      ],
+      stdin: "null",
+      stdout: "null",
+      stderr: "null",
+      detached,
+    }).spawn();
+    Deno.writeTextFileSync(`${dir}/pid`, String(process.pid));
+    this.prometheus = { url, process };
+  }
+
+  /** Kills every process of the lab (by the pid files, so also after a crash) and removes it. */
+  down(): void {
+    for (const pidFile of walkPids(this.dir)) {
+      try {
+        Deno.kill(Number(Deno.readTextFileSync(pidFile)), "SIGKILL");
+      } catch { /* gone */ }
+    }
+    const names = sh("ip", ["netns", "list"]).split("\n").map((l) => l.split(" ")[0])
+      .filter((n) => n.startsWith(`x0lab-${this.o.tag}-`));
+    for (const ns of names) tryRun("ip", ["netns", "del", ns]);
+    tryRun("ip", ["link", "del", `x0lab-${this.o.tag}`]);
+    tryRun("umount", [`${this.dir}/bpf`]);
+    try {
+      Deno.removeSync(this.dir, { recursive: true });
+    } catch { /* not there */ }
+  }
+
+  /** One HTTP GET inside the bridge namespace (which reaches every node). */
+  get(url: string): { status: number; body: string } {
+    const out = sh("curl", ["-s", "--max-time", "3", "-w", "\n%{http_code}", url], this.bridgeNs);
+    const i = out.lastIndexOf("\n");
+    return { status: Number(out.slice(i + 1)), body: out.slice(0, i) };
+  }
+}
+
+function* walkPids(dir: string): Generator<string> {
+  try {
+    for (const e of Deno.readDirSync(dir)) {
+      const p = `${dir}/${e.name}`;
+      if (e.isDirectory && e.name !== "bpf") yield* walkPids(p);
+      else if (e.name === "pid") yield p;
+    }
+  } catch { /* no lab */ }
+}
+
+if (import.meta.main) {
+  const [cmd = "up", n = "4"] = Deno.args;
+  const lab = new Lab({ tag: "lab", subnet: 0, nodes: Number(n), hostAccess: true });
+  if (cmd === "down") {
+    lab.down();
+    console.log("lab removed");
+  } else if (cmd === "up") {
+    if (!(Number(n) >= 2 && Number(n) <= 32)) {
+      console.error("scripts/lab up [N]: N from 2 to 32");
+      Deno.exit(2);
+    }
+    lab.down(); // what a crashed lab left
+    lab.build();
+    for (const node of lab.nodes) lab.startNode(node, true);
+    lab.startPrometheus(true);
+    for (const node of lab.nodes) console.log(`node ${node.name} ${node.ns} ${node.api}`);
+    console.log(`prometheus ${lab.prometheus!.url}`);
+    console.log(`(logs in ${lab.dir}/NODE/log; remove with: scripts/lab down)`);
+  } else {
+    console.error("usage: scripts/lab [up [N] | down]");
+    Deno.exit(2);
+  }
+}
