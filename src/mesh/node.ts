@@ -141,7 +141,10 @@ export class MeshNode {
   #socket?: dgram.Socket;
   #timers: ReturnType<typeof setInterval>[] = [];
   #seq: bigint;
-  readonly #incarnation = 1;
+  /** Seconds since the epoch at start: a restarted node outranks what others recall of it. */
+  readonly #incarnation = Math.floor(Date.now() / 1000) >>> 0;
+  /** Where the next gossip's member list starts, so that every member gets its turn. */
+  #gossipFrom = 0;
   /** Called when a peer's state changes. */
   onChange?: (p: PeerSnapshot, previous: PeerState | undefined) => void;
 
@@ -450,7 +453,16 @@ export class MeshNode {
   }
 
   #gossipTick() {
-    const g = encodeGossip(this.#members()).payload;
+    // Ourselves first, then the others from a rotating start: lists longer than one datagram
+    // go out in turns.
+    const [self, ...others] = this.#members();
+    const from = others.length ? this.#gossipFrom % others.length : 0;
+    const { payload: g, count } = encodeGossip([
+      self,
+      ...others.slice(from),
+      ...others.slice(0, from),
+    ]);
+    this.#gossipFrom = from + Math.max(1, count - 1);
     for (const p of this.#peers.values()) if (p.state !== "left") this.#send("gossip", p.mesh, g);
     for (const s of this.#seeds) this.#send("hello", s, encodeHello(this.#self()));
   }

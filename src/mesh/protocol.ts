@@ -314,9 +314,10 @@ export function encodeGossip(members: MemberInfo[]): { payload: Uint8Array; coun
       w.u32(m.incarnation);
       w.u8(STATES.indexOf(m.state));
       count++;
-    } catch {
-      w.n = at; // does not fit: the rest goes in the next round
-      break;
+    } catch (e) {
+      w.n = at;
+      if (e instanceof RangeError && /payload too large/.test(e.message)) break; // next round
+      // A member that cannot be written (a string over 255 bytes): skipped, the rest go on.
     }
     if (count === 255) break;
   }
