@@ -6,6 +6,8 @@
  *   ringbuf  events consumed per second (decoded) while the kernel produces them at set rates
  *   scrape   /metrics of the running appliance at 10k and 100k flows vs node_exporter, and RSS
  *   startup  from starting `serve` to /readyz = 200 with the programs attached
+ *   mesh     dead-peer detection over 20 kills, false deaths at 10% loss, probe bytes and CPU
+ *            per node at 4 and 16 nodes
  * Usage: deno task bench [cost|live|read…]. Results go to stdout as Markdown rows; the
  * numbers in docs/BENCHMARKS.md come from here.
  */
@@ -22,10 +24,11 @@ import { XdpAttachment } from "../src/datapath/attach.ts";
 import { FLOW_KEY } from "../ffi/layout.ts";
 import { sh, VethPair } from "../tests/helpers/netns.ts";
 import { Daemon, DaemonHome } from "../tests/helpers/daemon.ts";
+import { Lab, type LabNode } from "../scripts/lab.ts";
 
 const sections = Deno.args.length
   ? Deno.args
-  : ["cost", "live", "read", "ringbuf", "scrape", "startup"];
+  : ["cost", "live", "read", "ringbuf", "scrape", "startup", "mesh"];
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 
 function udpFrame(len: number): Uint8Array<ArrayBuffer> {
@@ -375,9 +378,145 @@ async function startup() {
   console.log(`| start to /readyz = 200 (median of 5) | ${median(times).toFixed(0)} ms |`);
 }
 
+interface MeshPeer {
+  name: string;
+  state: string;
+  since: string;
+  probeBytes: { sent: number; received: number };
+}
+
+function meshPeers(lab: Lab, n: LabNode): MeshPeer[] {
+  try {
+    const r = lab.get(`${n.api}/api/v1/mesh/peers`);
+    return r.status === 200 ? JSON.parse(r.body).peers : [];
+  } catch {
+    return [];
+  }
+}
+
+async function waitFor(ms: number, fn: () => boolean): Promise<boolean> {
+  const end = performance.now() + ms;
+  while (performance.now() < end) {
+    if (fn()) return true;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  return false;
+}
+
+function cpuSeconds(pid: number): number {
+  const f = Deno.readTextFileSync(`/proc/${pid}/stat`).split(") ")[1].split(" ");
+  return (Number(f[11]) + Number(f[12])) / 100; // utime + stime, in clock ticks of 10 ms
+}
+
+async function mesh() {
+  const pct = (xs: number[], p: number) =>
+    [...xs].sort((a, b) => a - b)[Math.min(xs.length - 1, Math.floor(xs.length * p))];
+  // Detection: kill n4 20 times; each survivor's own record of when it declared n4 dead.
+  {
+    const lab = new Lab({ tag: `b${Deno.pid}`, subnet: 240, nodes: 4, hostAccess: false });
+    lab.down();
+    try {
+      lab.build();
+      for (const n of lab.nodes) lab.startNode(n);
+      const [n1, n2, n3, n4] = lab.nodes;
+      const all = () =>
+        lab.nodes.every((n) => meshPeers(lab, n).filter((p) => p.state === "alive").length === 3);
+      if (!await waitFor(30_000, all)) throw new Error("the lab did not converge");
+      const times: number[] = [];
+      for (let k = 0; k < 20; k++) {
+        const killedAt = Date.now();
+        Deno.kill(n4.process!.pid, "SIGKILL");
+        await n4.process!.status;
+        const dead = () => [n1, n2, n3].map((n) => meshPeers(lab, n).find((p) => p.name === "n4"));
+        if (!await waitFor(5000, () => dead().every((p) => p?.state === "dead"))) {
+          throw new Error("no dead");
+        }
+        for (const p of dead()) times.push(Date.parse(p!.since) - killedAt);
+        lab.startNode(n4);
+        if (!await waitFor(30_000, all)) throw new Error("n4 did not come back");
+      }
+      console.log(
+        "| dead-peer detection (60 observations: 20 kills × 3 peers) | median | p99 | max |\n|---|---|---|---|",
+      );
+      console.log(
+        `| x0tta6bl4 (probe 100 ms, suspect 500 ms, dead 900 ms) | ${pct(times, 0.5)} ms | ${
+          pct(times, 0.99)
+        } ms | ${Math.max(...times)} ms |`,
+      );
+      console.log("| BFD defaults (RFC 5880 as commonly deployed: 300 ms × 3) | 900 ms | | |");
+      console.log("| memberlist LAN defaults (hashicorp, about) | ~5 s | | |");
+
+      // False deaths at 10% loss on every node's mesh port, for 60 s.
+      for (const n of lab.nodes) {
+        const p = new Deno.Command("ip", {
+          args: ["netns", "exec", n.ns, "nft", "-f", "-"],
+          stdin: "piped",
+        }).spawn();
+        const w = p.stdin.getWriter();
+        await w.write(new TextEncoder().encode(
+          "table inet x0loss {\n chain input {\n  type filter hook input priority 0;\n" +
+            "  udp dport 5000 numgen random mod 100 < 10 drop\n }\n}\n",
+        ));
+        await w.close();
+        await p.status;
+      }
+      let deaths = 0, looks = 0;
+      const seen = new Map<string, string>();
+      const end = performance.now() + 60_000;
+      while (performance.now() < end) {
+        for (const n of lab.nodes) {
+          for (const p of meshPeers(lab, n)) {
+            looks++;
+            const k = `${n.name}>${p.name}`;
+            if (p.state === "dead" && seen.get(k) !== p.since) deaths++;
+            if (p.state === "dead") seen.set(k, p.since);
+          }
+        }
+        await new Promise((r) => setTimeout(r, 100));
+      }
+      console.log(
+        `| false deaths at 10% loss on every node, 60 s, 12 peer pairs (${looks} looks) | ${deaths} | | |`,
+      );
+    } finally {
+      lab.down();
+    }
+  }
+  // Cost: probe bytes per peer and CPU per node, at 4 and 16 nodes.
+  console.log(
+    "\n| nodes | probe bytes/s per peer (sent + received) | CPU per node (% of one core) |\n|---|---|---|",
+  );
+  for (const size of [4, 16]) {
+    const lab = new Lab({ tag: `c${Deno.pid}`, subnet: 241, nodes: size, hostAccess: false });
+    lab.down();
+    try {
+      lab.build();
+      for (const n of lab.nodes) lab.startNode(n);
+      const ok = () =>
+        lab.nodes.every((n) =>
+          meshPeers(lab, n).filter((p) => p.state === "alive").length === size - 1
+        );
+      if (!await waitFor(60_000, ok)) throw new Error(`${size} nodes did not converge`);
+      await new Promise((r) => setTimeout(r, 2000));
+      const n1 = lab.nodes[0];
+      const bytes = () =>
+        meshPeers(lab, n1).reduce((a, p) => a + p.probeBytes.sent + p.probeBytes.received, 0);
+      const cpu = () => lab.nodes.reduce((a, n) => a + cpuSeconds(n.process!.pid), 0);
+      const [b0, c0, t0] = [bytes(), cpu(), performance.now()];
+      await new Promise((r) => setTimeout(r, 10_000));
+      const secs = (performance.now() - t0) / 1000;
+      const perPeer = (bytes() - b0) / secs / (size - 1);
+      const cpuPct = ((cpu() - c0) / secs / size) * 100;
+      console.log(`| ${size} | ${perPeer.toFixed(0)} B/s | ${cpuPct.toFixed(1)} % |`);
+    } finally {
+      lab.down();
+    }
+  }
+}
+
 if (sections.includes("cost")) cost();
 if (sections.includes("live")) await live();
 if (sections.includes("read")) read();
 if (sections.includes("ringbuf")) await ringbuf();
 if (sections.includes("scrape")) await scrape();
 if (sections.includes("startup")) await startup();
+if (sections.includes("mesh")) await mesh();

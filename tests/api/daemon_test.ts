@@ -147,6 +147,7 @@ Deno.test("daemon: API, auth, bad input, events, metrics, promtool and Prometheu
     assertProblem(d.request("/api/v1/flows?address=x;y"), 400, /address/);
     assertProblem(d.request("/api/v1/flows?colour=red"), 400, /colour|Unrecognized/i);
     assertProblem(d.request("/api/v1/nowhere"), 404, /no route/);
+    assertProblem(d.request("/api/v1/mesh/peers"), 404, /mesh not enabled/);
   });
 
   await t.step("mutations need the token; bodies are limited and validated", () => {
@@ -281,6 +282,9 @@ Deno.test("daemon: API, auth, bad input, events, metrics, promtool and Prometheu
       ["/api/v1/flows", "get"],
       ["/api/v1/events", "get"],
       ["/api/v1/datapath/retry", "post"],
+      ["/api/v1/mesh/status", "get"],
+      ["/api/v1/mesh/peers", "get"],
+      ["/api/v1/mesh/sd", "get"],
     ];
     for (const [path, method] of expected) {
       assert.ok(doc.paths[path]?.[method], `${method} ${path}`);

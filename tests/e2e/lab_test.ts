@@ -9,6 +9,7 @@ import { Lab, type LabNode } from "../../scripts/lab.ts";
 const INJECT = new URL("../helpers/mesh_inject.ts", import.meta.url).pathname;
 const TRAFFIC = new URL("../helpers/traffic.ts", import.meta.url).pathname;
 const DASHBOARD = new URL("../../deploy/grafana/x0tta6bl4.json", import.meta.url).pathname;
+const ALERTS = new URL("../../deploy/prometheus/alerts.yml", import.meta.url).pathname;
 
 interface Peer {
   name: string;
@@ -200,6 +201,31 @@ Deno.test("lab: 4 nodes converge, count per-peer traffic, detect death and loss,
           }
         });
         await new Promise((r) => setTimeout(r, 4000)); // a few scrapes, for rate()
+        // The mesh families (the RTT histogram among them) and the alert rules pass promtool.
+        for (const args of [["check", "metrics"], ["check", "rules", ALERTS]]) {
+          const p = new Deno.Command("promtool", {
+            args,
+            stdin: "piped",
+            stdout: "piped",
+            stderr: "piped",
+          })
+            .spawn();
+          const w = p.stdin.getWriter();
+          await w.write(
+            new TextEncoder().encode(
+              args[1] === "metrics" ? lab.get(`${n1.api}/metrics`).body : "",
+            ),
+          );
+          await w.close();
+          const o = await p.output();
+          const text = new TextDecoder().decode(o.stdout) + new TextDecoder().decode(o.stderr);
+          assert.ok(o.success, text);
+          if (args[1] === "metrics") assert.equal(text.trim(), "");
+        }
+        assert.match(
+          lab.get(`${n1.api}/metrics`).body,
+          /^x0tta6bl4_mesh_peer_rtt_seconds_bucket\{peer="n2",le="\+Inf"\} \d+/m,
+        );
         const dash = JSON.parse(Deno.readTextFileSync(DASHBOARD));
         const exprs: string[] = dash.panels.flatMap((p: { targets?: { expr: string }[] }) =>
           (p.targets ?? []).map((t) => t.expr)
