@@ -277,8 +277,11 @@ export class MeshNode {
     this.#stats.bytesReceived += b.length;
     const d = decode(this.o.key, b);
     if (typeof d === "string") return this.#drop(d);
-    if (d.sender === this.o.id) return this.#drop("own");
     const from = joinHostPort(rinfo.address.replace(/^::ffff:/, ""), rinfo.port);
+    if (d.sender === this.o.id) {
+      this.#seeds.delete(from); // a seed that is this very node: no more hellos to it
+      return this.#drop("own");
+    }
     const known = this.#peers.get(d.sender);
     if (known && !known.replay.accept(d.seq)) return this.#drop("replay");
     try {
