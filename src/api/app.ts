@@ -15,6 +15,7 @@ import type { LiveEvent } from "../state/events.ts";
 import type { StateStore } from "../state/store.ts";
 import { ipv4Bytes, ipv6Bytes } from "../collect/flowtable.ts";
 import { OPENAPI } from "./openapi.ts";
+import { mountUi } from "./ui.ts";
 import { problem, problemFor } from "./problem.ts";
 
 export interface ApiDeps {
@@ -27,6 +28,8 @@ export interface ApiDeps {
   metrics: () => string | Promise<string>;
   /** Ready: a fresh snapshot exists and nothing is unhealthy. */
   ready: () => { ready: boolean; reason: string };
+  /** The status page's summary of the current snapshot, if there is one. */
+  summary: () => unknown;
   /** Log an unexpected error (the client gets a problem without details). */
   logError: (e: unknown) => void;
 }
@@ -88,6 +91,7 @@ export function buildApp(d: ApiDeps): Hono {
   });
   app.notFound((c) => problem(c, 404, "not found", `no route for ${c.req.method} ${c.req.path}`));
 
+  mountUi(app);
   app.get("/livez", (c) => c.text("ok\n"));
   app.get("/readyz", (c) => {
     const r = d.ready();
@@ -171,12 +175,21 @@ export function buildApp(d: ApiDeps): Hono {
       return problem(c, 400, "bad Last-Event-ID", "expected a non-negative integer");
     }
     const log = d.store.events;
-    const sub = log.subscribe();
+    const summaries = c.req.query("summary") === "1";
+    const sub = log.subscribe(1000, summaries);
     return streamSSE(c, async (stream) => {
       stream.onAbort(() => sub.close());
       const send = (e: LiveEvent) =>
-        stream.writeSSE({ id: String(e.id), event: e.type, data: JSON.stringify(e) });
+        stream.writeSSE({
+          id: e.id ? String(e.id) : undefined,
+          event: e.type,
+          data: JSON.stringify(e.id ? e : e.data),
+        });
       await stream.writeSSE({ event: "hello", data: JSON.stringify({ lastId: log.lastId }) });
+      if (summaries) {
+        const now = d.summary();
+        if (now) await stream.writeSSE({ event: "summary", data: JSON.stringify(now) });
+      }
       if (from !== undefined) {
         const { events, gap } = log.since(from);
         if (gap) {
@@ -189,9 +202,9 @@ export function buildApp(d: ApiDeps): Hono {
         const batch = await sub.take(15_000);
         if (batch.length === 0) await stream.write(": keep-alive\n\n");
         for (const e of batch) {
-          if (e.id <= sentUpTo) continue;
+          if (e.id !== 0 && e.id <= sentUpTo) continue;
           await send(e);
-          sentUpTo = e.id;
+          if (e.id !== 0) sentUpTo = e.id;
         }
       }
     });

@@ -45,6 +45,12 @@ export const OPENAPI = {
     },
   },
   paths: {
+    "/": {
+      get: {
+        summary: "The built-in status page (its script and style under /ui/)",
+        responses: { "200": { description: "text/html", content: { "text/html": {} } } },
+      },
+    },
     "/livez": {
       get: {
         summary: "The process is alive",

@@ -4,6 +4,7 @@
  * interval, reloads on SIGHUP, and detaches everything on SIGTERM or SIGINT.
  */
 import { buildApp } from "../api/app.ts";
+import { SummaryBuilder } from "../api/summary.ts";
 import { loadOrCreateToken } from "../api/token.ts";
 import { Collector, type CollectorOptions } from "../collect/collector.ts";
 import { loadConfig } from "../config/load.ts";
@@ -122,10 +123,17 @@ export async function serve(inputs: ServeInputs): Promise<number> {
     denoVersion: Deno.version.deno,
   };
 
+  const summaries = new SummaryBuilder(store);
   const tick = () => {
     try {
       store.put(collector.collect());
       if (mesh) store.current!.mesh = mesh.refresh();
+      if (store.events.summaryListeners > 0) {
+        store.events.broadcast(
+          "summary",
+          summaries.build(collector.mode, collector.fallbackReason, store.current!.mesh),
+        );
+      }
       health.set("collector", "healthy", `snapshot every ${config.collect.interval_ms} ms`);
       const ev = store.current!.events;
       if (collector.mode === "ebpf") {
@@ -177,6 +185,9 @@ export async function serve(inputs: ServeInputs): Promise<number> {
           : `fallback: ${collector.fallbackReason}`,
       };
     },
+    summary: () =>
+      summaries.last ??
+        summaries.build(collector.mode, collector.fallbackReason, store.current?.mesh),
     logError: (e) => log("error", "request failed", { error: String(e) }),
   });
 

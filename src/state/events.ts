@@ -6,6 +6,7 @@
  */
 
 export interface LiveEvent {
+  /** 0 for unnumbered events (summaries): they are neither kept nor resumed. */
   id: number;
   /** "flow" (a new flow), "health", "attach", "detach", "mode". */
   type: string;
@@ -20,7 +21,12 @@ export class Subscription {
   closed = false;
   dropped = 0;
 
-  constructor(readonly limit: number, private readonly log: EventLog) {}
+  constructor(
+    readonly limit: number,
+    private readonly log: EventLog,
+    /** Whether this subscriber also wants the periodic summaries. */
+    readonly summaries = false,
+  ) {}
 
   push(e: LiveEvent): void {
     if (this.#queue.length >= this.limit) {
@@ -81,8 +87,21 @@ export class EventLog {
     return this.#next - 1;
   }
 
-  subscribe(queueLimit = 1000): Subscription {
-    const s = new Subscription(queueLimit, this);
+  /** Sends an unnumbered event to the subscribers that want summaries; nothing is kept. */
+  broadcast(type: string, data: unknown, time = Date.now()): void {
+    const e = { id: 0, type, time, data };
+    for (const s of this.#subs) if (s.summaries) s.push(e);
+  }
+
+  /** Whether anyone listens for summaries (so nobody builds one for nobody). */
+  get summaryListeners(): number {
+    let n = 0;
+    for (const s of this.#subs) if (s.summaries) n++;
+    return n;
+  }
+
+  subscribe(queueLimit = 1000, summaries = false): Subscription {
+    const s = new Subscription(queueLimit, this, summaries);
     this.#subs.add(s);
     return s;
   }

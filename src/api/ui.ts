@@ -1,0 +1,34 @@
+/**
+ * The built-in status page, embedded with the rest: static imports of src/ui/, so `deno run`,
+ * `deno test` and `deno compile` serve the same bytes, and nothing is fetched from elsewhere.
+ */
+import type { Hono } from "hono";
+import html from "../ui/index.html" with { type: "text" };
+import script from "../ui/app.js" with { type: "text" };
+import css from "../ui/style.css" with { type: "text" };
+
+const SECURITY = {
+  "content-security-policy": "default-src 'self'; script-src 'self'; style-src 'self'; " +
+    "img-src 'self' data:; connect-src 'self'; base-uri 'none'; form-action 'none'; " +
+    "frame-ancestors 'none'",
+  "x-content-type-options": "nosniff",
+  "referrer-policy": "no-referrer",
+  "cache-control": "no-cache",
+};
+
+export const UI_FILES = { html, script, css };
+
+export function mountUi(app: Hono): void {
+  app.get(
+    "/",
+    (c) => c.body(html, 200, { ...SECURITY, "content-type": "text/html; charset=utf-8" }),
+  );
+  app.get(
+    "/ui/app.js",
+    (c) => c.body(script, 200, { ...SECURITY, "content-type": "text/javascript; charset=utf-8" }),
+  );
+  app.get(
+    "/ui/style.css",
+    (c) => c.body(css, 200, { ...SECURITY, "content-type": "text/css; charset=utf-8" }),
+  );
+}

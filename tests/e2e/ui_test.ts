@@ -1,0 +1,111 @@
+/**
+ * The status page in a real headless Chromium (Debian's, driven by playwright-core), against a
+ * real appliance watching a veth with real traffic. Chromium runs inside the test namespace,
+ * where the appliance's API listens. Saves a screenshot to test-artifacts/.
+ */
+import assert from "node:assert/strict";
+import { chromium } from "playwright-core";
+import { Daemon, sh } from "../helpers/daemon.ts";
+import { VethPair } from "../helpers/netns.ts";
+
+const TRAFFIC = new URL("../helpers/traffic.ts", import.meta.url).pathname;
+const ARTIFACTS = new URL("../../test-artifacts/", import.meta.url).pathname;
+
+Deno.test("status page: live charts and flows, three languages, reasons, nothing external", async () => {
+  using v = new VethPair(90);
+  await using d = new Daemon(v.b, ["--interface", v.b.dev, "--interface", "x0absent"]);
+  await d.start();
+  // Chromium in the namespace: a wrapper that playwright starts as if it were the browser.
+  const dir = Deno.makeTempDirSync({ prefix: "x0t-chromium-" });
+  const wrapper = `${dir}/chromium`;
+  Deno.writeTextFileSync(
+    wrapper,
+    `#!/bin/sh\nexec ip netns exec ${v.b.ns} /usr/bin/chromium "$@"\n`,
+  );
+  Deno.chmodSync(wrapper, 0o755);
+  const browser = await chromium.launch({
+    executablePath: wrapper,
+    args: [
+      "--no-sandbox",
+      "--disable-gpu",
+      "--disable-quic",
+      "--no-first-run",
+      "--disable-background-networking",
+      "--disable-component-update",
+      "--disable-sync",
+    ],
+  });
+  try {
+    const page = await browser.newPage({ locale: "en-US", viewport: { width: 1280, height: 900 } });
+    const errors: string[] = [];
+    const requests: string[] = [];
+    let bytes = 0;
+    page.on("console", (m) => {
+      if (m.type() === "error" || m.type() === "warning") errors.push(`${m.type()}: ${m.text()}`);
+    });
+    page.on("pageerror", (e) => errors.push(`pageerror: ${e.message}`));
+    page.on("request", (r) => requests.push(r.url()));
+    page.on("response", async (r) => {
+      if (!r.url().includes("/api/v1/events")) {
+        bytes += (await r.body().catch(() => new Uint8Array())).length;
+      }
+    });
+    await page.goto(d.base + "/");
+    const fcp = await page.evaluate(() =>
+      new Promise<number>((resolve) => {
+        const e = performance.getEntriesByName("first-contentful-paint")[0];
+        if (e) return resolve(e.startTime);
+        new PerformanceObserver((l) => resolve(l.getEntries()[0].startTime)).observe({
+          type: "paint",
+          buffered: true,
+        });
+      })
+    );
+    console.log(`page weight ${bytes} bytes, first contentful paint ${fcp.toFixed(0)} ms`);
+    assert.ok(bytes <= 100 * 1024, `page weight ${bytes} bytes`);
+
+    // The interface chart and the flows table move with traffic.
+    const path = page.locator(`svg[data-iface="${v.b.dev}"] path[data-series="rx"]`);
+    await path.waitFor({ timeout: 10_000 });
+    await page.waitForTimeout(1500);
+    const before = await path.getAttribute("d");
+    sh(Deno.execPath(), [
+      "run",
+      "-A",
+      "--unstable-net",
+      TRAFFIC,
+      "udp-send",
+      v.b.ip4,
+      "7000",
+      "2000",
+      "1000",
+    ], v.a.ns);
+    for (let i = 0; (await path.getAttribute("d")) === before; i++) {
+      assert.ok(i < 100, "the rx chart did not move with the traffic");
+      await page.waitForTimeout(100);
+    }
+    await page.locator("#flows").getByText("7000").first().waitFor({ timeout: 10_000 });
+
+    // A degraded component shows its reason.
+    await page.getByText(/not present/).first().waitFor({ timeout: 5000 });
+
+    // Switching language changes the texts.
+    const en = await page.locator("#title").textContent();
+    for (const lang of ["es", "ru"]) {
+      await page.selectOption("#lang", lang);
+      const t = await page.locator("#title").textContent();
+      assert.notEqual(t, en, `title in ${lang}`);
+      assert.equal(await page.locator("html").getAttribute("lang"), lang);
+    }
+    await page.selectOption("#lang", "en");
+    Deno.mkdirSync(ARTIFACTS, { recursive: true });
+    await page.screenshot({ path: `${ARTIFACTS}status-page.png`, fullPage: true });
+
+    assert.deepEqual(errors, [], "console errors");
+    const outside = requests.filter((u) => !u.startsWith(d.base));
+    assert.deepEqual(outside, [], "requests outside the appliance");
+  } finally {
+    await browser.close();
+    Deno.removeSync(dir, { recursive: true });
+  }
+});
