@@ -13,7 +13,9 @@ import { TokenError } from "./src/api/token.ts";
 import { KernelError } from "./src/datapath/errors.ts";
 import { defaultRouteInterface } from "./src/datapath/netdev.ts";
 import { LibraryError } from "./ffi/libbpf.ts";
-import { VERSION } from "./src/version.ts";
+import { BUILD, VERSION } from "./src/version.ts";
+import { FLOW_OBJECT } from "./src/datapath/flow.ts";
+import { createHash } from "node:crypto";
 
 const USAGE = `x0tta6bl4 ${VERSION}: eBPF traffic monitoring for edge Linux boxes
 
@@ -49,6 +51,18 @@ Options:
   -h, --help             this text`;
 
 class UsageError extends Error {}
+
+/** Version, commit, build date and the hashes of the embedded BPF objects. */
+function versionText(): string {
+  const sha = createHash("sha256").update(FLOW_OBJECT).digest("hex");
+  return [
+    `x0tta6bl4 ${VERSION}`,
+    `commit ${BUILD.commit}`,
+    `built ${BUILD.date || "from source"}`,
+    `deno ${Deno.version.deno}, v8 ${Deno.version.v8}`,
+    `flow.bpf.o sha256 ${sha}`,
+  ].join("\n");
+}
 
 function positiveInt(name: string, v: string | undefined, def: number, min = 1): number {
   if (v === undefined) return def;
@@ -224,7 +238,7 @@ export async function main(argv: string[]): Promise<number> {
         return await attach(rest);
       case "version":
       case "--version":
-        console.log(`x0tta6bl4 ${VERSION} (deno ${Deno.version.deno})`);
+        console.log(versionText());
         return 0;
       case "help":
       case "--help":

@@ -1,4 +1,7 @@
-/** Build facts. scripts/build stamps VERSION, COMMIT and BUILD_DATE through the environment
- * of `deno compile` (X0TTA6BL4_VERSION…); a development run shows "dev". */
+/** Build facts: scripts/build stamps build_info.json in the tree it compiles; a development
+ * run shows commit "dev". */
+import build from "./build_info.json" with { type: "json" };
+
 export const VERSION = "0.1.0";
+export const BUILD: { commit: string; date: string } = build;
 export const PROTO_NAMES: Record<number, string> = { 1: "icmp", 6: "tcp", 17: "udp", 58: "icmpv6" };
