@@ -233,3 +233,50 @@ Deno.test("install.sh passes shellcheck", () => {
   }).outputSync();
   assert.ok(out.success, new TextDecoder().decode(out.stdout));
 });
+
+Deno.test("scripts/build: a signed release where denort can be had, else a clear message", async () => {
+  const dir = Deno.makeTempDirSync({ prefix: "x0t-build-" });
+  try {
+    generateKey(`${dir}/release.key`);
+    const out = await new Deno.Command(Deno.execPath(), {
+      args: ["run", "-A", new URL("../../scripts/build.ts", import.meta.url).pathname],
+      env: {
+        X0TTA6BL4_SIGNING_KEY: `${dir}/release.key`,
+        X0TTA6BL4_RELEASE_URL: "http://127.0.0.1:1/releases",
+        X0TTA6BL4_TARGETS: "x86_64",
+        X0TTA6BL4_DIST: `${dir}/dist`,
+      },
+      stdout: "piped",
+      stderr: "piped",
+    }).output();
+    const text = new TextDecoder().decode(out.stdout) + new TextDecoder().decode(out.stderr);
+    if (out.success) {
+      const rel = [...Deno.readDirSync(`${dir}/dist`)][0].name;
+      const files = [...Deno.readDirSync(`${dir}/dist/${rel}`)].map((e) => e.name).sort();
+      assert.deepEqual(files, [
+        "SHA256SUMS",
+        "SHA256SUMS.sig",
+        "install.sh",
+        "manifest.json",
+        "x0tta6bl4-linux-x86_64",
+      ]);
+    } else {
+      // This machine cannot download denort: the build says so and names the way out.
+      assert.equal(out.code, 1);
+      assert.match(text, /deno compile needs its runtime \(denort [\d.]+\) for x86_64/);
+      assert.match(text, /set DENORT_BIN/);
+    }
+    assert.match(
+      new TextDecoder().decode(
+        (await new Deno.Command(Deno.execPath(), {
+          args: ["run", "-A", new URL("../../scripts/build.ts", import.meta.url).pathname],
+          env: { X0TTA6BL4_SIGNING_KEY: "" },
+          stderr: "piped",
+        }).output()).stderr,
+      ),
+      /set X0TTA6BL4_SIGNING_KEY/,
+    );
+  } finally {
+    Deno.removeSync(dir, { recursive: true });
+  }
+});
