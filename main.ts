@@ -6,6 +6,7 @@ import { parseArgs } from "node:util";
 import { runAttach } from "./src/cli/attach.ts";
 import { status, top } from "./src/cli/client.ts";
 import { doctor } from "./src/cli/doctor.ts";
+import { bundle } from "./src/cli/bundle.ts";
 import { serve } from "./src/cli/serve.ts";
 import { ConfigError, flagSpecs, loadConfig } from "./src/config/load.ts";
 import { parseListen } from "./src/config/schema.ts";
@@ -26,6 +27,7 @@ Commands:
   status            health and interface rates of a running appliance (through its API)
   top               live top flows of a running appliance (through its API)
   doctor            check the kernel and privileges the appliance needs, and say how to fix
+  bundle            write a support tarball (no secrets in it) and say where it is
   attach [IFACE…]   attach to interfaces without the daemon, print live rates and top flows
   version           print the version
   help              this text
@@ -179,6 +181,7 @@ function clientBase(args: string[], extra: Record<string, { type: "string" }> = 
     base: `http://${host.includes(":") ? `[${host}]` : host}:${port}`,
     help: help === true,
     values,
+    config: cfg,
   };
 }
 
@@ -234,6 +237,19 @@ export async function main(argv: string[]): Promise<number> {
           return 0;
         }
         return doctor();
+      case "bundle": {
+        const c = clientBase(rest, { output: { type: "string" } });
+        if (c.help) {
+          console.log(
+            "Usage: x0tta6bl4 bundle [--config FILE | --listen ADDR:PORT] [--output FILE]\n\n" +
+              "Writes a support tarball (build facts, doctor, config, health, metrics, logs, kernel\n" +
+              "and interface facts) with no token or key in it, and says where it is.",
+          );
+          return 0;
+        }
+        const out = (c.values as Record<string, string | undefined>).output;
+        return await bundle(c.config, c.base, versionText(), out);
+      }
       case "attach":
         return await attach(rest);
       case "version":

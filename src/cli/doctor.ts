@@ -117,19 +117,27 @@ export function runChecks(): Check[] {
   return checks;
 }
 
-export function doctor(): number {
+/** The doctor's report as text, and how many checks failed. */
+export function doctorReport(): { text: string; failed: number } {
   const checks = runChecks();
   const width = Math.max(...checks.map((c) => c.name.length));
+  const lines: string[] = [];
   for (const c of checks) {
     const mark = c.verdict === "ok" ? "ok  " : c.verdict === "warn" ? "warn" : "FAIL";
-    console.log(`${mark}  ${c.name.padEnd(width)}  ${c.detail}`);
-    if (c.verdict !== "ok" && c.fix) console.log(`      ${"".padEnd(width)}  fix: ${c.fix}`);
+    lines.push(`${mark}  ${c.name.padEnd(width)}  ${c.detail}`);
+    if (c.verdict !== "ok" && c.fix) lines.push(`      ${"".padEnd(width)}  fix: ${c.fix}`);
   }
   const failed = checks.filter((c) => c.verdict === "fail").length;
-  console.log(
+  lines.push(
     failed
       ? `\n${failed} problem(s): x0tta6bl4 will run in fallback mode`
       : "\neBPF datapath: ready",
   );
-  return failed ? 1 : 0;
+  return { text: lines.join("\n"), failed };
+}
+
+export function doctor(): number {
+  const r = doctorReport();
+  console.log(r.text);
+  return r.failed ? 1 : 0;
 }

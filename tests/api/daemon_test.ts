@@ -266,6 +266,52 @@ Deno.test("daemon: API, auth, bad input, events, metrics, promtool and Prometheu
     assert.match(new TextDecoder().decode(gone.stderr), /no appliance answers/);
   });
 
+  await t.step("bundle: a support tarball with what it lists and no secret", () => {
+    const dir = Deno.makeTempDirSync({ prefix: "x0t-bundle-" });
+    try {
+      const out = new Deno.Command("ip", {
+        args: [
+          "netns",
+          "exec",
+          v.b.ns,
+          Deno.execPath(),
+          "run",
+          "-A",
+          MAIN,
+          "bundle",
+          "--listen",
+          d.base.replace("http://", ""),
+          "--state-dir",
+          d.stateDir,
+          "--output",
+          `${dir}/b.tar.gz`,
+        ],
+        stdout: "piped",
+        stderr: "piped",
+      }).outputSync();
+      const text = new TextDecoder().decode(out.stdout);
+      assert.equal(out.code, 0, text + new TextDecoder().decode(out.stderr));
+      assert.match(text, /support bundle: .*b\.tar\.gz/);
+      const listed = text.match(/contains: (.*)/)![1].split(", ");
+      const list = new TextDecoder().decode(
+        new Deno.Command("tar", { args: ["-tzf", `${dir}/b.tar.gz`], stdout: "piped" }).outputSync()
+          .stdout,
+      ).trim().split("\n").filter((l) => !l.endsWith("/")).map((l) => l.replace(/^[^/]+\//, ""));
+      assert.deepEqual(list.sort(), listed.sort());
+      new Deno.Command("tar", { args: ["-xzf", `${dir}/b.tar.gz`, "-C", dir] }).outputSync();
+      const all = list.map((f) =>
+        Deno.readTextFileSync(
+          `${dir}/${[...Deno.readDirSync(dir)].find((e) => e.isDirectory)!.name}/${f}`,
+        )
+      ).join("\n");
+      assert.ok(!all.includes(d.token), "the API token is in the bundle");
+      assert.match(all, /x0tta6bl4_interface_packets_total/); // metrics are there
+      assert.match(all, new RegExp(`datapath:${v.b.dev}`)); // and health
+    } finally {
+      Deno.removeSync(dir, { recursive: true });
+    }
+  });
+
   await t.step("OpenAPI document lists every route", () => {
     const doc = d.json("/api/v1/openapi.json") as {
       paths: Record<string, Record<string, unknown>>;
