@@ -7,6 +7,7 @@ import { runAttach } from "./src/cli/attach.ts";
 import { status, top } from "./src/cli/client.ts";
 import { doctor } from "./src/cli/doctor.ts";
 import { bundle } from "./src/cli/bundle.ts";
+import { upgrade } from "./src/cli/upgrade.ts";
 import { serve } from "./src/cli/serve.ts";
 import { ConfigError, flagSpecs, loadConfig } from "./src/config/load.ts";
 import { parseListen } from "./src/config/schema.ts";
@@ -28,6 +29,7 @@ Commands:
   top               live top flows of a running appliance (through its API)
   doctor            check the kernel and privileges the appliance needs, and say how to fix
   bundle            write a support tarball (no secrets in it) and say where it is
+  upgrade           fetch, verify and swap in a newer release; roll back if it is not ready
   attach [IFACE…]   attach to interfaces without the daemon, print live rates and top flows
   version           print the version
   help              this text
@@ -53,6 +55,23 @@ Options:
   -h, --help             this text`;
 
 class UsageError extends Error {}
+
+const UPGRADE_USAGE = `Usage: x0tta6bl4 upgrade [--check] [--base-url URL] [--timeout S] [options]
+
+Fetches the latest release's manifest; when it is newer, downloads the binary, verifies the
+signature of SHA256SUMS and the checksum, swaps it in atomically beside the current one (kept
+as .prev), restarts the service and waits for /readyz; a new version that does not become
+ready within the timeout (30 s) is rolled back by itself. --check only reports. The outcome is
+kept in <state_dir>/upgrade.json and shown as the "upgrade" component of health.
+
+Options:
+  --check              only say whether a newer version exists
+  --base-url URL       release address (default: the one this build was made for)
+  --binary PATH        the binary to replace (default: this one)
+  --restart CMD        how to restart the appliance [systemctl restart x0tta6bl4]
+  --timeout S          how long the new version has to become ready [30]
+  --public-key FILE    release key (default: the one this build carries)
+  --listen, --config, --state-dir   where the appliance's API and state are`;
 
 /** Version, commit, build date and the hashes of the embedded BPF objects. */
 function versionText(): string {
@@ -164,7 +183,10 @@ async function serveCommand(args: string[]): Promise<number> {
 }
 
 /** The API base URL of the local appliance, from the same config sources as serve. */
-function clientBase(args: string[], extra: Record<string, { type: "string" }> = {}) {
+function clientBase(
+  args: string[],
+  extra: Record<string, { type: "string" } | { type: "boolean" }> = {},
+) {
   const { values } = parseArgs({
     args,
     options: { ...configOptions(), ...extra, help: { type: "boolean", short: "h" } },
@@ -249,6 +271,42 @@ export async function main(argv: string[]): Promise<number> {
         }
         const out = (c.values as Record<string, string | undefined>).output;
         return await bundle(c.config, c.base, versionText(), out);
+      }
+      case "upgrade": {
+        const c = clientBase(rest, {
+          check: { type: "boolean" },
+          "base-url": { type: "string" },
+          binary: { type: "string" },
+          restart: { type: "string" },
+          timeout: { type: "string" },
+          "public-key": { type: "string" },
+        });
+        if (c.help) {
+          console.log(UPGRADE_USAGE);
+          return 0;
+        }
+        const v = c.values as Record<string, string | boolean | undefined>;
+        const key = typeof v["public-key"] === "string"
+          ? Deno.readTextFileSync(v["public-key"])
+          : BUILD.publicKey;
+        const baseUrl = (v["base-url"] as string | undefined) ?? BUILD.baseUrl;
+        if (!key) throw new UsageError("this build carries no release key: pass --public-key FILE");
+        if (!baseUrl) throw new UsageError("no release address: pass --base-url URL");
+        const s = await upgrade({
+          baseUrl,
+          binary: (v.binary as string | undefined) ?? Deno.execPath(),
+          publicKeyPem: key,
+          stateDir: c.config.state_dir,
+          restart: (v.restart as string | undefined) ?? "systemctl restart x0tta6bl4",
+          readyUrl: `${c.base}/readyz`,
+          readyTimeoutMs: positiveInt("timeout", v.timeout as string | undefined, 30) * 1000,
+          check: v.check === true,
+        });
+        console.log(
+          `upgrade: ${s.outcome} (running ${s.current}, latest ${s.latest ?? "unknown"})` +
+            (s.error ? `: ${s.error}` : ""),
+        );
+        return s.ok ? 0 : 1;
       }
       case "attach":
         return await attach(rest);

@@ -10,7 +10,7 @@
  */
 import { dirname } from "node:path";
 import { VERSION } from "../src/version.ts";
-import { generateKey, writeRelease } from "./release.ts";
+import { generateKey, publicKeyOf, writeRelease } from "./release.ts";
 
 const ROOT = new URL("../", import.meta.url).pathname;
 const TARGETS: Record<string, string> = {
@@ -59,7 +59,10 @@ try {
   const commit = new TextDecoder().decode(run("git", ["rev-parse", "--short=12", "HEAD"]).stdout)
     .trim() || "unknown";
   const date = new Date().toISOString();
-  Deno.writeTextFileSync(`${stage}/src/build_info.json`, JSON.stringify({ commit, date }) + "\n");
+  Deno.writeTextFileSync(
+    `${stage}/src/build_info.json`,
+    JSON.stringify({ commit, date, publicKey: publicKeyOf(key), baseUrl }) + "\n",
+  );
 
   const built: { name: string; bytes: Uint8Array }[] = [];
   for (const t of targets) {

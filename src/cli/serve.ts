@@ -11,6 +11,7 @@ import { loadConfig } from "../config/load.ts";
 import { type Config, parseListen, tokenFilePath } from "../config/schema.ts";
 import { defaultRouteInterface } from "../datapath/netdev.ts";
 import { MeshService } from "../mesh/service.ts";
+import { lastUpgrade } from "./upgrade.ts";
 import { MetricsRenderer } from "../metrics/exposition.ts";
 import { StateStore } from "../state/store.ts";
 import { VERSION } from "../version.ts";
@@ -135,6 +136,14 @@ export async function serve(inputs: ServeInputs): Promise<number> {
         );
       }
       health.set("collector", "healthy", `snapshot every ${config.collect.interval_ms} ms`);
+      const up = lastUpgrade(config.state_dir); // upgrades never fail silently
+      if (up) {
+        health.set(
+          "upgrade",
+          up.ok ? "healthy" : "degraded",
+          `last check ${up.at}: ${up.outcome}${up.error ? `: ${up.error}` : ""}`,
+        );
+      }
       const ev = store.current!.events;
       if (collector.mode === "ebpf") {
         health.set(
