@@ -79,7 +79,8 @@ try {
       "main.ts",
     ], stage);
     if (!r.success) {
-      // The line that says why (deno prints a cause chain, then a backtrace).
+      // The line that says why (deno prints a cause chain, then a backtrace), colours removed.
+      // deno-lint-ignore no-control-regex
       const err = new TextDecoder().decode(r.stderr).replace(/\x1b\[[0-9;]*m/g, "").split("\n")
         .findLast((l) => /error/i.test(l) && !/backtrace/i.test(l))?.trim() ?? "unknown error";
       fail(
