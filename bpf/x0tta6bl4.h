@@ -119,4 +119,41 @@ struct x0_flow_event {
 	__u16 pad;
 };
 
+/* ---- kernel signals (bpf/signals.bpf.c) ---------------------------------------------------- */
+
+/* Drops per interface and reason (enum skb_drop_reason of the running kernel). */
+struct x0_drop_key {
+	__u32 ifindex;
+	__u32 reason;
+};
+
+/* A transport flow as the local socket sees it (source = this host for TCP signals; for drops
+ * as the packet said). Ports in network byte order. */
+struct x0_sig_key {
+	__u8 saddr[16];
+	__u8 daddr[16];
+	__u16 sport;
+	__u16 dport;
+	__u8 proto;
+	__u8 family;
+	__u8 pad[2];
+};
+
+struct x0_sig_value {
+	__u64 drops;
+	__u64 retransmits;
+	__u64 rtt_samples;
+	__u32 srtt_us;  /* the socket's smoothed RTT at the last sample */
+	__u32 ifindex;  /* where it was last seen */
+	__u32 last_drop_reason;
+	__u32 pad;
+};
+
+/* RTT histogram per interface: bucket b counts samples with 2^b <= srtt_us < 2^(b+1). */
+#define X0_RTT_BUCKETS 24
+struct x0_rtt_key {
+	__u32 ifindex;
+	__u32 bucket;
+};
+
 #endif

@@ -132,3 +132,50 @@ export function off(layout: StructLayout, member: string): number {
   if (!m) throw new Error(`${layout.name} has no member ${member}`);
   return m[0];
 }
+
+// ---- kernel signals (bpf/signals.bpf.c) -------------------------------------------------------
+
+export const DROP_KEY: StructLayout = {
+  name: "x0_drop_key",
+  size: 8,
+  members: { ifindex: [0, 4], reason: [4, 4] },
+};
+
+export const SIG_KEY: StructLayout = {
+  name: "x0_sig_key",
+  size: 40,
+  members: {
+    saddr: [0, 16],
+    daddr: [16, 16],
+    sport: [32, 2],
+    dport: [34, 2],
+    proto: [36, 1],
+    family: [37, 1],
+    pad: [38, 2],
+  },
+};
+
+export const SIG_VALUE: StructLayout = {
+  name: "x0_sig_value",
+  size: 40,
+  members: {
+    drops: [0, 8],
+    retransmits: [8, 8],
+    rtt_samples: [16, 8],
+    srtt_us: [24, 4],
+    ifindex: [28, 4],
+    last_drop_reason: [32, 4],
+    pad: [36, 4],
+  },
+};
+
+export const RTT_KEY: StructLayout = {
+  name: "x0_rtt_key",
+  size: 8,
+  members: { ifindex: [0, 4], bucket: [4, 4] },
+};
+
+/** #define X0_RTT_BUCKETS: bucket b holds 2^b <= srtt_us < 2^(b+1). */
+export const RTT_BUCKET_COUNT = 24;
+
+export const SIGNAL_LAYOUTS: readonly StructLayout[] = [DROP_KEY, SIG_KEY, SIG_VALUE, RTT_KEY];

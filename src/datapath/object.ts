@@ -44,8 +44,39 @@ function testRunOpts(data: Uint8Array<ArrayBuffer>, repeat: number) {
   return opt;
 }
 
+/** A tracing attachment (tp_btf, fentry…) made by libbpf from the program's section name. */
+export class TracingLink implements Disposable {
+  #link: Deno.PointerValue;
+
+  constructor(link: Deno.PointerValue, readonly program: string) {
+    this.#link = link;
+  }
+
+  close(): void {
+    if (this.#link === null) return;
+    loadLibbpf().bpf_link__destroy(this.#link);
+    this.#link = null;
+  }
+
+  [Symbol.dispose](): void {
+    this.close();
+  }
+}
+
 export class Program {
-  constructor(readonly name: string, readonly fd: number, private readonly lib: Libbpf) {}
+  constructor(
+    readonly name: string,
+    readonly fd: number,
+    private readonly lib: Libbpf,
+    private readonly ptr: Deno.PointerValue = null,
+  ) {}
+
+  /** Attaches as its section says (tp_btf/…, fentry/…); throws the kernel's reason. */
+  attachTracing(): TracingLink {
+    const link = this.ptr === null ? null : this.lib.bpf_program__attach(this.ptr);
+    if (link === null) throw new KernelError(`attach ${this.name}`, lastErrno() || 22);
+    return new TracingLink(link, this.name);
+  }
 
   /** Runs the program once or `repeat` times on `data` with BPF_PROG_TEST_RUN. */
   testRun(data: Uint8Array<ArrayBuffer>, repeat = 1): { retval: number; durationNs: number } {
@@ -229,7 +260,7 @@ export class Collection implements Disposable {
       p = lib.bpf_object__next_program(obj, p)
     ) {
       const pname = readCstr(lib.bpf_program__name(p));
-      this.programs.set(pname, new Program(pname, lib.bpf_program__fd(p), lib));
+      this.programs.set(pname, new Program(pname, lib.bpf_program__fd(p), lib, p));
     }
     for (let m = lib.bpf_object__next_map(obj, null); m; m = lib.bpf_object__next_map(obj, m)) {
       const mname = readCstr(lib.bpf_map__name(m));

@@ -1,10 +1,22 @@
 import assert from "node:assert/strict";
 import { btfFromElf } from "../../src/datapath/btf.ts";
-import { CLASSES, EVENT_NEW_FLOW, Hook, LAYOUTS, MALFORMED_REASONS } from "../../ffi/layout.ts";
+import {
+  CLASSES,
+  EVENT_NEW_FLOW,
+  Hook,
+  LAYOUTS,
+  MALFORMED_REASONS,
+  RTT_BUCKET_COUNT,
+  SIGNAL_LAYOUTS,
+  type StructLayout,
+} from "../../ffi/layout.ts";
 
-const btf = btfFromElf(
-  await Deno.readFile(new URL("../../bpf/build/flow.bpf.o", import.meta.url)),
-);
+const objectBtf = async (name: string) =>
+  btfFromElf(await Deno.readFile(new URL(`../../bpf/build/${name}`, import.meta.url)));
+const OBJECTS: [string, readonly StructLayout[]][] = [
+  ["flow.bpf.o", LAYOUTS],
+  ["signals.bpf.o", SIGNAL_LAYOUTS],
+];
 const header = new TextDecoder().decode(
   await Deno.readFile(new URL("../../bpf/x0tta6bl4.h", import.meta.url)),
 );
@@ -40,20 +52,31 @@ function suffixes(name: string, prefix: string): Record<string, number> {
 const camel = (s: string) => s.replace(/_([a-z0-9])/g, (_, c: string) => c.toUpperCase());
 const indexed = (names: readonly string[]) => Object.fromEntries(names.map((n, i) => [n, i]));
 
-for (const layout of LAYOUTS) {
-  Deno.test(`layout: struct ${layout.name} matches the BTF of flow.bpf.o`, () => {
-    const s = btf.struct(layout.name);
-    assert.ok(s, `struct ${layout.name} is not in the BTF of flow.bpf.o`);
-    assert.equal(layout.size, s.size, `sizeof(struct ${layout.name})`);
-    const fromBtf = Object.fromEntries(s.members.map((m) => [m.name, [m.offset, m.size]]));
-    for (const [member, [offset, size]] of Object.entries(layout.members)) {
-      assert.ok(member in fromBtf, `${layout.name}.${member} is not in the BTF`);
-      assert.deepEqual([offset, size], fromBtf[member], `${layout.name}.${member} [offset, size]`);
-    }
-    const missing = s.members.map((m) => m.name).filter((n) => !(n in layout.members));
-    assert.deepEqual(missing, [], `members of ${layout.name} missing from ffi/layout.ts`);
-  });
+for (const [object, layouts] of OBJECTS) {
+  const btf = await objectBtf(object);
+  for (const layout of layouts) {
+    Deno.test(`layout: struct ${layout.name} matches the BTF of ${object}`, () => {
+      const s = btf.struct(layout.name);
+      assert.ok(s, `struct ${layout.name} is not in the BTF of ${object}`);
+      assert.equal(layout.size, s.size, `sizeof(struct ${layout.name})`);
+      const fromBtf = Object.fromEntries(s.members.map((m) => [m.name, [m.offset, m.size]]));
+      for (const [member, [offset, size]] of Object.entries(layout.members)) {
+        assert.ok(member in fromBtf, `${layout.name}.${member} is not in the BTF`);
+        assert.deepEqual(
+          [offset, size],
+          fromBtf[member],
+          `${layout.name}.${member} [offset, size]`,
+        );
+      }
+      const missing = s.members.map((m) => m.name).filter((n) => !(n in layout.members));
+      assert.deepEqual(missing, [], `members of ${layout.name} missing from ffi/layout.ts`);
+    });
+  }
 }
+
+Deno.test("layout: RTT_BUCKET_COUNT matches X0_RTT_BUCKETS", () => {
+  assert.match(header, new RegExp(`#define X0_RTT_BUCKETS ${RTT_BUCKET_COUNT}\\b`));
+});
 
 Deno.test("layout: CLASSES matches enum x0_class", () => {
   assert.deepEqual(indexed(CLASSES), suffixes("x0_class", "X0_CLASS_"));

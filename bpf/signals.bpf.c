@@ -1,0 +1,222 @@
+// SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
+/*
+ * Why packets die and how TCP fares, from the kernel itself:
+ *  - skb:kfree_skb (tp_btf): drops per interface and reason, real drops only (not "consumed"),
+ *    attributed to the flow when the headers can be read;
+ *  - tcp:tcp_retransmit_skb: retransmits per flow;
+ *  - tcp:tcp_probe: the socket's smoothed RTT per flow, and a histogram per interface.
+ * Each program is attached on its own, so one missing hook does not take the others down.
+ */
+#include "vmlinux.h"
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_tracing.h>
+#include <bpf/bpf_core_read.h>
+#include <bpf/bpf_endian.h>
+#include "x0tta6bl4.h"
+
+#define AF_INET 2
+#define AF_INET6 10
+#define ETH_P_IP 0x0800
+#define ETH_P_IPV6 0x86DD
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_HASH);
+	__uint(max_entries, 4096);
+	__type(key, struct x0_drop_key);
+	__type(value, __u64);
+} x0_drops SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 65536);
+	__type(key, struct x0_sig_key);
+	__type(value, struct x0_sig_value);
+} x0_sigflows SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_HASH);
+	__uint(max_entries, 4096);
+	__type(key, struct x0_rtt_key);
+	__type(value, __u64);
+} x0_rtt_hist SEC(".maps");
+
+static __always_inline struct x0_sig_value *x0_sig(struct x0_sig_key *k)
+{
+	struct x0_sig_value *v = bpf_map_lookup_elem(&x0_sigflows, k);
+
+	if (v)
+		return v;
+	struct x0_sig_value zero = {};
+	bpf_map_update_elem(&x0_sigflows, k, &zero, BPF_NOEXIST);
+	return bpf_map_lookup_elem(&x0_sigflows, k);
+}
+
+/* The 5-tuple of a packet in kernel memory, from its network header; 0 if it has none. */
+static __always_inline int x0_skb_tuple(struct sk_buff *skb, struct x0_sig_key *k)
+{
+	unsigned char *head = BPF_CORE_READ(skb, head);
+	__u16 nh = BPF_CORE_READ(skb, network_header);
+	__u16 proto = BPF_CORE_READ(skb, protocol);
+	__u16 ports[2] = {};
+
+	if (!head || nh == (__u16)~0U)
+		return 0;
+	if (proto == bpf_htons(ETH_P_IP)) {
+		struct iphdr ip;
+
+		if (bpf_probe_read_kernel(&ip, sizeof(ip), head + nh) || ip.version != 4)
+			return 0;
+		k->family = 4;
+		k->proto = ip.protocol;
+		__builtin_memcpy(k->saddr, &ip.saddr, 4);
+		__builtin_memcpy(k->daddr, &ip.daddr, 4);
+		if ((ip.protocol == IPPROTO_TCP || ip.protocol == IPPROTO_UDP) &&
+		    !(ip.frag_off & bpf_htons(0x1fff)) &&
+		    !bpf_probe_read_kernel(ports, sizeof(ports), head + nh + ip.ihl * 4)) {
+			k->sport = ports[0];
+			k->dport = ports[1];
+		}
+		return 1;
+	}
+	if (proto == bpf_htons(ETH_P_IPV6)) {
+		struct ipv6hdr ip6;
+
+		if (bpf_probe_read_kernel(&ip6, sizeof(ip6), head + nh) || ip6.version != 6)
+			return 0;
+		k->family = 6;
+		k->proto = ip6.nexthdr;
+		__builtin_memcpy(k->saddr, &ip6.saddr, 16);
+		__builtin_memcpy(k->daddr, &ip6.daddr, 16);
+		if ((ip6.nexthdr == IPPROTO_TCP || ip6.nexthdr == IPPROTO_UDP) &&
+		    !bpf_probe_read_kernel(ports, sizeof(ports), head + nh + sizeof(ip6))) {
+			k->sport = ports[0];
+			k->dport = ports[1];
+		}
+		return 1;
+	}
+	return 0;
+}
+
+SEC("tp_btf/kfree_skb")
+int BPF_PROG(x0_kfree_skb, struct sk_buff *skb, void *location, enum skb_drop_reason reason)
+{
+	struct x0_drop_key dk = { .reason = reason };
+	struct x0_sig_key k = {};
+	struct x0_sig_value *v;
+	struct net_device *dev;
+	__u64 *n, one = 1;
+
+	/* Frees of packets that were delivered are not drops. */
+	if (reason <= bpf_core_enum_value(enum skb_drop_reason, SKB_CONSUMED))
+		return 0;
+	dev = BPF_CORE_READ(skb, dev);
+	dk.ifindex = dev ? BPF_CORE_READ(dev, ifindex) : BPF_CORE_READ(skb, skb_iif);
+	n = bpf_map_lookup_elem(&x0_drops, &dk);
+	if (n)
+		*n += 1;
+	else
+		bpf_map_update_elem(&x0_drops, &dk, &one, BPF_NOEXIST);
+	if (!x0_skb_tuple(skb, &k))
+		return 0;
+	v = x0_sig(&k);
+	if (v) {
+		__sync_fetch_and_add(&v->drops, 1);
+		v->ifindex = dk.ifindex;
+		v->last_drop_reason = reason;
+	}
+	return 0;
+}
+
+/* A TCP socket's flow, oriented as it sends: local → remote. */
+static __always_inline int x0_sock_tuple(const struct sock *sk, struct x0_sig_key *k)
+{
+	__u16 family = BPF_CORE_READ(sk, __sk_common.skc_family);
+
+	k->proto = IPPROTO_TCP;
+	k->sport = bpf_htons(BPF_CORE_READ(sk, __sk_common.skc_num));
+	k->dport = BPF_CORE_READ(sk, __sk_common.skc_dport);
+	if (family == AF_INET) {
+		__u32 s = BPF_CORE_READ(sk, __sk_common.skc_rcv_saddr);
+		__u32 d = BPF_CORE_READ(sk, __sk_common.skc_daddr);
+
+		k->family = 4;
+		__builtin_memcpy(k->saddr, &s, 4);
+		__builtin_memcpy(k->daddr, &d, 4);
+		return 1;
+	}
+	if (family == AF_INET6) {
+		k->family = 6;
+		BPF_CORE_READ_INTO(&k->saddr, sk, __sk_common.skc_v6_rcv_saddr);
+		BPF_CORE_READ_INTO(&k->daddr, sk, __sk_common.skc_v6_daddr);
+		return 1;
+	}
+	return 0;
+}
+
+static __always_inline __u32 x0_sock_ifindex(const struct sock *sk)
+{
+	struct dst_entry *dst = BPF_CORE_READ(sk, sk_dst_cache);
+
+	return dst ? BPF_CORE_READ(dst, dev, ifindex) : 0;
+}
+
+SEC("tp_btf/tcp_retransmit_skb")
+int BPF_PROG(x0_tcp_retransmit, const struct sock *sk, const struct sk_buff *skb)
+{
+	struct x0_sig_key k = {};
+	struct x0_sig_value *v;
+
+	if (!x0_sock_tuple(sk, &k))
+		return 0;
+	v = x0_sig(&k);
+	if (v) {
+		__sync_fetch_and_add(&v->retransmits, 1);
+		v->ifindex = x0_sock_ifindex(sk);
+	}
+	return 0;
+}
+
+/* floor(log2(x)) for x > 0, by halving (BPF has no count-leading-zeros instruction). */
+static __always_inline __u32 x0_log2(__u32 x)
+{
+	__u32 r = 0, shift;
+
+	shift = (x > 0xffff) << 4; x >>= shift; r |= shift;
+	shift = (x > 0xff) << 3; x >>= shift; r |= shift;
+	shift = (x > 0xf) << 2; x >>= shift; r |= shift;
+	shift = (x > 0x3) << 1; x >>= shift; r |= shift;
+	r |= (x >> 1);
+	return r;
+}
+
+SEC("tp_btf/tcp_probe")
+int BPF_PROG(x0_tcp_probe, struct sock *sk, const struct sk_buff *skb)
+{
+	const struct tcp_sock *tp = (const struct tcp_sock *)sk;
+	struct x0_rtt_key rk = {};
+	struct x0_sig_key k = {};
+	struct x0_sig_value *v;
+	__u32 srtt = BPF_CORE_READ(tp, srtt_us) >> 3;
+	__u64 *n, one = 1;
+
+	if (!srtt || !x0_sock_tuple(sk, &k))
+		return 0;
+	rk.ifindex = x0_sock_ifindex(sk);
+	v = x0_sig(&k);
+	if (v) {
+		v->srtt_us = srtt;
+		v->ifindex = rk.ifindex;
+		__sync_fetch_and_add(&v->rtt_samples, 1);
+	}
+	rk.bucket = x0_log2(srtt);
+	if (rk.bucket >= X0_RTT_BUCKETS)
+		rk.bucket = X0_RTT_BUCKETS - 1;
+	n = bpf_map_lookup_elem(&x0_rtt_hist, &rk);
+	if (n)
+		*n += 1;
+	else
+		bpf_map_update_elem(&x0_rtt_hist, &rk, &one, BPF_NOEXIST);
+	return 0;
+}
+
+char LICENSE[] SEC("license") = "Dual BSD/GPL";
