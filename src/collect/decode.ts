@@ -17,6 +17,7 @@ import {
   type MalformedReason,
 } from "../../ffi/layout.ts";
 import type { FlowDatapath } from "../datapath/flow.ts";
+import { formatAddress } from "../datapath/netdev.ts";
 import type { FlowSnapshot } from "../state/snapshot.ts";
 import { type FlowCounters, FlowTable } from "./flowtable.ts";
 
@@ -72,27 +73,6 @@ export interface FlowEvent {
 /** A little-endian u64 as a number (exact below 2^53), without allocating a BigInt. */
 function u64(v: DataView, o: number): number {
   return v.getUint32(o, true) + v.getUint32(o + 4, true) * 0x1_0000_0000;
-}
-
-export function formatAddress(bytes: Uint8Array, family: 4 | 6): string {
-  if (family === 4) return `${bytes[0]}.${bytes[1]}.${bytes[2]}.${bytes[3]}`;
-  const groups: number[] = [];
-  for (let i = 0; i < 16; i += 2) groups.push((bytes[i] << 8) | bytes[i + 1]);
-  // RFC 5952: compress the longest run (at least two) of zero groups, the first one on ties.
-  let best = -1, bestLen = 1;
-  for (let i = 0; i < 8;) {
-    if (groups[i] !== 0) {
-      i++;
-      continue;
-    }
-    let j = i;
-    while (j < 8 && groups[j] === 0) j++;
-    if (j - i > bestLen) [best, bestLen] = [i, j - i];
-    i = j;
-  }
-  const hex = groups.map((g) => g.toString(16));
-  if (best < 0) return hex.join(":");
-  return `${hex.slice(0, best).join(":")}::${hex.slice(best + bestLen).join(":")}`;
 }
 
 const K = FLOW_KEY.members;

@@ -38,3 +38,25 @@ export function defaultRouteInterface(): string | undefined {
   } catch { /* no IPv6 either */ }
   return undefined;
 }
+
+/** An IPv4 (first 4 bytes) or IPv6 address as text; IPv6 compressed as RFC 5952 says. */
+export function formatAddress(bytes: Uint8Array, family: 4 | 6): string {
+  if (family === 4) return `${bytes[0]}.${bytes[1]}.${bytes[2]}.${bytes[3]}`;
+  const groups: number[] = [];
+  for (let i = 0; i < 16; i += 2) groups.push((bytes[i] << 8) | bytes[i + 1]);
+  // RFC 5952: compress the longest run (at least two) of zero groups, the first one on ties.
+  let best = -1, bestLen = 1;
+  for (let i = 0; i < 8;) {
+    if (groups[i] !== 0) {
+      i++;
+      continue;
+    }
+    let j = i;
+    while (j < 8 && groups[j] === 0) j++;
+    if (j - i > bestLen) [best, bestLen] = [i, j - i];
+    i = j;
+  }
+  const hex = groups.map((g) => g.toString(16));
+  if (best < 0) return hex.join(":");
+  return `${hex.slice(0, best).join(":")}::${hex.slice(best + bestLen).join(":")}`;
+}

@@ -30,6 +30,8 @@ export interface OpenOptions {
   pins?: Record<string, string>;
   /** Values of `const volatile` globals (the .rodata section), by name, set before load. */
   rodata?: Record<string, number | bigint>;
+  /** Programs not to load (absent hooks, or switched off). */
+  skip?: string[];
 }
 
 const MAP_TYPE_PERCPU = new Set([5, 6, 10]); // PERCPU_HASH, PERCPU_ARRAY, LRU_PERCPU_HASH
@@ -318,6 +320,11 @@ export class Collection implements Disposable {
         check(`pin map ${mapName} at ${path}`, lib.bpf_map__set_pin_path(m, cstr(path)));
       }
       if (o.rodata) setRodata(lib, obj, bytes, o.name, o.rodata);
+      for (const prog of o.skip ?? []) {
+        const p = lib.bpf_object__find_program_by_name(obj, cstr(prog));
+        if (p === null) throw new Error(`${o.name} has no program ${prog}`);
+        check(`skip program ${prog}`, lib.bpf_program__set_autoload(p, false));
+      }
       const ret = lib.bpf_object__load(obj);
       if (ret < 0) {
         const nul = log.indexOf(0);

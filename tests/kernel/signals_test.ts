@@ -1,0 +1,111 @@
+/**
+ * Kernel signals against the real kernel: drops produced on purpose in test namespaces
+ * (an nftables drop rule, a closed UDP port), TCP retransmits forced by nftables loss, TCP RTT
+ * on a veth pair, and drop reason names read from this kernel's BTF.
+ */
+import assert from "node:assert/strict";
+import { dropReasonNames, flowSignalKey, SignalsProbe } from "../../src/datapath/signals.ts";
+import { sh, type Side, VethPair } from "../helpers/netns.ts";
+
+const TRAFFIC = new URL("../helpers/traffic.ts", import.meta.url).pathname;
+
+function traffic(side: Side, ...args: (string | number)[]) {
+  return new Deno.Command("ip", {
+    args: [
+      "netns",
+      "exec",
+      side.ns,
+      Deno.execPath(),
+      "run",
+      "-A",
+      "--unstable-net",
+      TRAFFIC,
+      ...args.map(String),
+    ],
+    stdout: "piped",
+    stderr: "piped",
+  });
+}
+
+function nft(side: Side, rules: string) {
+  const p = new Deno.Command("ip", {
+    args: ["netns", "exec", side.ns, "nft", "-f", "-"],
+    stdin: "piped",
+    stderr: "piped",
+  }).spawn();
+  const w = p.stdin.getWriter();
+  return w.write(new TextEncoder().encode(rules)).then(() => w.close()).then(() => p.output())
+    .then((o) => assert.ok(o.success, new TextDecoder().decode(o.stderr)));
+}
+
+Deno.test("signals: drop reason names come from this kernel's BTF", () => {
+  const names = dropReasonNames();
+  assert.ok([...names.values()].includes("NETFILTER_DROP"));
+  assert.ok([...names.values()].includes("NO_SOCKET"));
+  assert.ok(!names.has(-1));
+});
+
+Deno.test("signals: nftables drops and a closed UDP port are counted by reason, per flow, exactly", async () => {
+  using v = new VethPair(95);
+  using probe = new SignalsProbe(["drops", "retransmits", "rtt"]);
+  assert.deepEqual([...probe.unavailable], []);
+  await nft(
+    v.b,
+    "table inet x0drop {\n chain input {\n  type filter hook input priority 0;\n  udp dport 9999 drop\n }\n}\n",
+  );
+  for (const [port, n] of [[9999, 30], [9998, 20]]) {
+    const o = await traffic(v.a, "udp-send", v.b.ip4, port, n, 100).output();
+    assert.ok(o.success, new TextDecoder().decode(o.stderr));
+  }
+  await new Promise((r) => setTimeout(r, 200));
+  const flows = probe.flows();
+  const get = (port: number) => {
+    for (const [k, s] of flows) {
+      if (k.startsWith(`4/17/${v.a.ip4}/`) && k.endsWith(`/${v.b.ip4}/${port}`)) return s;
+    }
+    return undefined;
+  };
+  const nf = get(9999), closed = get(9998);
+  assert.equal(nf?.drops, 30);
+  assert.equal(probe.reasonName(nf!.lastDropReason), "NETFILTER_DROP");
+  assert.equal(closed?.drops, 20);
+  assert.equal(probe.reasonName(closed!.lastDropReason), "NO_SOCKET");
+  const bIdx = Number(sh("cat", [`/sys/class/net/${v.b.dev}/ifindex`], v.b.ns).trim());
+  const byReason = (r: string) =>
+    probe.drops().filter((d) => d.reason === r && d.ifindex === bIdx).reduce(
+      (a, d) => a + d.count,
+      0,
+    );
+  assert.ok(byReason("NETFILTER_DROP") >= 30);
+  assert.ok(byReason("NO_SOCKET") >= 20);
+});
+
+Deno.test("signals: TCP retransmits under nftables loss, and a plausible RTT", async () => {
+  using v = new VethPair(96);
+  using probe = new SignalsProbe(["drops", "retransmits", "rtt"]);
+  // Drop a fifth of the data segments arriving at b: a's socket must retransmit.
+  await nft(
+    v.b,
+    "table inet x0loss {\n chain input {\n  type filter hook input priority 0;\n  tcp dport 9100 numgen random mod 100 < 20 drop\n }\n}\n",
+  );
+  const sink = traffic(v.b, "tcp-sink", 9100).spawn();
+  await new Promise((r) => setTimeout(r, 300));
+  let sent = false;
+  for (let i = 0; i < 40 && !sent; i++) {
+    sent = (await traffic(v.a, "tcp-send", v.b.ip4, 9100, 300000).output()).success;
+    if (!sent) await new Promise((r) => setTimeout(r, 100));
+  }
+  assert.ok(sent);
+  await sink.output();
+  const mine = [...probe.flows()].find(([k]) =>
+    k.startsWith(`4/6/${v.a.ip4}/`) && k.endsWith(`/${v.b.ip4}/9100`)
+  );
+  assert.ok(mine, "the sender's TCP flow has signals");
+  const [key, s] = mine;
+  assert.ok(s.retransmits > 0, `retransmits on ${key}: ${s.retransmits}`);
+  assert.ok(s.rttSamples > 0 && s.srttUs > 0 && s.srttUs < 200_000, `srtt ${s.srttUs} µs`);
+  const aIdx = Number(sh("cat", [`/sys/class/net/${v.a.dev}/ifindex`], v.a.ns).trim());
+  const hist = probe.rttHistogram().get(aIdx);
+  assert.ok(hist && hist.reduce((a, b) => a + b, 0) > 0, "RTT histogram of veth-a");
+  assert.equal(flowSignalKey(4, 6, "1.2.3.4", 5, "6.7.8.9", 10), "4/6/1.2.3.4/5/6.7.8.9/10");
+});
