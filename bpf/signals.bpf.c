@@ -19,6 +19,9 @@
 #define ETH_P_IP 0x0800
 #define ETH_P_IPV6 0x86DD
 
+/* Only this network namespace (its inode number), set before load; 0: every namespace. */
+const volatile __u32 x0_netns_ino = 0;
+
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_HASH);
 	__uint(max_entries, 4096);
@@ -110,6 +113,8 @@ int BPF_PROG(x0_kfree_skb, struct sk_buff *skb, void *location, enum skb_drop_re
 	if (reason <= bpf_core_enum_value(enum skb_drop_reason, SKB_CONSUMED))
 		return 0;
 	dev = BPF_CORE_READ(skb, dev);
+	if (x0_netns_ino && (!dev || BPF_CORE_READ(dev, nd_net.net, ns.inum) != x0_netns_ino))
+		return 0;
 	dk.ifindex = dev ? BPF_CORE_READ(dev, ifindex) : BPF_CORE_READ(skb, skb_iif);
 	n = bpf_map_lookup_elem(&x0_drops, &dk);
 	if (n)
@@ -132,6 +137,8 @@ static __always_inline int x0_sock_tuple(const struct sock *sk, struct x0_sig_ke
 {
 	__u16 family = BPF_CORE_READ(sk, __sk_common.skc_family);
 
+	if (x0_netns_ino && BPF_CORE_READ(sk, __sk_common.skc_net.net, ns.inum) != x0_netns_ino)
+		return 0;
 	k->proto = IPPROTO_TCP;
 	k->sport = bpf_htons(BPF_CORE_READ(sk, __sk_common.skc_num));
 	k->dport = BPF_CORE_READ(sk, __sk_common.skc_dport);

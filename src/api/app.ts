@@ -14,6 +14,7 @@ import type { MeshService } from "../mesh/service.ts";
 import type { LiveEvent } from "../state/events.ts";
 import type { StateStore } from "../state/store.ts";
 import { ipv4Bytes, ipv6Bytes } from "../collect/flowtable.ts";
+import { flowSignalKey } from "../datapath/signals.ts";
 import { OPENAPI } from "./openapi.ts";
 import { mountUi } from "./ui.ts";
 import { problem, problemFor } from "./problem.ts";
@@ -165,7 +166,23 @@ export function buildApp(d: ApiDeps): Hono {
       limit,
       filtered ? match : undefined,
     );
-    return c.json({ total, sort, flows });
+    // Kernel signals of the flow (drops, TCP retransmits, RTT), matched in either direction.
+    const sig = d.store.current?.signals?.flows;
+    const withSignals = sig
+      ? flows.map((f) => {
+        const s = sig.get(flowSignalKey(f.family, f.proto, f.saddr, f.sport, f.daddr, f.dport)) ??
+          sig.get(flowSignalKey(f.family, f.proto, f.daddr, f.dport, f.saddr, f.sport));
+        return s
+          ? {
+            ...f,
+            drops: s.drops,
+            retransmits: s.retransmits,
+            srttUs: s.rttSamples ? s.srttUs : undefined,
+          }
+          : f;
+      })
+      : flows;
+    return c.json({ total, sort, flows: withSignals });
   });
 
   app.get("/api/v1/events", (c) => {

@@ -44,6 +44,7 @@ function collectorOptions(c: Config): CollectorOptions {
     btfPath: d.btf_path,
     pinDir: d.bpffs_dir,
     fallback: d.fallback,
+    signals: (["drops", "retransmits", "rtt"] as const).filter((k) => c.signals[k]),
   };
 }
 

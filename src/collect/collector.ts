@@ -9,6 +9,7 @@ import { KernelError } from "../datapath/errors.ts";
 import { type AttachMode, FlowDatapath } from "../datapath/flow.ts";
 import { ifnameOf } from "../datapath/netdev.ts";
 import { RingBuffer } from "../datapath/ringbuf.ts";
+import { type SignalName, SignalsProbe } from "../datapath/signals.ts";
 import type { EventLog } from "../state/events.ts";
 import type { HealthBoard } from "../state/health.ts";
 import type {
@@ -16,6 +17,7 @@ import type {
   Family,
   InterfaceSnapshot,
   Protocol,
+  SignalsSnapshot,
   Snapshot,
   TrafficCounter,
 } from "../state/snapshot.ts";
@@ -39,6 +41,8 @@ export interface CollectorOptions {
   pinDir: string;
   /** Collect from /sys/class/net when eBPF cannot run, instead of failing. */
   fallback: boolean;
+  /** Kernel signals to run (drops, retransmits, rtt); empty: none. */
+  signals: SignalName[];
 }
 
 const CLASS_LABELS: Record<string, [Family, Protocol]> = {
@@ -71,6 +75,7 @@ function sysfsIfindex(name: string): number | undefined {
 export class Collector {
   #dp?: FlowDatapath;
   #ring?: RingBuffer;
+  #signals?: SignalsProbe;
   /** name → ifindex of what is attached now. */
   readonly #attached = new Map<string, number>();
   readonly #wanted: Set<string>;
@@ -154,6 +159,7 @@ export class Collector {
     ring.start();
     this.#dp = dp;
     this.#ring = ring;
+    this.#startSignals();
     this.#mode = "ebpf";
     this.#fallbackReason = "";
     this.health.set("fallback", "healthy", "not active: eBPF is running");
@@ -161,6 +167,29 @@ export class Collector {
       "ringbuf",
       "healthy",
       dp.resetReason || (dp.adopted ? "counters adopted from the previous run" : "consuming"),
+    );
+  }
+
+  /** The kernel-signals probe: optional, so a failure here only degrades its own health. */
+  #startSignals(): void {
+    const wanted = this.options.signals;
+    if (wanted.length === 0) {
+      this.health.set("signals", "healthy", "switched off in the configuration");
+      return;
+    }
+    try {
+      this.#signals = new SignalsProbe(wanted);
+    } catch (e) {
+      this.health.set("signals", "unhealthy", `cannot load: ${reasonOf(e)}`);
+      return;
+    }
+    const off = [...this.#signals.unavailable].filter(([n]) => wanted.includes(n));
+    this.health.set(
+      "signals",
+      off.length ? "degraded" : "healthy",
+      off.length
+        ? off.map(([n, why]) => `${n} unavailable: ${why}`).join("; ")
+        : `running: ${[...this.#signals.links.keys()].join(", ")}`,
     );
   }
 
@@ -339,7 +368,14 @@ export class Collector {
     // other is refilled, and at 100k flows no megabytes are allocated every interval.
     const flows = readFlowTable(dp, this.#tables[this.#turn ^= 1]);
     flows.ifname = (i) => names.get(i) ?? ifnameOf(i) ?? String(i);
-    const programs = [dp.xdp, dp.tcIngress, dp.tcEgress].map((p) => {
+    const programs = [
+      dp.xdp,
+      dp.tcIngress,
+      dp.tcEgress,
+      ...[...(this.#signals?.links.values() ?? [])].map((l) =>
+        this.#signals!.collection.program(l.program)
+      ),
+    ].map((p) => {
       const i = p.info();
       return { name: p.name, runTimeNs: i.runTimeNs, runCount: i.runCount };
     });
@@ -364,6 +400,30 @@ export class Collector {
       },
       programs,
       bpfStatsEnabled: bpfStatsEnabled(),
+      signals: this.#signals && this.#readSignals(this.#signals, names),
+    };
+  }
+
+  #readSignals(p: SignalsProbe, names: Map<number, string>): SignalsSnapshot {
+    const name = (i: number) => names.get(i) ?? ifnameOf(i) ?? String(i);
+    const flows = p.flows();
+    const retransmitsByInterface: Record<string, number> = {};
+    for (const f of flows.values()) {
+      if (f.retransmits) {
+        const n = name(f.ifindex);
+        retransmitsByInterface[n] = (retransmitsByInterface[n] ?? 0) + f.retransmits;
+      }
+    }
+    return {
+      drops: p.drops().map((d) => ({
+        interface: name(d.ifindex),
+        reason: d.reason,
+        count: d.count,
+      })),
+      flows,
+      rtt: [...p.rttHistogram()].map(([i, buckets]) => ({ interface: name(i), buckets })),
+      retransmitsByInterface,
+      unavailable: Object.fromEntries(p.unavailable),
     };
   }
 
@@ -371,6 +431,8 @@ export class Collector {
   async stop(): Promise<void> {
     await this.#ring?.stop();
     this.#ring = undefined;
+    this.#signals?.close();
+    this.#signals = undefined;
     this.#dp?.close();
     this.#dp = undefined;
     this.#attached.clear();

@@ -441,6 +441,22 @@ export const SCHEMA = {
       description: "How often the counters are read, in milliseconds.",
     }),
   },
+  signals: {
+    drops: bool({
+      default: true,
+      description: "Count dropped packets by the kernel's reason (skb:kfree_skb), per interface " +
+        "and flow.",
+    }),
+    retransmits: bool({
+      default: true,
+      description: "Count TCP retransmits per flow (tcp:tcp_retransmit_skb).",
+    }),
+    rtt: bool({
+      default: true,
+      description:
+        "Record TCP smoothed RTT per flow and a histogram per interface (tcp:tcp_probe).",
+    }),
+  },
   mesh: {
     enabled: bool({
       default: false,

@@ -77,9 +77,12 @@ export class SignalsProbe implements Disposable {
       }
     }
     this.reasons = dropReasonNames(btf);
+    // Tracepoints see every namespace; keep to ours, where interface indexes mean something.
+    const netns = Deno.statSync("/proc/thread-self/ns/net").ino ?? 0;
     this.collection = Collection.load(signalsObject as Uint8Array<ArrayBuffer>, {
       name: "x0tta6bl4_sig",
       skip,
+      rodata: { x0_netns_ino: netns },
     });
     for (const [name, s] of Object.entries(SIGNALS) as [SignalName, typeof SIGNALS.drops][]) {
       if (this.unavailable.has(name)) continue;

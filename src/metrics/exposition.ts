@@ -251,7 +251,22 @@ export class MetricsRenderer {
     f.snapshotTime.set([], s.takenAt / 1000);
     f.buildInfo.set([build.version, build.commit, build.denoVersion], 1);
 
-    const histogram = s.mesh ? renderMesh(s.mesh, f) : ""; // sets its families first
+    if (s.signals) {
+      for (const d of s.signals.drops) {
+        if (!accepts(d.interface)) continue;
+        l2[0] = d.interface;
+        l2[1] = d.reason;
+        f.drops.add(l2, d.count);
+      }
+      for (const [iface, n] of Object.entries(s.signals.retransmitsByInterface)) {
+        if (!accepts(iface)) continue;
+        l1[0] = iface;
+        f.retransmits.set(l1, n);
+      }
+    }
+    // Histograms are written directly after the writer's families; these set theirs first.
+    const histogram = (s.mesh ? renderMesh(s.mesh, f) : "") +
+      (s.signals ? renderRtt(s.signals.rtt.filter((r) => accepts(r.interface))) : "");
     return this.#set.render() + histogram;
   }
 }
@@ -304,6 +319,29 @@ function renderMesh(m: MeshSnapshot, f: ReturnType<typeof families>): string {
 }
 
 const PEER_STATES = ["alive", "suspect", "dead", "left"] as const;
+
+/** TCP smoothed RTT per interface as a histogram; bucket b holds 2^b ≤ µs < 2^(b+1). */
+function renderRtt(rows: { interface: string; buckets: number[] }[]): string {
+  if (rows.length === 0) return "";
+  const h = `${PREFIX}tcp_rtt_seconds`;
+  const lines = [
+    `# HELP ${h} Smoothed RTT of TCP sockets at each received segment, by interface.`,
+    `# TYPE ${h} histogram`,
+  ];
+  for (const r of rows) {
+    const l = `interface="${escapeLabelValue(r.interface)}"`;
+    let acc = 0;
+    r.buckets.forEach((n, b) => {
+      acc += n;
+      lines.push(`${h}_bucket{${l},le="${(2 ** (b + 1)) / 1e6}"} ${acc}`);
+    });
+    lines.push(`${h}_bucket{${l},le="+Inf"} ${acc}`);
+    // The sum is estimated from the buckets' midpoints (the kernel keeps counts only).
+    const sum = r.buckets.reduce((a, n, b) => a + n * 1.5 * 2 ** b, 0) / 1e6;
+    lines.push(`${h}_sum{${l}} ${sum}`, `${h}_count{${l}} ${acc}`);
+  }
+  return `${lines.join("\n")}\n`;
+}
 
 function families(m: MetricSet) {
   const p = PREFIX;
@@ -382,6 +420,16 @@ function families(m: MetricSet) {
       ],
     ),
     statsEnabled: g("bpf_stats_enabled", "Whether kernel.bpf_stats_enabled is 1."),
+    drops: c(
+      "drops_total",
+      "Packets the kernel dropped, by interface and reason (enum skb_drop_reason of this kernel).",
+      ["interface", "reason"],
+    ),
+    retransmits: c(
+      "tcp_retransmits_total",
+      "TCP segments retransmitted, by interface (flows still in the signal table).",
+      ["interface"],
+    ),
     meshState: g(
       "mesh_peer_state",
       "1 for a mesh peer's current state (alive, suspect, dead, left), 0 for the others.",

@@ -5,6 +5,7 @@
 import type { Flow } from "../collect/decode.ts";
 import type { FlowTable } from "../collect/flowtable.ts";
 import type { MeshSnapshot } from "../mesh/node.ts";
+import type { FlowSignal } from "../datapath/signals.ts";
 
 export type Direction = "rx" | "tx";
 /** "ipv4" | "ipv6" | "other" (non-IP) | "malformed", or "all" where only totals are known. */
@@ -90,4 +91,16 @@ export interface Snapshot {
   bpfStatsEnabled: boolean;
   /** The mesh's peers and counters, when the mesh is enabled. */
   mesh?: MeshSnapshot;
+  /** Kernel signals (drops, TCP retransmits and RTT), when the probe runs. */
+  signals?: SignalsSnapshot;
+}
+
+export interface SignalsSnapshot {
+  drops: { interface: string; reason: string; count: number }[];
+  /** By flowSignalKey(): family/proto/saddr/sport/daddr/dport. */
+  flows: Map<string, FlowSignal>;
+  /** Per interface: samples per log2(µs) bucket of the smoothed RTT. */
+  rtt: { interface: string; buckets: number[] }[];
+  retransmitsByInterface: Record<string, number>;
+  unavailable: Record<string, string>;
 }

@@ -115,6 +115,42 @@ Deno.test("daemon: API, auth, bad input, events, metrics, promtool and Prometheu
     assert.deepEqual(ifs.interfaces.map((i) => [i.name, i.source]), [[v.b.dev, "ebpf"]]);
   });
 
+  await t.step(
+    "kernel signals: drops by reason on the flow, in the API and in /metrics",
+    async () => {
+      const p = new Deno.Command("ip", {
+        args: ["netns", "exec", v.b.ns, "nft", "-f", "-"],
+        stdin: "piped",
+      }).spawn();
+      const w = p.stdin.getWriter();
+      await w.write(new TextEncoder().encode(
+        "table inet x0drop {\n chain input {\n  type filter hook input priority 0;\n" +
+          "  udp dport 9997 drop\n }\n}\n",
+      ));
+      await w.close();
+      assert.ok((await p.status).success);
+      udp(v.a, v.b.ip4, 9997, 15, 100);
+      const f = await d.until("the dropped flow", () => {
+        const r = d.json("/api/v1/flows?port=9997") as { flows: (Flow & { drops?: number })[] };
+        const x = r.flows.find((f) => f.direction === "rx");
+        return x?.drops === 15 ? x : undefined;
+      });
+      assert.equal(f.packets, 15);
+      const m = d.request("/metrics").body;
+      const drops = metric(m, "x0tta6bl4_drops_total", {
+        interface: v.b.dev,
+        reason: "NETFILTER_DROP",
+      });
+      assert.ok(drops !== undefined && drops >= 15, `drops_total ${drops}`);
+      const h = d.json("/api/v1/health") as {
+        components: { component: string; state: string; reason: string }[];
+      };
+      const sig = h.components.find((c) => c.component === "signals");
+      assert.equal(sig?.state, "healthy");
+      assert.match(sig!.reason, /running: drops, retransmits, rtt/);
+    },
+  );
+
   await t.step("promtool check metrics finds no problem", () => {
     const body = d.request("/metrics").body;
     const p = new Deno.Command("promtool", {
@@ -373,7 +409,7 @@ Deno.test("daemon: API, auth, bad input, events, metrics, promtool and Prometheu
           return undefined;
         }
       }, 20_000);
-      assert.equal(Number(value), 25);
+      assert.equal(Number(value), 25 + 15); // the 25 counted, and the 15 the firewall dropped
     } finally {
       prom.kill("SIGTERM");
       await prom.status;

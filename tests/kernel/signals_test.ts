@@ -5,6 +5,7 @@
  */
 import assert from "node:assert/strict";
 import { dropReasonNames, flowSignalKey, SignalsProbe } from "../../src/datapath/signals.ts";
+import { withNetns } from "../../src/datapath/netns.ts";
 import { sh, type Side, VethPair } from "../helpers/netns.ts";
 
 const TRAFFIC = new URL("../helpers/traffic.ts", import.meta.url).pathname;
@@ -47,7 +48,8 @@ Deno.test("signals: drop reason names come from this kernel's BTF", () => {
 
 Deno.test("signals: nftables drops and a closed UDP port are counted by reason, per flow, exactly", async () => {
   using v = new VethPair(95);
-  using probe = new SignalsProbe(["drops", "retransmits", "rtt"]);
+  // Tracepoints see the whole machine; the probe keeps to the namespace it is made in.
+  using probe = withNetns(v.b.ns, () => new SignalsProbe(["drops", "retransmits", "rtt"]));
   assert.deepEqual([...probe.unavailable], []);
   await nft(
     v.b,
@@ -78,11 +80,19 @@ Deno.test("signals: nftables drops and a closed UDP port are counted by reason, 
     );
   assert.ok(byReason("NETFILTER_DROP") >= 30);
   assert.ok(byReason("NO_SOCKET") >= 20);
+  // Nothing from other namespaces (the machine's own traffic) is counted: every interface
+  // a drop names is one of ns b's.
+  const mine = new Set(
+    sh("ip", ["-o", "link", "show"], v.b.ns).split("\n").filter(Boolean).map((l) =>
+      Number(l.split(":")[0])
+    ),
+  );
+  for (const d of probe.drops()) assert.ok(mine.has(d.ifindex), `drop on ifindex ${d.ifindex}`);
 });
 
 Deno.test("signals: TCP retransmits under nftables loss, and a plausible RTT", async () => {
   using v = new VethPair(96);
-  using probe = new SignalsProbe(["drops", "retransmits", "rtt"]);
+  using probe = withNetns(v.a.ns, () => new SignalsProbe(["drops", "retransmits", "rtt"]));
   // Drop a fifth of the data segments arriving at b: a's socket must retransmit.
   await nft(
     v.b,

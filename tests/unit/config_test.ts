@@ -77,6 +77,10 @@ datapath:
   fallback: false
 collect:
   interval_ms: 60000
+signals:
+  drops: false
+  retransmits: false
+  rtt: false
 mesh:
   enabled: true
   listen: "[::]:5001"
@@ -115,6 +119,7 @@ metrics:
       fallback: false,
     },
     collect: { interval_ms: 60000 },
+    signals: { drops: false, retransmits: false, rtt: false },
     mesh: {
       enabled: true,
       listen: "[::]:5001",
@@ -241,7 +246,7 @@ Deno.test("config: each kind of error points at the offending value", () => {
     "did you mean listen?)",
   ]);
   assert.deepEqual(fileErrors("verbose: true\n"), [
-    "x.yaml:1:1: verbose: unknown key (expected one of: api, state_dir, datapath, collect, mesh, metrics)",
+    "x.yaml:1:1: verbose: unknown key (expected one of: api, state_dir, datapath, collect, signals, mesh, metrics)",
   ]);
   assert.deepEqual(fileErrors("datapath.hook: xdp\n"), [
     'x.yaml:1:1: datapath.hook: unknown key (expected datapath.hook written as nested maps: "datapath:" with "hook:" indented below it)',
