@@ -8,6 +8,7 @@
  *   startup  from starting `serve` to /readyz = 200 with the programs attached
  *   mesh     dead-peer detection over 20 kills, false deaths at 10% loss, probe bytes and CPU
  *            per node at 4 and 16 nodes
+ *   signals  cost per event of the drop/retransmit/RTT programs, iperf3 TCP with them on vs off
  * Usage: deno task bench [cost|live|read…]. Results go to stdout as Markdown rows; the
  * numbers in docs/BENCHMARKS.md come from here.
  */
@@ -20,6 +21,7 @@ import { FlowDatapath } from "../src/datapath/flow.ts";
 import { ifindexOf } from "../src/datapath/netdev.ts";
 import { withNetns } from "../src/datapath/netns.ts";
 import { Collection, type Program } from "../src/datapath/object.ts";
+import { SignalsProbe } from "../src/datapath/signals.ts";
 import { XdpAttachment } from "../src/datapath/attach.ts";
 import { FLOW_KEY } from "../ffi/layout.ts";
 import { sh, VethPair } from "../tests/helpers/netns.ts";
@@ -28,7 +30,7 @@ import { Lab, type LabNode } from "../scripts/lab.ts";
 
 const sections = Deno.args.length
   ? Deno.args
-  : ["cost", "live", "read", "ringbuf", "scrape", "startup", "mesh"];
+  : ["cost", "live", "read", "ringbuf", "scrape", "startup", "mesh", "signals"];
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 
 function udpFrame(len: number): Uint8Array<ArrayBuffer> {
@@ -513,6 +515,46 @@ async function mesh() {
   }
 }
 
+async function signals() {
+  using v = new VethPair(53);
+  const stats = sh("sysctl", ["-n", "kernel.bpf_stats_enabled"]).trim();
+  sh("sysctl", ["-qw", "kernel.bpf_stats_enabled=1"]);
+  try {
+    const off: number[] = [], on: number[] = [];
+    let cost: string[] = [];
+    for (let round = 0; round < 3; round++) {
+      off.push((await iperf(v, [])).bps);
+      const probe = withNetns(v.a.ns, () => new SignalsProbe(["drops", "retransmits", "rtt"]));
+      try {
+        on.push((await iperf(v, [])).bps);
+        cost = [...probe.links.values()].map((l) => {
+          const i = probe.collection.program(l.program).info();
+          return `| ${l.program} | ${i.runCount} | ${
+            (i.runTimeNs / Math.max(1, i.runCount)).toFixed(0)
+          } ns |`;
+        });
+      } finally {
+        probe.close();
+      }
+    }
+    console.log(
+      "| program | runs during one 3 s iperf3 TCP run | ns per event (bpf_stats) |\n|---|---|---|",
+    );
+    for (const line of cost) console.log(line);
+    const [b, o] = [median(off), median(on)];
+    console.log(
+      `\n| iperf3 TCP across a veth pair | probes off | probes on | ratio |\n|---|---|---|---|`,
+    );
+    console.log(
+      `| median of 3 | ${(b / 1e9).toFixed(2)} Gbit/s | ${(o / 1e9).toFixed(2)} Gbit/s | ${
+        (o / b).toFixed(3)
+      } |`,
+    );
+  } finally {
+    sh("sysctl", ["-qw", `kernel.bpf_stats_enabled=${stats}`]);
+  }
+}
+
 if (sections.includes("cost")) cost();
 if (sections.includes("live")) await live();
 if (sections.includes("read")) read();
@@ -520,3 +562,4 @@ if (sections.includes("ringbuf")) await ringbuf();
 if (sections.includes("scrape")) await scrape();
 if (sections.includes("startup")) await startup();
 if (sections.includes("mesh")) await mesh();
+if (sections.includes("signals")) await signals();

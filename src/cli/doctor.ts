@@ -7,6 +7,7 @@ import { KernelError } from "../datapath/errors.ts";
 import { FlowDatapath } from "../datapath/flow.ts";
 import { defaultRouteInterface } from "../datapath/netdev.ts";
 import { VMLINUX_BTF } from "../datapath/object.ts";
+import { SIGNALS, vmlinuxBtf } from "../datapath/signals.ts";
 
 type Verdict = "ok" | "warn" | "fail";
 interface Check {
@@ -98,6 +99,25 @@ export function runChecks(): Check[] {
     }
   } else {
     add("load", "fail", "not tried: fix the failures above first");
+  }
+
+  if (btf) {
+    try {
+      const kernel = vmlinuxBtf();
+      const missing = Object.entries(SIGNALS).filter(([, s]) =>
+        kernel.idsByName(`btf_trace_${s.tracepoint}`).length === 0
+      ).map(([name, s]) => `${name} (${s.tracepoint})`);
+      add(
+        "kernel signals",
+        missing.length ? "warn" : "ok",
+        missing.length
+          ? `unavailable here: ${missing.join(", ")}`
+          : "drops (kfree_skb), retransmits (tcp_retransmit_skb), RTT (tcp_probe)",
+        "a newer kernel has these tracepoints; the rest of x0tta6bl4 works without them",
+      );
+    } catch (e) {
+      add("kernel signals", "warn", `cannot read the kernel's BTF: ${(e as Error).message}`);
+    }
   }
 
   const stats = read("/proc/sys/kernel/bpf_stats_enabled");

@@ -58,6 +58,9 @@ const CLASS_LABELS: Record<string, [Family, Protocol]> = {
   malformed: ["malformed", "none"],
 };
 
+/** Drops of one reason on one interface within one interval that make a "drops" event. */
+const DROP_BURST = 100;
+
 /** Why eBPF cannot run, in one line, from whatever the datapath threw. */
 function reasonOf(e: unknown): string {
   if (e instanceof KernelError || e instanceof LibraryError) return e.message.split("\n")[0];
@@ -404,8 +407,24 @@ export class Collector {
     };
   }
 
+  /** Drop counts of the previous snapshot, to announce bursts on the event stream. */
+  #lastDrops = new Map<string, number>();
+
   #readSignals(p: SignalsProbe, names: Map<number, string>): SignalsSnapshot {
     const name = (i: number) => names.get(i) ?? ifnameOf(i) ?? String(i);
+    const drops = p.drops().map((d) => ({
+      interface: name(d.ifindex),
+      reason: d.reason,
+      count: d.count,
+    }));
+    for (const d of drops) {
+      const k = `${d.interface}/${d.reason}`;
+      const before = this.#lastDrops.get(k);
+      if (before !== undefined && d.count - before >= DROP_BURST) {
+        this.events.append("drops", { ...d, new: d.count - before });
+      }
+      this.#lastDrops.set(k, d.count);
+    }
     const flows = p.flows();
     const retransmitsByInterface: Record<string, number> = {};
     for (const f of flows.values()) {
