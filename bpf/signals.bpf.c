@@ -112,10 +112,10 @@ int BPF_PROG(x0_kfree_skb, struct sk_buff *skb, void *location, enum skb_drop_re
 	/* Frees of packets that were delivered are not drops. */
 	if (reason <= bpf_core_enum_value(enum skb_drop_reason, SKB_CONSUMED))
 		return 0;
-	dev = BPF_CORE_READ(skb, dev);
-	if (x0_netns_ino && (!dev || BPF_CORE_READ(dev, nd_net.net, ns.inum) != x0_netns_ino))
+	dev = skb->dev;
+	if (x0_netns_ino && (!dev || dev->nd_net.net->ns.inum != x0_netns_ino))
 		return 0;
-	dk.ifindex = dev ? BPF_CORE_READ(dev, ifindex) : BPF_CORE_READ(skb, skb_iif);
+	dk.ifindex = dev ? dev->ifindex : skb->skb_iif;
 	n = bpf_map_lookup_elem(&x0_drops, &dk);
 	if (n)
 		*n += 1;
@@ -133,18 +133,19 @@ int BPF_PROG(x0_kfree_skb, struct sk_buff *skb, void *location, enum skb_drop_re
 }
 
 /* A TCP socket's flow, oriented as it sends: local → remote. */
+/* tp_btf arguments are BTF pointers: fields are read directly (no helper call per read). */
 static __always_inline int x0_sock_tuple(const struct sock *sk, struct x0_sig_key *k)
 {
-	__u16 family = BPF_CORE_READ(sk, __sk_common.skc_family);
+	__u16 family = sk->__sk_common.skc_family;
 
-	if (x0_netns_ino && BPF_CORE_READ(sk, __sk_common.skc_net.net, ns.inum) != x0_netns_ino)
+	if (x0_netns_ino && sk->__sk_common.skc_net.net->ns.inum != x0_netns_ino)
 		return 0;
 	k->proto = IPPROTO_TCP;
-	k->sport = bpf_htons(BPF_CORE_READ(sk, __sk_common.skc_num));
-	k->dport = BPF_CORE_READ(sk, __sk_common.skc_dport);
+	k->sport = bpf_htons(sk->__sk_common.skc_num);
+	k->dport = sk->__sk_common.skc_dport;
 	if (family == AF_INET) {
-		__u32 s = BPF_CORE_READ(sk, __sk_common.skc_rcv_saddr);
-		__u32 d = BPF_CORE_READ(sk, __sk_common.skc_daddr);
+		__u32 s = sk->__sk_common.skc_rcv_saddr;
+		__u32 d = sk->__sk_common.skc_daddr;
 
 		k->family = 4;
 		__builtin_memcpy(k->saddr, &s, 4);
@@ -162,9 +163,9 @@ static __always_inline int x0_sock_tuple(const struct sock *sk, struct x0_sig_ke
 
 static __always_inline __u32 x0_sock_ifindex(const struct sock *sk)
 {
-	struct dst_entry *dst = BPF_CORE_READ(sk, sk_dst_cache);
+	struct dst_entry *dst = sk->sk_dst_cache;
 
-	return dst ? BPF_CORE_READ(dst, dev, ifindex) : 0;
+	return dst && dst->dev ? dst->dev->ifindex : 0;
 }
 
 SEC("tp_btf/tcp_retransmit_skb")
@@ -199,13 +200,16 @@ static __always_inline __u32 x0_log2(__u32 x)
 SEC("tp_btf/tcp_probe")
 int BPF_PROG(x0_tcp_probe, struct sock *sk, const struct sk_buff *skb)
 {
-	const struct tcp_sock *tp = (const struct tcp_sock *)sk;
+	struct tcp_sock *tp = bpf_skc_to_tcp_sock(sk);
 	struct x0_rtt_key rk = {};
 	struct x0_sig_key k = {};
 	struct x0_sig_value *v;
-	__u32 srtt = BPF_CORE_READ(tp, srtt_us) >> 3;
+	__u32 srtt;
 	__u64 *n, one = 1;
 
+	if (!tp)
+		return 0;
+	srtt = tp->srtt_us >> 3;
 	if (!srtt || !x0_sock_tuple(sk, &k))
 		return 0;
 	rk.ifindex = x0_sock_ifindex(sk);

@@ -88,11 +88,17 @@ Deno.test("lab: 4 nodes converge, count per-peer traffic, detect death and loss,
           "200",
         ], n1.ns);
         const want = 20 * (14 + 20 + 8 + 200);
-        await until("n1 sent and n2 received 4840 bytes", 3000, () => {
-          const a = peers(lab, n1)?.find((p) => p.name === "n2");
-          const b = peers(lab, n2)?.find((p) => p.name === "n1");
-          return a?.bytes.sent === want && b?.bytes.received === want || undefined;
-        });
+        let seen = "";
+        try {
+          await until("n1 sent and n2 received 4840 bytes", 8000, () => {
+            const a = peers(lab, n1)?.find((p) => p.name === "n2");
+            const b = peers(lab, n2)?.find((p) => p.name === "n1");
+            seen = `n1 sent ${a?.bytes.sent}, n2 received ${b?.bytes.received}`;
+            return a?.bytes.sent === want && b?.bytes.received === want || undefined;
+          });
+        } catch (e) {
+          throw new Error(`${(e as Error).message}; last seen: ${seen}`);
+        }
       },
     );
 
