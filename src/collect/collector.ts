@@ -409,6 +409,7 @@ export class Collector {
 
   /** Drop counts of the previous snapshot, to announce bursts on the event stream. */
   #lastDrops = new Map<string, number>();
+  #dropsPrimed = false;
 
   #readSignals(p: SignalsProbe, names: Map<number, string>): SignalsSnapshot {
     const name = (i: number) => names.get(i) ?? ifnameOf(i) ?? String(i);
@@ -417,10 +418,13 @@ export class Collector {
       reason: d.reason,
       count: d.count,
     }));
+    // After the first read, a reason not seen before counts from 0.
+    const primed = this.#dropsPrimed;
+    this.#dropsPrimed = true;
     for (const d of drops) {
       const k = `${d.interface}/${d.reason}`;
-      const before = this.#lastDrops.get(k);
-      if (before !== undefined && d.count - before >= DROP_BURST) {
+      const before = this.#lastDrops.get(k) ?? (primed ? 0 : d.count);
+      if (d.count - before >= DROP_BURST) {
         this.events.append("drops", { ...d, new: d.count - before });
       }
       this.#lastDrops.set(k, d.count);

@@ -182,3 +182,57 @@ Deno.test("lifecycle: SIGHUP reloads the config file: interfaces come and go", a
     Deno.removeSync(dir, { recursive: true });
   }
 });
+
+Deno.test("lifecycle: a burst of drops of one reason is announced on the event stream", async () => {
+  using v = new VethPair(85);
+  await using d = new Daemon(v.b, ["--interface", v.b.dev]);
+  await d.start();
+  const p = new Deno.Command("ip", {
+    args: ["netns", "exec", v.b.ns, "nft", "-f", "-"],
+    stdin: "piped",
+  }).spawn();
+  const w = p.stdin.getWriter();
+  await w.write(new TextEncoder().encode(
+    "table inet x0drop {\n chain input {\n  type filter hook input priority 0;\n" +
+      "  udp dport 9996 drop\n }\n}\n",
+  ));
+  await w.close();
+  assert.ok((await p.status).success);
+  await new Promise((r) => setTimeout(r, 500)); // a snapshot with the old count first
+  sh(Deno.execPath(), [
+    "run",
+    "-A",
+    "--unstable-net",
+    new URL("../helpers/traffic.ts", import.meta.url).pathname,
+    "udp-send",
+    v.b.ip4,
+    "9996",
+    "150",
+    "64",
+  ], v.a.ns);
+  const event = await d.until("a drops event", () => {
+    const out = new TextDecoder().decode(
+      new Deno.Command("ip", {
+        args: [
+          "netns",
+          "exec",
+          v.b.ns,
+          "curl",
+          "-s",
+          "-N",
+          "--max-time",
+          "1",
+          "-H",
+          "Last-Event-ID: 0",
+          `${d.base}/api/v1/events`,
+        ],
+        stdout: "piped",
+      }).outputSync().stdout,
+    );
+    const m = out.match(/event: drops\ndata: (.*)/);
+    return m ? JSON.parse(m[1]) : undefined;
+  });
+  assert.equal(event.data.interface, v.b.dev);
+  assert.equal(event.data.reason, "NETFILTER_DROP");
+  assert.ok(event.data.new >= 100);
+});

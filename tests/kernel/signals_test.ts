@@ -119,3 +119,18 @@ Deno.test("signals: TCP retransmits under nftables loss, and a plausible RTT", a
   assert.ok(hist && hist.reduce((a, b) => a + b, 0) > 0, "RTT histogram of veth-a");
   assert.equal(flowSignalKey(4, 6, "1.2.3.4", 5, "6.7.8.9", 10), "4/6/1.2.3.4/5/6.7.8.9/10");
 });
+
+Deno.test("signals: a packet with no route is counted under its reason", async () => {
+  using v = new VethPair(97);
+  // b forwards, but has no route to 10.203.9.0/24: what a sends there dies in b.
+  v.run(v.b, "sysctl", ["-qw", "net.ipv4.ip_forward=1"]);
+  v.run(v.a, "ip", ["route", "add", "10.203.9.0/24", "via", v.b.ip4]);
+  using probe = withNetns(v.b.ns, () => new SignalsProbe(["drops"]));
+  const o = await traffic(v.a, "udp-send", "10.203.9.9", 4000, 12, 50).output();
+  assert.ok(o.success, new TextDecoder().decode(o.stderr));
+  await new Promise((r) => setTimeout(r, 200));
+  const flow = [...probe.flows()].find(([k]) => k.endsWith("/10.203.9.9/4000"));
+  assert.ok(flow, "the flow to nowhere has signals");
+  assert.equal(flow[1].drops, 12);
+  assert.match(probe.reasonName(flow[1].lastDropReason), /NOROUTE|INNOROUTES|UNREACHABLE/);
+});
