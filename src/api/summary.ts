@@ -2,6 +2,7 @@
  * What the status page needs of one snapshot, small enough to send every interval over SSE:
  * health, per-interface rates, the top 50 flows with their rates, and the mesh's peers.
  */
+import { flowSignalKey } from "../datapath/signals.ts";
 import type { MeshSnapshot } from "../mesh/node.ts";
 import type { FlowSnapshot } from "../state/snapshot.ts";
 import type { StateStore } from "../state/store.ts";
@@ -24,6 +25,18 @@ export class SummaryBuilder {
   build(mode: string, fallbackReason: string, mesh?: MeshSnapshot): unknown {
     const s = this.store.current;
     if (!s) return undefined;
+    const sig = s.signals?.flows;
+    const signalsOf = (f: FlowSnapshot) => {
+      const x = sig?.get(flowSignalKey(f.family, f.proto, f.saddr, f.sport, f.daddr, f.dport)) ??
+        sig?.get(flowSignalKey(f.family, f.proto, f.daddr, f.dport, f.saddr, f.sport));
+      return x
+        ? {
+          drops: x.drops,
+          retransmits: x.retransmits,
+          srttUs: x.rttSamples ? x.srttUs : undefined,
+        }
+        : {};
+    };
     if (s.takenAt === this.#prevAt) return this.last;
     const secs = this.#prevAt ? (s.takenAt - this.#prevAt) / 1000 : 0;
     const next = new Map<string, number>();
@@ -64,6 +77,7 @@ export class SummaryBuilder {
         rates: this.store.rates(i),
       })),
       flows,
+      drops: s.signals ? [...s.signals.drops].sort((a, b) => b.count - a.count).slice(0, 20) : null,
       mesh: mesh
         ? {
           peers: mesh.peers.map((p) => ({
