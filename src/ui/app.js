@@ -51,6 +51,8 @@ const STRINGS = {
     colRate: "Rate",
     colPackets: "Packets",
     colBytes: "Bytes",
+    colDrops: "Drops",
+    colRetransmits: "Retransmits",
     dir_rx: "in",
     dir_tx: "out",
     noFlows: "No flows.",
@@ -101,6 +103,10 @@ const STRINGS = {
     colReason: "Reason",
     colSince: "Since",
     noComponents: "No components reported.",
+    dropsHeading: "Drops by reason",
+    dropsCaption: "Packets dropped by the kernel",
+    colCount: "Count",
+    noDrops: "No drops recorded.",
   },
   es: {
     title: "Estado de x0tta6bl4",
@@ -148,6 +154,8 @@ const STRINGS = {
     colRate: "Tasa",
     colPackets: "Paquetes",
     colBytes: "Bytes",
+    colDrops: "Descartes",
+    colRetransmits: "Retransmisiones",
     dir_rx: "entrada",
     dir_tx: "salida",
     noFlows: "No hay flujos.",
@@ -198,6 +206,10 @@ const STRINGS = {
     colReason: "Motivo",
     colSince: "Desde",
     noComponents: "No hay componentes.",
+    dropsHeading: "Descartes por motivo",
+    dropsCaption: "Paquetes descartados por el núcleo",
+    colCount: "Cantidad",
+    noDrops: "No se han registrado descartes.",
   },
   ru: {
     title: "Состояние x0tta6bl4",
@@ -245,6 +257,8 @@ const STRINGS = {
     colRate: "Скорость",
     colPackets: "Пакеты",
     colBytes: "Байты",
+    colDrops: "Отброшено",
+    colRetransmits: "Повторы",
     dir_rx: "вход",
     dir_tx: "выход",
     noFlows: "Потоков нет.",
@@ -295,6 +309,10 @@ const STRINGS = {
     colReason: "Причина",
     colSince: "С момента",
     noComponents: "Нет данных о компонентах.",
+    dropsHeading: "Отброшенные пакеты по причинам",
+    dropsCaption: "Пакеты, отброшенные ядром",
+    colCount: "Количество",
+    noDrops: "Отброшенных пакетов нет.",
   },
 };
 
@@ -366,6 +384,9 @@ const fmtBits = (v) => si(v, "b/s");
 const fmtPps = (v) => si(v, t("pps"));
 const fmtBytes = (v) => si(v, "B");
 const fmtInt = (v) => (num(v) === null ? "—" : nf(0).format(v));
+/** Kernel signals of a flow: an en dash when the appliance did not measure them. */
+const fmtCount = (v) => (num(v) === null ? "–" : nf(0).format(v));
+const fmtRttUs = (v) => (num(v) === null ? "–" : nf(v < 10_000 ? 2 : 1).format(v / 1000));
 
 function fmtTime(v) {
   const d = toDate(v);
@@ -712,10 +733,13 @@ function flowRow(f) {
     rate: num(f.bitsPerSecond),
     packets: num(f.packets),
     bytes: num(f.bytes),
+    drops: num(f.drops),
+    retransmits: num(f.retransmits),
+    rtt: num(f.srttUs),
   };
 }
 
-const NUMERIC = new Set(["rate", "packets", "bytes"]);
+const NUMERIC = new Set(["rate", "packets", "bytes", "drops", "retransmits", "rtt"]);
 const collator = () => new Intl.Collator(lang, { numeric: true, sensitivity: "base" });
 
 function renderFlows() {
@@ -728,7 +752,11 @@ function renderFlows() {
   const coll = collator();
   rows.sort((a, b) => {
     let c;
-    if (NUMERIC.has(key)) c = (a[key] ?? -1) - (b[key] ?? -1);
+    // Unmeasured values (no kernel signal for this flow) stay at the bottom either way.
+    if (NUMERIC.has(key) && (a[key] === null) !== (b[key] === null)) {
+      return a[key] === null ? 1 : -1;
+    }
+    if (NUMERIC.has(key)) c = (a[key] ?? 0) - (b[key] ?? 0);
     else if (key === "dir") c = coll.compare(t(`dir_${a.dir}`), t(`dir_${b.dir}`));
     else c = coll.compare(a[key], b[key]);
     return c * sign || (b.bytes ?? 0) - (a.bytes ?? 0);
@@ -751,11 +779,15 @@ function renderFlows() {
       h("td", { class: "num", text: fmtBits(r.rate) }),
       h("td", { class: "num", text: fmtInt(r.packets) }),
       h("td", { class: "num", text: fmtBytes(r.bytes) }),
+      h("td", { class: "num", "data-col": "drops", text: fmtCount(r.drops) }),
+      h("td", { class: "num", "data-col": "retransmits", text: fmtCount(r.retransmits) }),
+      h("td", { class: "num", "data-col": "rtt", text: fmtRttUs(r.rtt) }),
     )
   );
   if (out.length === 0) {
     const msg = all.length === 0 ? t("noFlows") : t("noMatch");
-    out.push(h("tr", { class: "empty-row" }, h("td", { colspan: 8, text: msg })));
+    const cols = document.querySelectorAll("#flows thead th").length || 11;
+    out.push(h("tr", { class: "empty-row" }, h("td", { colspan: cols, text: msg })));
   }
   body.replaceChildren(...out);
   $("flow-count").textContent = all.length
@@ -773,6 +805,37 @@ function onSortClick(ev) {
     state.sort = { key, dir: NUMERIC.has(key) ? "descending" : "ascending" };
   }
   guard("flows-section", renderFlows);
+}
+
+// ---------------------------------------------------------------------------------------------
+// 3b. Kernel drops by reason (null when kernel signals are off: the section is hidden).
+
+function renderDrops() {
+  const drops = state.summary?.drops;
+  const section = $("drops");
+  if (!Array.isArray(drops)) {
+    section.hidden = true;
+    return;
+  }
+  section.hidden = false;
+  const list = drops.filter(isObj).map((d) => ({
+    iface: str(d.interface, "?"),
+    reason: str(d.reason, "?"),
+    count: num(d.count),
+  }));
+  list.sort((a, b) => (b.count ?? -1) - (a.count ?? -1));
+  const rows = list.map((d) =>
+    h(
+      "tr",
+      { "data-drop": `${d.iface}|${d.reason}`, "data-interface": d.iface, "data-reason": d.reason },
+      h("td", { text: d.iface }),
+      h("td", { class: "kreason", text: d.reason }),
+      h("td", { class: "num", text: fmtInt(d.count) }),
+    )
+  );
+  $("drops-body").replaceChildren(...rows);
+  $("drops-wrap").hidden = rows.length === 0;
+  $("drops-empty").hidden = rows.length > 0;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -933,6 +996,7 @@ function renderAll() {
   guard("status", renderStatus);
   guard("interfaces", renderInterfaces);
   guard("flows-section", renderFlows);
+  guard("drops", renderDrops);
   guard("mesh", renderMesh);
   guard("events", renderEvents);
   guard("health", renderComponents);
