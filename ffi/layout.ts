@@ -126,13 +126,6 @@ export const LAYOUTS: readonly StructLayout[] = [
   FLOW_EVENT,
 ];
 
-/** Byte offset of a member, for readers and writers of these structs. */
-export function off(layout: StructLayout, member: string): number {
-  const m = layout.members[member];
-  if (!m) throw new Error(`${layout.name} has no member ${member}`);
-  return m[0];
-}
-
 // ---- kernel signals (bpf/signals.bpf.c) -------------------------------------------------------
 
 export const DROP_KEY: StructLayout = {

@@ -15,6 +15,7 @@ import type { LiveEvent } from "../state/events.ts";
 import type { StateStore } from "../state/store.ts";
 import { ipv4Bytes, ipv6Bytes } from "../collect/flowtable.ts";
 import { flowSignalKey } from "../datapath/signals.ts";
+import { CONTENT_TYPE } from "../metrics/exposition.ts";
 import { OPENAPI } from "./openapi.ts";
 import { mountUi } from "./ui.ts";
 import { problem, problemFor } from "./problem.ts";
@@ -103,7 +104,7 @@ export function buildApp(d: ApiDeps): Hono {
     "/metrics",
     async (c) =>
       c.body(await d.metrics(), 200, {
-        "content-type": "text/plain; version=0.0.4; charset=utf-8",
+        "content-type": CONTENT_TYPE,
       }),
   );
 

@@ -58,6 +58,7 @@ export class SummaryBuilder {
         bitsPerSecond: secs > 0 && before !== undefined
           ? Math.max(0, (f.bytes - before) * 8 / secs)
           : 0,
+        ...signalsOf(f),
       };
     });
     this.#prev = next;

@@ -16,8 +16,6 @@ const SECURITY = {
   "cache-control": "no-cache",
 };
 
-export const UI_FILES = { html, script, css };
-
 export function mountUi(app: Hono): void {
   app.get(
     "/",

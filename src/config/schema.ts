@@ -684,19 +684,3 @@ export const DEFAULT_CONFIG: Config = deepFreeze(defaultConfig());
 export function tokenFilePath(c: Config): string {
   return c.api.token_file || `${c.state_dir.replace(/\/+$/, "")}/api-token`;
 }
-
-/** Whether `name` matches a glob pattern of `metrics.interface_allow` / `_deny`. */
-export function globMatch(pattern: string, name: string): boolean {
-  const re = pattern.replace(/[.+^${}()|[\]\\]/g, "\\$&").replaceAll("*", ".*").replaceAll(
-    "?",
-    ".",
-  );
-  return new RegExp(`^${re}$`).test(name);
-}
-
-/** Whether an interface's metrics are exported: allowed (or no allow list) and not denied. */
-export function interfaceExported(m: Config["metrics"], name: string): boolean {
-  const allowed = m.interface_allow.length === 0 ||
-    m.interface_allow.some((p) => globMatch(p, name));
-  return allowed && !m.interface_deny.some((p) => globMatch(p, name));
-}

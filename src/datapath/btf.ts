@@ -121,11 +121,6 @@ export class Btf {
     }
   }
 
-  /** Number of type ids, including void (id 0). */
-  get typeCount(): number {
-    return this.#offsets.length;
-  }
-
   kind(id: number): number {
     return id === 0 ? BtfKind.UNKN : (this.#info(id) >>> 24) & 0x1f;
   }

@@ -213,13 +213,6 @@ export class BpfMap {
     );
     return new DataView(buf.buffer).getUint32(o.id, true);
   }
-
-  /** Number of elements, by a full batched read. */
-  count(): number {
-    let n = 0;
-    for (const b of this.batches()) n += b.count;
-    return n;
-  }
 }
 
 /** Writes `const volatile` globals into the object's .rodata before load, at their ELF offsets. */

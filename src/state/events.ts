@@ -114,8 +114,4 @@ export class EventLog {
   closeAll(): void {
     for (const s of [...this.#subs]) s.close();
   }
-
-  get subscribers(): number {
-    return this.#subs.size;
-  }
 }

@@ -10,7 +10,7 @@ import {
   parseListen,
   tokenFilePath,
 } from "../../src/config/load.ts";
-import { CONFIG_SCHEMA, interfaceExported, KEYS } from "../../src/config/schema.ts";
+import { CONFIG_SCHEMA, KEYS } from "../../src/config/schema.ts";
 
 /** The problems a failing call reports; fails when it does not throw ConfigError. */
 function problems(f: () => unknown): string[] {
@@ -438,19 +438,12 @@ Deno.test("config: flag specs cover every key once, plus the short aliases", () 
   assert.equal(specs.find((s) => s.name === "interface")?.multiple, true);
 });
 
-Deno.test("config: helpers for listen, token file and interface filters", () => {
+Deno.test("config: helpers for listen and token file", () => {
   assert.deepEqual(parseListen("127.0.0.1:9477"), { hostname: "127.0.0.1", port: 9477 });
   assert.deepEqual(parseListen("[::1]:0"), { hostname: "::1", port: 0 });
   assert.throws(() => parseListen("::1"), TypeError);
   assert.equal(tokenFilePath(DEFAULT_CONFIG), "/var/lib/x0tta6bl4/api-token");
   assert.equal(tokenFilePath(parse("api:\n  token_file: /etc/t\n")), "/etc/t");
-  const m = parse("metrics:\n  interface_allow: [eth*, wlan?]\n  interface_deny: [eth9]\n").metrics;
-  assert.equal(interfaceExported(m, "eth0"), true);
-  assert.equal(interfaceExported(m, "wlan1"), true);
-  assert.equal(interfaceExported(m, "wlan10"), false);
-  assert.equal(interfaceExported(m, "eth9"), false);
-  assert.equal(interfaceExported(m, "lo"), false);
-  assert.equal(interfaceExported(DEFAULT_CONFIG.metrics, "anything.5"), true);
 });
 
 Deno.test("config: docs/CONFIG.md is the rendered reference", () => {
