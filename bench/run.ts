@@ -156,22 +156,29 @@ async function live() {
   }
 }
 
+/** Puts `n` distinct UDP/IPv4 flows (source addresses 0.0.0.0 upwards) into the flow table. */
+function fillFlows(dp: FlowDatapath, n: number) {
+  const key = new Uint8Array(FLOW_KEY.size);
+  const kv = new DataView(key.buffer);
+  const value = new Uint8Array(dp.flows.valueBytes);
+  const vv = new DataView(value.buffer);
+  vv.setBigUint64(0, 1n, true);
+  key[FLOW_KEY.members.family[0]] = 4;
+  key[FLOW_KEY.members.proto[0]] = 17;
+  for (let i = 0; i < n; i++) {
+    kv.setUint32(0, i, false);
+    vv.setBigUint64(8, BigInt(64 + i), true); // distinct byte counts
+    dp.flows.update(key, value);
+  }
+}
+
 function read() {
   console.log(
     "| entries | ours (batch read + decode) | bpftool map dump | ratio |\n|---|---|---|---|",
   );
   for (const n of [10_000, 100_000, 1_000_000]) {
     using dp = new FlowDatapath({ flowTableSize: n + n / 4 });
-    const key = new Uint8Array(FLOW_KEY.size);
-    const kv = new DataView(key.buffer);
-    const value = new Uint8Array(dp.flows.valueBytes);
-    new DataView(value.buffer).setBigUint64(0, 1n, true);
-    key[41] = 4;
-    key[40] = 17;
-    for (let i = 0; i < n; i++) {
-      kv.setUint32(0, i, false); // distinct source addresses
-      dp.flows.update(key, value);
-    }
+    fillFlows(dp, n);
     const ours: number[] = [];
     for (let i = 0; i < 3; i++) {
       const t = performance.now();
@@ -318,17 +325,7 @@ async function scrape() {
         // Fill the pinned flow table; the daemon adopts it on start.
         // Sized as the daemon sizes it (64 interfaces + slot 0), or it would not adopt the pins.
         using dp = new FlowDatapath({ flowTableSize: size, pinDir: home.pinDir, slots: 65 });
-        const key = new Uint8Array(FLOW_KEY.size);
-        const kv = new DataView(key.buffer);
-        const value = new Uint8Array(dp.flows.valueBytes);
-        new DataView(value.buffer).setBigUint64(0, 1n, true);
-        key[41] = 4;
-        key[40] = 17;
-        for (let i = 0; i < n; i++) {
-          kv.setUint32(0, i, false);
-          new DataView(value.buffer).setBigUint64(8, BigInt(64 + i), true);
-          dp.flows.update(key, value);
-        }
+        fillFlows(dp, n);
       }
       await using d = new Daemon(
         v.b,

@@ -5,23 +5,12 @@
  */
 import assert from "node:assert/strict";
 import { Daemon, type HttpReply, sh } from "../helpers/daemon.ts";
-import { type Side, sweep, VethPair } from "../helpers/netns.ts";
+import { nft, nftInputRule, type Side, sweep, udpSend, VethPair } from "../helpers/netns.ts";
 
-const TRAFFIC = new URL("../helpers/traffic.ts", import.meta.url).pathname;
 const MAIN = new URL("../../main.ts", import.meta.url).pathname;
 
 function udp(from: Side, to: string, port: number, count: number, size: number) {
-  sh(Deno.execPath(), [
-    "run",
-    "-A",
-    "--unstable-net",
-    TRAFFIC,
-    "udp-send",
-    to,
-    String(port),
-    String(count),
-    String(size),
-  ], from.ns);
+  udpSend(from.ns, to, port, count, size);
 }
 
 function assertProblem(r: HttpReply, status: number, detail: RegExp) {
@@ -118,17 +107,7 @@ Deno.test("daemon: API, auth, bad input, events, metrics, promtool and Prometheu
   await t.step(
     "kernel signals: drops by reason on the flow, in the API and in /metrics",
     async () => {
-      const p = new Deno.Command("ip", {
-        args: ["netns", "exec", v.b.ns, "nft", "-f", "-"],
-        stdin: "piped",
-      }).spawn();
-      const w = p.stdin.getWriter();
-      await w.write(new TextEncoder().encode(
-        "table inet x0drop {\n chain input {\n  type filter hook input priority 0;\n" +
-          "  udp dport 9997 drop\n }\n}\n",
-      ));
-      await w.close();
-      assert.ok((await p.status).success);
+      await nft(v.b.ns, nftInputRule("x0drop", "udp dport 9997 drop"));
       udp(v.a, v.b.ip4, 9997, 15, 100);
       const f = await d.until("the dropped flow", () => {
         const r = d.json("/api/v1/flows?port=9997") as { flows: (Flow & { drops?: number })[] };

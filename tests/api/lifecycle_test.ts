@@ -4,7 +4,7 @@
  */
 import assert from "node:assert/strict";
 import { Daemon, DaemonHome, sh } from "../helpers/daemon.ts";
-import { type Side, VethPair } from "../helpers/netns.ts";
+import { nft, nftInputRule, type Side, udpSend, VethPair } from "../helpers/netns.ts";
 
 function ping(from: Side, to: string, count: number) {
   sh("ping", ["-q", "-c", String(count), "-i", "0.02", to], from.ns);
@@ -187,29 +187,9 @@ Deno.test("lifecycle: a burst of drops of one reason is announced on the event s
   using v = new VethPair(85);
   await using d = new Daemon(v.b, ["--interface", v.b.dev]);
   await d.start();
-  const p = new Deno.Command("ip", {
-    args: ["netns", "exec", v.b.ns, "nft", "-f", "-"],
-    stdin: "piped",
-  }).spawn();
-  const w = p.stdin.getWriter();
-  await w.write(new TextEncoder().encode(
-    "table inet x0drop {\n chain input {\n  type filter hook input priority 0;\n" +
-      "  udp dport 9996 drop\n }\n}\n",
-  ));
-  await w.close();
-  assert.ok((await p.status).success);
+  await nft(v.b.ns, nftInputRule("x0drop", "udp dport 9996 drop"));
   await new Promise((r) => setTimeout(r, 500)); // a snapshot with the old count first
-  sh(Deno.execPath(), [
-    "run",
-    "-A",
-    "--unstable-net",
-    new URL("../helpers/traffic.ts", import.meta.url).pathname,
-    "udp-send",
-    v.b.ip4,
-    "9996",
-    "150",
-    "64",
-  ], v.a.ns);
+  udpSend(v.a.ns, v.b.ip4, 9996, 150, 64);
   const event = await d.until("a drops event", () => {
     const out = new TextDecoder().decode(
       new Deno.Command("ip", {

@@ -5,10 +5,9 @@
  */
 import assert from "node:assert/strict";
 import { chromium } from "playwright-core";
-import { Daemon, sh } from "../helpers/daemon.ts";
-import { VethPair } from "../helpers/netns.ts";
+import { Daemon } from "../helpers/daemon.ts";
+import { udpSend, VethPair } from "../helpers/netns.ts";
 
-const TRAFFIC = new URL("../helpers/traffic.ts", import.meta.url).pathname;
 const ARTIFACTS = new URL("../../test-artifacts/", import.meta.url).pathname;
 
 Deno.test("status page: live charts and flows, three languages, reasons, nothing external", async () => {
@@ -69,17 +68,7 @@ Deno.test("status page: live charts and flows, three languages, reasons, nothing
     await path.waitFor({ timeout: 10_000 });
     await page.waitForTimeout(1500);
     const before = await path.getAttribute("d");
-    sh(Deno.execPath(), [
-      "run",
-      "-A",
-      "--unstable-net",
-      TRAFFIC,
-      "udp-send",
-      v.b.ip4,
-      "7000",
-      "2000",
-      "1000",
-    ], v.a.ns);
+    udpSend(v.a.ns, v.b.ip4, 7000, 2000, 1000);
     for (let i = 0; (await path.getAttribute("d")) === before; i++) {
       assert.ok(i < 100, "the rx chart did not move with the traffic");
       await page.waitForTimeout(100);

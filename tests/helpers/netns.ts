@@ -135,3 +135,49 @@ export function sweep(): void {
     }
   }
 }
+
+const TRAFFIC = new URL("./traffic.ts", import.meta.url).pathname;
+
+/** A traffic.ts command inside a namespace (udp-send, tcp-sink, tcp-send). */
+export function trafficCommand(ns: string, ...args: (string | number)[]): Deno.Command {
+  return new Deno.Command("ip", {
+    args: [
+      "netns",
+      "exec",
+      ns,
+      Deno.execPath(),
+      "run",
+      "-A",
+      "--unstable-net",
+      TRAFFIC,
+      ...args.map(String),
+    ],
+    stdout: "piped",
+    stderr: "piped",
+  });
+}
+
+/** Sends `count` UDP datagrams of `size` bytes from inside `ns`, and waits until they are sent. */
+export function udpSend(ns: string, host: string, port: number, count: number, size: number) {
+  const out = trafficCommand(ns, "udp-send", host, port, count, size).outputSync();
+  if (!out.success) throw new Error(`udp-send: ${new TextDecoder().decode(out.stderr)}`);
+}
+
+/** Loads an nftables ruleset inside `ns` (removed with the namespace). */
+export async function nft(ns: string, rules: string): Promise<void> {
+  const p = new Deno.Command("ip", {
+    args: ["netns", "exec", ns, "nft", "-f", "-"],
+    stdin: "piped",
+    stderr: "piped",
+  }).spawn();
+  const w = p.stdin.getWriter();
+  await w.write(new TextEncoder().encode(rules));
+  await w.close();
+  const o = await p.output();
+  if (!o.success) throw new Error(`nft: ${new TextDecoder().decode(o.stderr)}`);
+}
+
+/** An inet table with one input rule, e.g. "udp dport 9999 drop". */
+export function nftInputRule(table: string, rule: string): string {
+  return `table inet ${table} {\n chain input {\n  type filter hook input priority 0;\n  ${rule}\n }\n}\n`;
+}

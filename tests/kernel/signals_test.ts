@@ -6,37 +6,10 @@
 import assert from "node:assert/strict";
 import { dropReasonNames, flowSignalKey, SignalsProbe } from "../../src/datapath/signals.ts";
 import { withNetns } from "../../src/datapath/netns.ts";
-import { sh, type Side, VethPair } from "../helpers/netns.ts";
-
-const TRAFFIC = new URL("../helpers/traffic.ts", import.meta.url).pathname;
+import { nft, nftInputRule, sh, type Side, trafficCommand, VethPair } from "../helpers/netns.ts";
 
 function traffic(side: Side, ...args: (string | number)[]) {
-  return new Deno.Command("ip", {
-    args: [
-      "netns",
-      "exec",
-      side.ns,
-      Deno.execPath(),
-      "run",
-      "-A",
-      "--unstable-net",
-      TRAFFIC,
-      ...args.map(String),
-    ],
-    stdout: "piped",
-    stderr: "piped",
-  });
-}
-
-function nft(side: Side, rules: string) {
-  const p = new Deno.Command("ip", {
-    args: ["netns", "exec", side.ns, "nft", "-f", "-"],
-    stdin: "piped",
-    stderr: "piped",
-  }).spawn();
-  const w = p.stdin.getWriter();
-  return w.write(new TextEncoder().encode(rules)).then(() => w.close()).then(() => p.output())
-    .then((o) => assert.ok(o.success, new TextDecoder().decode(o.stderr)));
+  return trafficCommand(side.ns, ...args);
 }
 
 Deno.test("signals: drop reason names come from this kernel's BTF", () => {
@@ -51,10 +24,7 @@ Deno.test("signals: nftables drops and a closed UDP port are counted by reason, 
   // Tracepoints see the whole machine; the probe keeps to the namespace it is made in.
   using probe = withNetns(v.b.ns, () => new SignalsProbe(["drops", "retransmits", "rtt"]));
   assert.deepEqual([...probe.unavailable], []);
-  await nft(
-    v.b,
-    "table inet x0drop {\n chain input {\n  type filter hook input priority 0;\n  udp dport 9999 drop\n }\n}\n",
-  );
+  await nft(v.b.ns, nftInputRule("x0drop", "udp dport 9999 drop"));
   for (const [port, n] of [[9999, 30], [9998, 20]]) {
     const o = await traffic(v.a, "udp-send", v.b.ip4, port, n, 100).output();
     assert.ok(o.success, new TextDecoder().decode(o.stderr));
@@ -94,10 +64,7 @@ Deno.test("signals: TCP retransmits under nftables loss, and a plausible RTT", a
   using v = new VethPair(96);
   using probe = withNetns(v.a.ns, () => new SignalsProbe(["drops", "retransmits", "rtt"]));
   // Drop a fifth of the data segments arriving at b: a's socket must retransmit.
-  await nft(
-    v.b,
-    "table inet x0loss {\n chain input {\n  type filter hook input priority 0;\n  tcp dport 9100 numgen random mod 100 < 20 drop\n }\n}\n",
-  );
+  await nft(v.b.ns, nftInputRule("x0loss", "tcp dport 9100 numgen random mod 100 < 20 drop"));
   const sink = traffic(v.b, "tcp-sink", 9100).spawn();
   await new Promise((r) => setTimeout(r, 300));
   let sent = false;

@@ -8,27 +8,10 @@ import { type Flow, readFlows, readIfaceStats, totals } from "../../src/collect/
 import { FlowDatapath } from "../../src/datapath/flow.ts";
 import { ifindexOf } from "../../src/datapath/netdev.ts";
 import { withNetns } from "../../src/datapath/netns.ts";
-import { type Side, sweep, VethPair } from "../helpers/netns.ts";
-
-const TRAFFIC = new URL("../helpers/traffic.ts", import.meta.url).pathname;
-const deno = Deno.execPath();
+import { type Side, sweep, trafficCommand, VethPair } from "../helpers/netns.ts";
 
 function traffic(side: Side, ...args: (string | number)[]) {
-  return new Deno.Command("ip", {
-    args: [
-      "netns",
-      "exec",
-      side.ns,
-      deno,
-      "run",
-      "-A",
-      "--unstable-net",
-      TRAFFIC,
-      ...args.map(String),
-    ],
-    stdout: "piped",
-    stderr: "piped",
-  });
+  return trafficCommand(side.ns, ...args);
 }
 
 async function send(side: Side, ...args: (string | number)[]) {
