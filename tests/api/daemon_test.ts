@@ -224,24 +224,7 @@ Deno.test("daemon: API, auth, bad input, events, metrics, promtool and Prometheu
   });
 
   await t.step("live events over SSE, resumable with Last-Event-ID", () => {
-    const sse = (headers: string[]) =>
-      new TextDecoder().decode(
-        new Deno.Command("ip", {
-          args: [
-            "netns",
-            "exec",
-            v.b.ns,
-            "curl",
-            "-s",
-            "-N",
-            "--max-time",
-            "1.5",
-            ...headers.flatMap((h) => ["-H", h]),
-            `${d.base}/api/v1/events`,
-          ],
-          stdout: "piped",
-        }).outputSync().stdout,
-      );
+    const sse = (headers: string[]) => d.events(headers, 1.5);
     const all = sse(["Last-Event-ID: 0"]);
     const ids = [...all.matchAll(/^id: (\d+)$/gm)].map((m) => Number(m[1]));
     assert.ok(ids.length >= 3, all);

@@ -149,6 +149,26 @@ export class Daemon implements AsyncDisposable {
     return { status: Number(head[0].split(" ")[1]), headers, body: raw.slice(split + 4) };
   }
 
+  /** The raw event stream for `seconds`, with these request headers (curl in the namespace). */
+  events(headers: string[], seconds: number): string {
+    const out = new Deno.Command("ip", {
+      args: [
+        "netns",
+        "exec",
+        this.side.ns,
+        "curl",
+        "-s",
+        "-N",
+        "--max-time",
+        String(seconds),
+        ...headers.flatMap((h) => ["-H", h]),
+        `${this.base}/api/v1/events`,
+      ],
+      stdout: "piped",
+    }).outputSync();
+    return new TextDecoder().decode(out.stdout);
+  }
+
   json(path: string): unknown {
     const r = this.request(path);
     if (r.status !== 200) throw new Error(`${path}: ${r.status} ${r.body}`);
