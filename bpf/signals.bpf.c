@@ -22,15 +22,9 @@
 /* Only this network namespace (its inode number), set before load; 0: every namespace. */
 const volatile __u32 x0_netns_ino = 0;
 /* tcp_probe fires on every received segment; the socket's srtt is already smoothed, so one
- * segment in 2^x0_rtt_sample_shift is looked at (per CPU). 0: every segment. */
+ * segment in 2^x0_rtt_sample_shift, chosen at random (a counter would alias with flows that
+ * take turns), is looked at. 0: every segment. */
 const volatile __u32 x0_rtt_sample_shift = 3;
-
-struct {
-	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, 1);
-	__type(key, __u32);
-	__type(value, __u64);
-} x0_rtt_tick SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_HASH);
@@ -214,11 +208,10 @@ int BPF_PROG(x0_tcp_probe, struct sock *sk, const struct sk_buff *skb)
 	struct x0_sig_key k = {};
 	struct x0_sig_value *v;
 	struct tcp_sock *tp;
-	__u32 srtt, zero = 0;
-	__u64 *n, *tick, one = 1;
+	__u32 srtt;
+	__u64 *n, one = 1;
 
-	tick = bpf_map_lookup_elem(&x0_rtt_tick, &zero);
-	if (!tick || ((*tick)++ & ((1ULL << x0_rtt_sample_shift) - 1)))
+	if (bpf_get_prandom_u32() & ((1U << x0_rtt_sample_shift) - 1))
 		return 0;
 	tp = bpf_skc_to_tcp_sock(sk);
 	if (!tp)

@@ -69,7 +69,7 @@ Deno.test("signals: TCP retransmits under nftables loss, and a plausible RTT", a
   await new Promise((r) => setTimeout(r, 300));
   let sent = false;
   for (let i = 0; i < 40 && !sent; i++) {
-    sent = (await traffic(v.a, "tcp-send", v.b.ip4, 9100, 300000).output()).success;
+    sent = (await traffic(v.a, "tcp-send", v.b.ip4, 9100, 3_000_000).output()).success;
     if (!sent) await new Promise((r) => setTimeout(r, 100));
   }
   assert.ok(sent);
