@@ -522,9 +522,12 @@ async function signals() {
     const off: number[] = [], on: number[] = [];
     for (let round = 0; round < 5; round++) {
       off.push((await iperf(v, [])).bps);
-      using probe = probeOn();
-      on.push((await iperf(v, [])).bps);
-      void probe;
+      const probe = probeOn();
+      try {
+        on.push((await iperf(v, [])).bps);
+      } finally {
+        probe.close();
+      }
     }
     // Cost per event, from bpf_stats, in a run of its own.
     sh("sysctl", ["-qw", "kernel.bpf_stats_enabled=1"]);

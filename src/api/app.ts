@@ -14,7 +14,7 @@ import type { MeshService } from "../mesh/service.ts";
 import type { LiveEvent } from "../state/events.ts";
 import type { StateStore } from "../state/store.ts";
 import { ipv4Bytes, ipv6Bytes } from "../collect/flowtable.ts";
-import { flowSignalKey } from "../datapath/signals.ts";
+import { flowSignals } from "../datapath/signals.ts";
 import { CONTENT_TYPE } from "../metrics/exposition.ts";
 import { OPENAPI } from "./openapi.ts";
 import { mountUi } from "./ui.ts";
@@ -167,22 +167,9 @@ export function buildApp(d: ApiDeps): Hono {
       limit,
       filtered ? match : undefined,
     );
-    // Kernel signals of the flow (drops, TCP retransmits, RTT), matched in either direction.
+    // Kernel signals of the flow (drops, TCP retransmits, RTT), where there are some.
     const sig = d.store.current?.signals?.flows;
-    const withSignals = sig
-      ? flows.map((f) => {
-        const s = sig.get(flowSignalKey(f.family, f.proto, f.saddr, f.sport, f.daddr, f.dport)) ??
-          sig.get(flowSignalKey(f.family, f.proto, f.daddr, f.dport, f.saddr, f.sport));
-        return s
-          ? {
-            ...f,
-            drops: s.drops,
-            retransmits: s.retransmits,
-            srttUs: s.rttSamples ? s.srttUs : undefined,
-          }
-          : f;
-      })
-      : flows;
+    const withSignals = flows.map((f) => ({ ...f, ...flowSignals(sig, f) }));
     return c.json({ total, sort, flows: withSignals });
   });
 

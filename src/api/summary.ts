@@ -2,7 +2,7 @@
  * What the status page needs of one snapshot, small enough to send every interval over SSE:
  * health, per-interface rates, the top 50 flows with their rates, and the mesh's peers.
  */
-import { flowSignalKey } from "../datapath/signals.ts";
+import { flowSignals } from "../datapath/signals.ts";
 import type { MeshSnapshot } from "../mesh/node.ts";
 import type { FlowSnapshot } from "../state/snapshot.ts";
 import type { StateStore } from "../state/store.ts";
@@ -25,18 +25,6 @@ export class SummaryBuilder {
   build(mode: string, fallbackReason: string, mesh?: MeshSnapshot): unknown {
     const s = this.store.current;
     if (!s) return undefined;
-    const sig = s.signals?.flows;
-    const signalsOf = (f: FlowSnapshot) => {
-      const x = sig?.get(flowSignalKey(f.family, f.proto, f.saddr, f.sport, f.daddr, f.dport)) ??
-        sig?.get(flowSignalKey(f.family, f.proto, f.daddr, f.dport, f.saddr, f.sport));
-      return x
-        ? {
-          drops: x.drops,
-          retransmits: x.retransmits,
-          srttUs: x.rttSamples ? x.srttUs : undefined,
-        }
-        : {};
-    };
     if (s.takenAt === this.#prevAt) return this.last;
     const secs = this.#prevAt ? (s.takenAt - this.#prevAt) / 1000 : 0;
     const next = new Map<string, number>();
@@ -58,7 +46,7 @@ export class SummaryBuilder {
         bitsPerSecond: secs > 0 && before !== undefined
           ? Math.max(0, (f.bytes - before) * 8 / secs)
           : 0,
-        ...signalsOf(f),
+        ...flowSignals(s.signals?.flows, f),
       };
     });
     this.#prev = next;

@@ -126,6 +126,8 @@ export async function serve(inputs: ServeInputs): Promise<number> {
   };
 
   const summaries = new SummaryBuilder(store);
+  let upgrade: ReturnType<typeof lastUpgrade>;
+  let upgradeReadAt = -Infinity;
   const tick = () => {
     try {
       store.put(collector.collect());
@@ -137,7 +139,12 @@ export async function serve(inputs: ServeInputs): Promise<number> {
         );
       }
       health.set("collector", "healthy", `snapshot every ${config.collect.interval_ms} ms`);
-      const up = lastUpgrade(config.state_dir); // upgrades never fail silently
+      // Upgrades never fail silently; their record is re-read every 30 s, not every snapshot.
+      if (Date.now() - upgradeReadAt >= 30_000) {
+        upgradeReadAt = Date.now();
+        upgrade = lastUpgrade(config.state_dir);
+      }
+      const up = upgrade;
       if (up) {
         health.set(
           "upgrade",

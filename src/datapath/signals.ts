@@ -57,6 +57,20 @@ export function flowSignalKey(
   return `${family}/${proto}/${saddr}/${sport}/${daddr}/${dport}`;
 }
 
+/**
+ * The signals of a flow (drops, TCP retransmits, last smoothed RTT), matched in either
+ * direction: a socket's signals are recorded as it sends, flows are seen both ways.
+ */
+export function flowSignals(
+  signals: Map<string, FlowSignal> | undefined,
+  f: { family: number; proto: number; saddr: string; sport: number; daddr: string; dport: number },
+): { drops: number; retransmits: number; srttUs?: number } | undefined {
+  const s = signals?.get(flowSignalKey(f.family, f.proto, f.saddr, f.sport, f.daddr, f.dport)) ??
+    signals?.get(flowSignalKey(f.family, f.proto, f.daddr, f.dport, f.saddr, f.sport));
+  return s &&
+    { drops: s.drops, retransmits: s.retransmits, srttUs: s.rttSamples ? s.srttUs : undefined };
+}
+
 export class SignalsProbe implements Disposable {
   readonly collection: Collection;
   readonly links = new Map<SignalName, TracingLink>();
