@@ -6,8 +6,9 @@
  * headers) and L4 headers without helpers, count the frame in a per-CPU per-interface record,
  * and update a per-CPU LRU flow table. Time comes from a global that a bpf_timer refreshes
  * every tick, so the hot path reads memory instead of calling bpf_ktime_get_ns().
- * Frames are never dropped or changed: XDP returns XDP_PASS, TC returns TC_ACT_UNSPEC so that
- * later filters (someone else's) still run.
+ * Frames are never changed, and dropped only by an enforcement action (x0_enforce, written by
+ * the MAPE-K loop in enforce mode): otherwise XDP returns XDP_PASS and TC returns TC_ACT_UNSPEC
+ * so that later filters (someone else's) still run.
  */
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
@@ -19,6 +20,7 @@
 #define ETH_P_8021Q 0x8100
 #define ETH_P_8021AD 0x88A8
 #define TC_ACT_UNSPEC (-1)
+#define TC_ACT_SHOT 2
 /* IPv6 next-header values that vmlinux.h does not carry (they are macros in the kernel). */
 #define IPPROTO_HOPOPTS 0
 #define IPPROTO_ROUTING 43
@@ -80,6 +82,20 @@ struct {
 	__type(key, struct x0_flow_key);
 	__type(value, struct x0_flow_value);
 } x0_flows SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct x0_runtime);
+} x0_runtime SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, X0_ENFORCE_MAX_ENTRIES);
+	__type(key, struct x0_enforce_key);
+	__type(value, struct x0_enforce_value);
+} x0_enforce SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_RINGBUF);
@@ -329,12 +345,18 @@ static __always_inline void x0_emit(struct x0_iface_stats *st, struct x0_parsed 
 				    __u32 len)
 {
 	struct x0_flow_event *e;
+	struct x0_runtime *rt;
+	__u32 zero = 0, rate = x0_event_rate;
+
+	rt = bpf_map_lookup_elem(&x0_runtime, &zero);
+	if (rt && rt->event_rate_shift)
+		rate >>= rt->event_rate_shift & 31;
 
 	if (now - st->rate_window_ns >= NSEC_PER_SEC) {
 		st->rate_window_ns = now;
 		st->rate_window_count = 0;
 	}
-	if (st->rate_window_count >= x0_event_rate) {
+	if (st->rate_window_count >= rate) {
 		st->events_suppressed++;
 		return;
 	}
@@ -393,8 +415,10 @@ static __always_inline int x0_same_key(const struct x0_flow_key *a, const struct
 		(__u64)(((const __u32 *)a)[10] ^ ((const __u32 *)b)[10])) == 0;
 }
 
-/* Counts one parsed frame of `len` bytes: interface counters, flow cache and flow table. */
-static __always_inline void x0_count(struct x0_parsed *r, __u32 len, __u32 ifindex, __u32 hook)
+/* Counts one parsed frame of `len` bytes: interface counters, flow cache and flow table.
+ * Returns the flow cache entry that now holds the frame's flow, if any. */
+static __always_inline struct x0_flow_cache *x0_count(struct x0_parsed *r, __u32 len,
+						       __u32 ifindex, __u32 hook)
 {
 	struct x0_iface_stats *st;
 	struct x0_flow_cache *c;
@@ -410,7 +434,7 @@ static __always_inline void x0_count(struct x0_parsed *r, __u32 len, __u32 ifind
 		idx = hook;
 		st = bpf_map_lookup_elem(&x0_ifstats, &idx);
 		if (!st)
-			return;
+			return 0;
 	}
 	if (r->malformed >= 0) {
 		if (r->malformed < X0_MAL_COUNT)
@@ -424,7 +448,7 @@ static __always_inline void x0_count(struct x0_parsed *r, __u32 len, __u32 ifind
 	if (r->vlan)
 		st->vlan_tagged++;
 	if (r->cls == X0_CLASS_NON_IP || r->cls == X0_CLASS_MALFORMED)
-		return;
+		return 0;
 	if (r->fragment)
 		st->fragments++;
 
@@ -433,16 +457,17 @@ static __always_inline void x0_count(struct x0_parsed *r, __u32 len, __u32 ifind
 	now = x0_now();
 	c = bpf_map_lookup_elem(&x0_flowcache, &idx);
 	if (!c)
-		return;
+		return 0;
 	if (x0_same_key(&c->key, &r->key)) {
 		c->pending.packets++;
 		c->pending.bytes += len;
 		c->pending.last_seen_ns = now;
 		c->pending.tcp_flags |= r->tcp_flags;
-		return;
+		return c;
 	}
 	x0_flush(c, st);
 	c->key = r->key;
+	c->enforce_gen = 0;
 	c->pending.fragment = r->fragment;
 	c->pending.first_seen_ns = now;
 	c->pending.last_seen_ns = now;
@@ -450,7 +475,7 @@ static __always_inline void x0_count(struct x0_parsed *r, __u32 len, __u32 ifind
 	fv = bpf_map_lookup_elem(&x0_flows, &r->key);
 	if (fv) {
 		x0_add(fv, 1, len, now, r->tcp_flags);
-		return;
+		return c;
 	}
 
 	struct x0_flow_value nv = {
@@ -466,16 +491,68 @@ static __always_inline void x0_count(struct x0_parsed *r, __u32 len, __u32 ifind
 		fv = bpf_map_lookup_elem(&x0_flows, &r->key);
 		if (fv)
 			x0_add(fv, 1, len, now, r->tcp_flags);
-		return;
+		return c;
 	}
 	if (err) {
 		st->flow_insert_failed++;
-		return;
+		return c;
 	}
 	st->flows_created++;
 	if (x0_event_rate)
 		x0_emit(st, r, now, len);
+	return c;
 }
+
+/*
+ * The enforcement check on ingress: 1 when an action in x0_enforce drops the frame. Costs one
+ * inlined array read while no action is live; with actions, a flow whose source had none is
+ * remembered in the flow cache (per generation of x0_enforce), so consecutive packets of one
+ * flow do the hash lookup once. The frame was counted before: accounting sees what is dropped.
+ */
+static __always_inline int x0_enforced(struct x0_parsed *r, struct x0_flow_cache *c, __u32 len)
+{
+	struct x0_enforce_key k = {};
+	struct x0_enforce_value *v;
+	struct x0_runtime *rt;
+	__u32 zero = 0;
+	__u64 now;
+
+#ifdef X0_NO_ENFORCE /* the benchmark's baseline (bench/run.ts enforce): accounting alone */
+	return 0;
+#endif
+	rt = bpf_map_lookup_elem(&x0_runtime, &zero);
+	if (!rt || !rt->enforce_entries || !r->key.family)
+		return 0;
+	if (c && c->enforce_gen == rt->enforce_gen)
+		return 0;
+	__builtin_memcpy(k.addr, r->key.saddr, 16);
+	k.family = r->key.family;
+	v = bpf_map_lookup_elem(&x0_enforce, &k);
+	now = x0_now();
+	if (!v || (v->expires_ns && now >= v->expires_ns)) {
+		if (c)
+			c->enforce_gen = rt->enforce_gen;
+		return 0;
+	}
+	if (v->kind == X0_ENFORCE_RATE_LIMIT) {
+		__u64 allowance = v->rate_pps / 10;
+
+		if (now - v->window_ns >= X0_ENFORCE_WINDOW_NS) { /* racy across CPUs: at worst a
+								   * window lets a few more through */
+			v->window_ns = now;
+			v->window_count = 0;
+		}
+		if (v->window_count < (allowance ? allowance : 1)) {
+			__sync_fetch_and_add(&v->window_count, 1);
+			__sync_fetch_and_add(&v->passed_packets, 1);
+			return 0;
+		}
+	}
+	__sync_fetch_and_add(&v->dropped_packets, 1);
+	__sync_fetch_and_add(&v->dropped_bytes, len);
+	return 1;
+}
+
 
 SEC("xdp")
 int x0_xdp(struct xdp_md *ctx)
@@ -485,9 +562,11 @@ int x0_xdp(struct xdp_md *ctx)
 	void *end = (void *)(long)ctx->data_end;
 	__u32 len = (__u64)(end - data);
 
+	struct x0_flow_cache *c;
+
 	x0_parse(data, end, len, &r);
-	x0_count(&r, len, ctx->ingress_ifindex, X0_HOOK_XDP);
-	return XDP_PASS;
+	c = x0_count(&r, len, ctx->ingress_ifindex, X0_HOOK_XDP);
+	return x0_enforced(&r, c, len) ? XDP_DROP : XDP_PASS;
 }
 
 static __always_inline int x0_truncated(struct x0_parsed *r)
@@ -496,8 +575,9 @@ static __always_inline int x0_truncated(struct x0_parsed *r)
 	       r->malformed == X0_MAL_L4_TRUNCATED;
 }
 
-static __always_inline void x0_tc(struct __sk_buff *skb, __u32 hook)
+static __always_inline int x0_tc(struct __sk_buff *skb, __u32 hook)
 {
+	struct x0_flow_cache *c;
 	struct x0_parsed r = { .cls = X0_CLASS_NON_IP, .malformed = -1 };
 	void *data = (void *)(long)skb->data;
 	void *end = (void *)(long)skb->data_end;
@@ -513,21 +593,22 @@ static __always_inline void x0_tc(struct __sk_buff *skb, __u32 hook)
 		r.malformed = -1;
 		x0_parse(data, end, skb->len, &r);
 	}
-	x0_count(&r, skb->len, skb->ifindex, hook);
+	c = x0_count(&r, skb->len, skb->ifindex, hook);
+	if (hook == X0_HOOK_TC_INGRESS && x0_enforced(&r, c, skb->len))
+		return TC_ACT_SHOT;
+	return TC_ACT_UNSPEC;
 }
 
 SEC("tc")
 int x0_tc_ingress(struct __sk_buff *skb)
 {
-	x0_tc(skb, X0_HOOK_TC_INGRESS);
-	return TC_ACT_UNSPEC;
+	return x0_tc(skb, X0_HOOK_TC_INGRESS);
 }
 
 SEC("tc")
 int x0_tc_egress(struct __sk_buff *skb)
 {
-	x0_tc(skb, X0_HOOK_TC_EGRESS);
-	return TC_ACT_UNSPEC;
+	return x0_tc(skb, X0_HOOK_TC_EGRESS);
 }
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";

@@ -105,7 +105,7 @@ struct x0_flow_value {
  * totals when it reads, so nothing waits unseen. */
 struct x0_flow_cache {
 	struct x0_flow_key key;
-	__u32 pad;
+	__u32 enforce_gen; /* x0_runtime.enforce_gen at which key's source had no action (0: unchecked) */
 	struct x0_flow_value pending;
 };
 
@@ -117,6 +117,44 @@ struct x0_flow_event {
 	__u8 type; /* enum x0_event_type */
 	__u8 tcp_flags;
 	__u16 pad;
+};
+
+/* ---- enforcement: the actions of the MAPE-K loop (bpf/flow.bpf.c) ----------------------------- */
+
+enum x0_enforce_kind {
+	X0_ENFORCE_BLOCK = 1,      /* drop every packet from the source */
+	X0_ENFORCE_RATE_LIMIT = 2, /* let rate_pps through, in 100 ms windows of rate_pps / 10 */
+};
+
+#define X0_ENFORCE_WINDOW_NS (100 * 1000 * 1000ULL)
+#define X0_ENFORCE_MAX_ENTRIES 4096
+
+/* A source address on ingress (XDP or TC ingress). IPv4 uses the first 4 bytes. */
+struct x0_enforce_key {
+	__u8 addr[16];
+	__u8 family; /* 4 or 6 */
+	__u8 pad[3];
+};
+
+struct x0_enforce_value {
+	__u64 expires_ns;      /* CLOCK_MONOTONIC: the entry stops acting then, even with nobody to
+				* remove it (0: never) */
+	__u64 rate_pps;        /* X0_ENFORCE_RATE_LIMIT: packets per second let through */
+	__u64 window_ns;       /* rate-limit state: start of the current window */
+	__u64 window_count;    /* packets let through in that window */
+	__u64 dropped_packets; /* what the action dropped */
+	__u64 dropped_bytes;
+	__u64 passed_packets;  /* rate limit: what it let through */
+	__u32 kind;            /* enum x0_enforce_kind */
+	__u32 pad;
+};
+
+/* Settings user space changes while the programs run (one entry, read on every packet). */
+struct x0_runtime {
+	__u32 enforce_entries;  /* live entries in x0_enforce; 0 skips the check entirely */
+	__u32 enforce_gen;      /* bumped at every change of x0_enforce (never 0) */
+	__u32 event_rate_shift; /* new-flow events: x0_event_rate >> shift per second (sampling) */
+	__u32 pad;
 };
 
 /* ---- kernel signals (bpf/signals.bpf.c) ---------------------------------------------------- */

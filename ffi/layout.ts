@@ -102,7 +102,39 @@ export const FLOW_VALUE: StructLayout = {
 export const FLOW_CACHE: StructLayout = {
   name: "x0_flow_cache",
   size: 88,
-  members: { key: [0, 44], pad: [44, 4], pending: [48, 40] },
+  members: { key: [0, 44], enforce_gen: [44, 4], pending: [48, 40] },
+};
+
+/** enum x0_enforce_kind */
+export const ENFORCE_KIND = { block: 1, rateLimit: 2 } as const;
+export const ENFORCE_MAX_ENTRIES = 4096;
+
+export const ENFORCE_KEY: StructLayout = {
+  name: "x0_enforce_key",
+  size: 20,
+  members: { addr: [0, 16], family: [16, 1], pad: [17, 3] },
+};
+
+export const ENFORCE_VALUE: StructLayout = {
+  name: "x0_enforce_value",
+  size: 64,
+  members: {
+    expires_ns: [0, 8],
+    rate_pps: [8, 8],
+    window_ns: [16, 8],
+    window_count: [24, 8],
+    dropped_packets: [32, 8],
+    dropped_bytes: [40, 8],
+    passed_packets: [48, 8],
+    kind: [56, 4],
+    pad: [60, 4],
+  },
+};
+
+export const RUNTIME: StructLayout = {
+  name: "x0_runtime",
+  size: 16,
+  members: { enforce_entries: [0, 4], enforce_gen: [4, 4], event_rate_shift: [8, 4], pad: [12, 4] },
 };
 
 export const FLOW_EVENT: StructLayout = {
@@ -124,6 +156,9 @@ export const LAYOUTS: readonly StructLayout[] = [
   FLOW_VALUE,
   FLOW_CACHE,
   FLOW_EVENT,
+  ENFORCE_KEY,
+  ENFORCE_VALUE,
+  RUNTIME,
 ];
 
 // ---- kernel signals (bpf/signals.bpf.c) -------------------------------------------------------

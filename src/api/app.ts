@@ -13,7 +13,7 @@ import type { Collector } from "../collect/collector.ts";
 import type { MeshService } from "../mesh/service.ts";
 import type { LiveEvent } from "../state/events.ts";
 import type { StateStore } from "../state/store.ts";
-import { ipv4Bytes, ipv6Bytes } from "../collect/flowtable.ts";
+import { ipv4Bytes, ipv6Bytes } from "../datapath/netdev.ts";
 import { flowSignals } from "../datapath/signals.ts";
 import { CONTENT_TYPE } from "../metrics/exposition.ts";
 import { OPENAPI } from "./openapi.ts";

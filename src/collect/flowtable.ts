@@ -7,6 +7,7 @@
 import { FLOW_KEY } from "../../ffi/layout.ts";
 import type { FlowSnapshot } from "../state/snapshot.ts";
 import { decodeFlowKey } from "./decode.ts";
+import { ipv4Bytes, ipv6Bytes } from "../datapath/netdev.ts";
 
 const K = FLOW_KEY.members;
 export type FlowOrder = "bytes" | "packets" | "lastSeenNs";
@@ -215,39 +216,4 @@ export class FlowTable {
     const kept = Array.from(heap.subarray(0, n)).sort((a, b) => col[b] - col[a] || a - b);
     return { total, flows: kept.map((i) => this.get(i)) };
   }
-}
-
-/** The 4 bytes of a dotted IPv4 address. */
-export function ipv4Bytes(s: string): Uint8Array {
-  const parts = s.split(".");
-  if (parts.length !== 4 || parts.some((p) => !/^\d{1,3}$/.test(p) || Number(p) > 255)) {
-    throw new Error(`not an IPv4 address: ${s}`);
-  }
-  return Uint8Array.from(parts.map(Number));
-}
-
-/** The 16 bytes of an IPv6 address in text form (with :: and optional embedded IPv4). */
-export function ipv6Bytes(s: string): Uint8Array {
-  const out = new Uint8Array(16);
-  let text = s;
-  const v4 = text.match(/(\d+\.\d+\.\d+\.\d+)$/);
-  if (v4) {
-    const [a, b, c, d] = v4[1].split(".").map(Number);
-    text = text.slice(0, -v4[1].length) +
-      `${((a << 8) | b).toString(16)}:${((c << 8) | d).toString(16)}`;
-  }
-  if (text.split("::").length > 2) throw new Error(`not an IPv6 address: ${s}`);
-  const [head, tail] = text.includes("::") ? text.split("::") : [text, undefined];
-  const h = head ? head.split(":") : [];
-  const t = tail ? tail.split(":") : [];
-  const groups = tail === undefined ? h : [...h, ...Array(8 - h.length - t.length).fill("0"), ...t];
-  if (groups.length !== 8 || groups.some((g) => !/^[0-9a-fA-F]{1,4}$/.test(g))) {
-    throw new Error(`not an IPv6 address: ${s}`);
-  }
-  groups.forEach((g, i) => {
-    const n = parseInt(g, 16);
-    out[2 * i] = n >> 8;
-    out[2 * i + 1] = n & 0xff;
-  });
-  return out;
 }

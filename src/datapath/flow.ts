@@ -17,6 +17,7 @@ import {
   type XdpMode,
   type XdpModeRequest,
 } from "./attach.ts";
+import { Enforcer } from "./enforce.ts";
 import { KernelError } from "./errors.ts";
 import { ifnameOf } from "./netdev.ts";
 import { type BpfMap, Collection, type Program } from "./object.ts";
@@ -65,6 +66,8 @@ export class FlowDatapath implements Disposable {
   readonly flows: BpfMap;
   readonly flowCache: BpfMap;
   readonly events: BpfMap;
+  /** Enforcement actions (block, rate limit) and runtime settings of the programs. */
+  readonly enforcer: Enforcer;
   readonly #attached = new Map<number, { info: InterfaceAttachment; links: Disposable[] }>();
   readonly #slotOf = new Map<number, number>();
   /** True when counters were adopted from the pins of an earlier run. */
@@ -111,6 +114,10 @@ export class FlowDatapath implements Disposable {
     this.flows = this.collection.map("x0_flows");
     this.flowCache = this.collection.map("x0_flowcache");
     this.events = this.collection.map("x0_events");
+    this.enforcer = new Enforcer(
+      this.collection.map("x0_enforce"),
+      this.collection.map("x0_runtime"),
+    );
     if (this.adopted) this.#adoptSlots();
   }
 
@@ -270,7 +277,14 @@ function u32(n: number): Uint8Array<ArrayBuffer> {
 }
 
 /** The maps that outlive the process when a pin directory is configured. */
-const PINNED = ["x0_ifslot", "x0_ifstats", "x0_flows", "x0_flowcache"] as const;
+const PINNED = [
+  "x0_ifslot",
+  "x0_ifstats",
+  "x0_flows",
+  "x0_flowcache",
+  "x0_enforce",
+  "x0_runtime",
+] as const;
 
 function exists(path: string): boolean {
   try {

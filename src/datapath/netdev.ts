@@ -60,3 +60,43 @@ export function formatAddress(bytes: Uint8Array, family: 4 | 6): string {
   if (best < 0) return hex.join(":");
   return `${hex.slice(0, best).join(":")}::${hex.slice(best + bestLen).join(":")}`;
 }
+
+/** The 4 bytes of a dotted IPv4 address. */
+export function ipv4Bytes(s: string): Uint8Array {
+  const parts = s.split(".");
+  if (parts.length !== 4 || parts.some((p) => !/^\d{1,3}$/.test(p) || Number(p) > 255)) {
+    throw new Error(`not an IPv4 address: ${s}`);
+  }
+  return Uint8Array.from(parts.map(Number));
+}
+
+/** The 16 bytes of an IPv6 address in text form (with :: and optional embedded IPv4). */
+export function ipv6Bytes(s: string): Uint8Array {
+  const out = new Uint8Array(16);
+  let text = s;
+  const v4 = text.match(/(\d+\.\d+\.\d+\.\d+)$/);
+  if (v4) {
+    const [a, b, c, d] = v4[1].split(".").map(Number);
+    text = text.slice(0, -v4[1].length) +
+      `${((a << 8) | b).toString(16)}:${((c << 8) | d).toString(16)}`;
+  }
+  if (text.split("::").length > 2) throw new Error(`not an IPv6 address: ${s}`);
+  const [head, tail] = text.includes("::") ? text.split("::") : [text, undefined];
+  const h = head ? head.split(":") : [];
+  const t = tail ? tail.split(":") : [];
+  const groups = tail === undefined ? h : [...h, ...Array(8 - h.length - t.length).fill("0"), ...t];
+  if (groups.length !== 8 || groups.some((g) => !/^[0-9a-fA-F]{1,4}$/.test(g))) {
+    throw new Error(`not an IPv6 address: ${s}`);
+  }
+  groups.forEach((g, i) => {
+    const n = parseInt(g, 16);
+    out[2 * i] = n >> 8;
+    out[2 * i + 1] = n & 0xff;
+  });
+  return out;
+}
+
+/** An address in text form as its family and bytes (4 or 16); throws on a malformed one. */
+export function parseAddress(s: string): { family: 4 | 6; bytes: Uint8Array } {
+  return s.includes(":") ? { family: 6, bytes: ipv6Bytes(s) } : { family: 4, bytes: ipv4Bytes(s) };
+}

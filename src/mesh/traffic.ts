@@ -1,5 +1,6 @@
 /** Bytes exchanged with each mesh peer, from the flows the datapath saw on watched interfaces. */
-import { type FlowTable, ipv4Bytes, ipv6Bytes } from "../collect/flowtable.ts";
+import type { FlowTable } from "../collect/flowtable.ts";
+import { ipv4Bytes, ipv6Bytes } from "../datapath/netdev.ts";
 
 /**
  * For each peer IP (→ peer id): bytes of flows received from it (source = peer, seen

@@ -2,6 +2,7 @@ import assert from "node:assert/strict";
 import { btfFromElf } from "../../src/datapath/btf.ts";
 import {
   CLASSES,
+  ENFORCE_KIND,
   EVENT_NEW_FLOW,
   Hook,
   LAYOUTS,
@@ -97,4 +98,11 @@ Deno.test("layout: Hook matches enum x0_hook", () => {
 
 Deno.test("layout: EVENT_NEW_FLOW matches enum x0_event_type", () => {
   assert.equal(EVENT_NEW_FLOW, headerEnum("x0_event_type").get("X0_EVENT_NEW_FLOW"));
+});
+
+Deno.test("layout: ENFORCE_KIND matches enum x0_enforce_kind", () => {
+  const fromHeader = Object.fromEntries(
+    Object.entries(suffixes("x0_enforce_kind", "X0_ENFORCE_")).map(([k, v]) => [camel(k), v]),
+  );
+  assert.deepEqual({ ...ENFORCE_KIND }, fromHeader);
 });
