@@ -7,7 +7,7 @@
 import { FLOW_KEY } from "../../ffi/layout.ts";
 import type { FlowSnapshot } from "../state/snapshot.ts";
 import { decodeFlowKey } from "./decode.ts";
-import { ipv4Bytes, ipv6Bytes } from "../datapath/netdev.ts";
+import { formatAddress, ipv4Bytes, ipv6Bytes } from "../datapath/netdev.ts";
 
 const K = FLOW_KEY.members;
 export type FlowOrder = "bytes" | "packets" | "lastSeenNs";
@@ -135,6 +135,31 @@ export class FlowTable {
     const at = i * FLOW_KEY.size + K[which][0];
     return (this.#keys[at] << 8) | this.#keys[at + 1];
   }
+  packets(i: number): number {
+    return this.#packets[i];
+  }
+  bytes(i: number): number {
+    return this.#bytes[i];
+  }
+  firstSeenNs(i: number): number {
+    return this.#first[i];
+  }
+  tcpFlags(i: number): number {
+    return this.#flags[i];
+  }
+  /** enum x0_hook: 0 XDP, 1 TC ingress, 2 TC egress. */
+  hook(i: number): number {
+    return this.#keys[i * FLOW_KEY.size + K.hook[0]];
+  }
+  family(i: number): 4 | 6 {
+    return this.#keys[i * FLOW_KEY.size + K.family[0]] === 6 ? 6 : 4;
+  }
+  /** The flow's source or destination address as text. */
+  address(i: number, which: "saddr" | "daddr"): string {
+    const at = i * FLOW_KEY.size + K[which][0];
+    return formatAddress(this.#keys.subarray(at, at + 16), this.family(i));
+  }
+
   /** Whether `addr` (4 or 16 bytes, with its family) is flow i's source or destination. */
   addressSide(i: number, family: number, addr: Uint8Array): "source" | "destination" | undefined {
     const base = i * FLOW_KEY.size;

@@ -1,0 +1,314 @@
+/**
+ * Analyze: detectors that compare each observation with what this box learned is normal
+ * (robust baselines), above fixed floors. Each symptom carries its evidence: the metric, the
+ * value, the baseline it was compared with, the threshold and the window.
+ */
+import { Baseline, type BaselineStats, type ThresholdRule } from "./baseline.ts";
+import type { Observation } from "./monitor.ts";
+
+export const SYMPTOM_KINDS = [
+  "source_flood",
+  "syn_flood",
+  "port_scan",
+  "drop_rise",
+  "mesh_degraded",
+  "flow_table_pressure",
+  "ringbuf_loss",
+] as const;
+export type SymptomKind = typeof SYMPTOM_KINDS[number];
+
+export interface Evidence {
+  metric: string;
+  value: number;
+  unit: string;
+  threshold: number;
+  /** The learned baseline, or null when the threshold is a fixed floor (still learning). */
+  baseline: BaselineStats | null;
+  window: string;
+}
+
+export interface Symptom {
+  kind: SymptomKind;
+  /** What it is about: a source address, a destination, a drop reason, a peer, "flow table". */
+  subject: string;
+  /** The address an action on it would target, when there is one. */
+  source?: string;
+  summary: string;
+  evidence: Evidence[];
+}
+
+export interface AnalyzerOptions {
+  floodPps: number;
+  halfOpenPerS: number;
+  scanPorts: number;
+  scanWindowS: number;
+  dropsPerS: number;
+  meshLoss: number;
+  flowTableFill: number;
+}
+
+/** Baselines learn from this many intervals before they raise thresholds above the floors. */
+export const MIN_SAMPLES = 30;
+/** A value is abnormal above median + 8 robust standard deviations and 4 × median. */
+export const DEVIATIONS = 8;
+export const RATIO = 4;
+/** Sources whose own baseline is kept (the busiest; the rest share the box-wide one). */
+const MAX_SOURCE_BASELINES = 256;
+const CAPACITY = 300;
+
+const fmt = (n: number) => n >= 100 ? String(Math.round(n)) : n.toFixed(n >= 10 ? 1 : 2);
+
+export class Analyzer {
+  readonly baselines = new Map<string, Baseline>();
+
+  constructor(public o: AnalyzerOptions, saved: Record<string, number[]> = {}) {
+    for (const [k, v] of Object.entries(saved)) this.baselines.set(k, new Baseline(CAPACITY, v));
+  }
+
+  #baseline(key: string): Baseline {
+    let b = this.baselines.get(key);
+    if (!b) {
+      b = new Baseline(CAPACITY);
+      this.baselines.set(key, b);
+      // Per-source baselines are bounded: the one updated longest ago goes.
+      if (key.startsWith("source_pps:")) {
+        const keys = [...this.baselines.keys()].filter((k) => k.startsWith("source_pps:"));
+        if (keys.length > MAX_SOURCE_BASELINES) this.baselines.delete(keys[0]);
+      }
+    } else {
+      // Map order is recency order.
+      this.baselines.delete(key);
+      this.baselines.set(key, b);
+    }
+    return b;
+  }
+
+  /**
+   * Compares `value` with the baseline `key` (and `fallbackKey`'s while the key's own is still
+   * learning); learns it when it is normal. Returns the evidence when it is abnormal.
+   */
+  #check(
+    key: string,
+    value: number,
+    floor: number,
+    metric: string,
+    unit: string,
+    window: string,
+    fallbackKey?: string,
+  ): Evidence | undefined {
+    const rule: ThresholdRule = {
+      floor,
+      deviations: DEVIATIONS,
+      ratio: RATIO,
+      minSamples: MIN_SAMPLES,
+    };
+    let t = this.#baseline(key).threshold(rule);
+    if (!t.learned && fallbackKey) t = this.#baseline(fallbackKey).threshold(rule);
+    if (value <= t.threshold) {
+      this.#baseline(key).add(value);
+      return undefined;
+    }
+    return {
+      metric,
+      value,
+      unit,
+      threshold: t.threshold,
+      baseline: t.learned ? t.stats : null,
+      window,
+    };
+  }
+
+  analyze(obs: Observation): Symptom[] {
+    const out: Symptom[] = [];
+    const o = this.o;
+    const win = `${fmt(obs.intervalS)} s`;
+    let busiest = 0, maxPorts = 0;
+    for (const s of obs.sources.values()) {
+      busiest = Math.max(busiest, s.pps);
+      maxPorts = Math.max(maxPorts, s.scanPorts);
+      const flood = s.pps > o.floodPps &&
+        this.#check(
+          `source_pps:${s.address}`,
+          s.pps,
+          o.floodPps,
+          "x0tta6bl4 ingress packets per second from the source",
+          "packets/s",
+          win,
+          "busiest_source_pps",
+        );
+      if (flood) {
+        out.push({
+          kind: "source_flood",
+          subject: s.address,
+          source: s.address,
+          summary: `${s.address} sends ${fmt(s.pps)} packets/s${
+            s.topDestination ? ` (mostly to ${s.topDestination})` : ""
+          }, above its threshold of ${fmt(flood.threshold)}`,
+          evidence: [flood],
+        });
+      } else if (s.pps <= o.floodPps) this.#baseline(`source_pps:${s.address}`).add(s.pps);
+      if (s.scanPorts > o.scanPorts) {
+        const scan = this.#check(
+          "scan_ports",
+          s.scanPorts,
+          o.scanPorts,
+          "distinct destination ports opened without an answer",
+          "ports",
+          `${o.scanWindowS} s`,
+        );
+        if (scan) {
+          out.push({
+            kind: "port_scan",
+            subject: s.address,
+            source: s.address,
+            summary: `${s.address} opened ${s.scanPorts} distinct ports in ${o.scanWindowS} s ` +
+              `without completing a connection (threshold ${fmt(scan.threshold)})`,
+            evidence: [scan],
+          });
+        }
+      }
+    }
+    this.#baseline("busiest_source_pps").add(Math.min(busiest, o.floodPps));
+    this.#baseline("scan_ports").add(Math.min(maxPorts, o.scanPorts));
+
+    let halfOpenMax = 0;
+    for (const [dst, h] of obs.halfOpenByDestination) {
+      halfOpenMax = Math.max(halfOpenMax, h.perS);
+      if (h.perS <= o.halfOpenPerS) continue;
+      const ev = this.#check(
+        `half_open:${dst}`,
+        h.perS,
+        o.halfOpenPerS,
+        "TCP connections started that never got past SYN, per second",
+        "connections/s",
+        win,
+        "half_open_busiest",
+      );
+      if (!ev) continue;
+      // The sources that sent most of them: those an action can target.
+      const ranked = [...h.sources].sort((a, b) => b[1] - a[1]);
+      const [top, topCount] = ranked[0];
+      const share = topCount / ([...h.sources.values()].reduce((a, b) => a + b, 0) || 1);
+      out.push({
+        kind: "syn_flood",
+        subject: dst,
+        source: share >= 0.5 ? top : undefined,
+        summary: `${fmt(h.perS)} half-open TCP connections/s to ${dst} from ${h.sources.size} ` +
+          `source(s)${share >= 0.5 ? `, ${Math.round(share * 100)}% from ${top}` : ""}`,
+        evidence: [ev, {
+          metric: "share of the half-open connections from the top source",
+          value: share,
+          unit: "ratio",
+          threshold: 0.5,
+          baseline: null,
+          window: win,
+        }],
+      });
+    }
+    this.#baseline("half_open_busiest").add(Math.min(halfOpenMax, o.halfOpenPerS));
+
+    for (const [reason, perS] of obs.dropsPerS) {
+      if (perS <= o.dropsPerS) {
+        this.#baseline(`drops:${reason}`).add(perS);
+        continue;
+      }
+      const ev = this.#check(
+        `drops:${reason}`,
+        perS,
+        o.dropsPerS,
+        `kernel drops per second, reason ${reason}`,
+        "drops/s",
+        win,
+      );
+      if (ev) {
+        out.push({
+          kind: "drop_rise",
+          subject: reason,
+          summary: `the kernel drops ${fmt(perS)} packets/s for ${reason} (threshold ${
+            fmt(ev.threshold)
+          })`,
+          evidence: [ev],
+        });
+      }
+    }
+
+    for (const p of obs.mesh) {
+      const loss = p.loss.ratio ?? 0;
+      const down = p.state === "suspect" || p.state === "dead";
+      if (!down && loss <= o.meshLoss) {
+        if (p.rtt.ewmaSeconds !== null) this.#baseline(`mesh_rtt:${p.name}`).add(p.rtt.ewmaSeconds);
+        continue;
+      }
+      if (p.state === "left") continue;
+      out.push({
+        kind: "mesh_degraded",
+        subject: p.name,
+        summary: down
+          ? `mesh peer ${p.name} is ${p.state}`
+          : `mesh link to ${p.name} loses ${Math.round(loss * 100)}% of probes`,
+        evidence: [{
+          metric: down ? "peer state (1 suspect or dead)" : "probe loss ratio",
+          value: down ? 1 : loss,
+          unit: down ? "state" : "ratio",
+          threshold: down ? 0 : o.meshLoss,
+          baseline: null,
+          window: `${p.loss.window} probes`,
+        }],
+      });
+    }
+
+    const ft = obs.flowTable;
+    if (ft.capacity && (ft.fill >= o.flowTableFill || ft.evictedPerS > 0)) {
+      out.push({
+        kind: "flow_table_pressure",
+        subject: "flow table",
+        summary: ft.evictedPerS > 0
+          ? `the flow table evicts ${fmt(ft.evictedPerS)} flows/s (${ft.entries} of ${ft.capacity})`
+          : `the flow table is ${
+            Math.round(ft.fill * 100)
+          }% full (${ft.entries} of ${ft.capacity})`,
+        evidence: [
+          {
+            metric: "flow table fill",
+            value: ft.fill,
+            unit: "ratio",
+            threshold: o.flowTableFill,
+            baseline: null,
+            window: "now",
+          },
+          {
+            metric: "evictions per second",
+            value: ft.evictedPerS,
+            unit: "flows/s",
+            threshold: 0,
+            baseline: null,
+            window: win,
+          },
+        ],
+      });
+    }
+    const lost = obs.ringLoss.kernel + obs.ringLoss.consumer;
+    if (lost > 0) {
+      out.push({
+        kind: "ringbuf_loss",
+        subject: "events",
+        summary: `${lost} events lost in the interval (${obs.ringLoss.kernel} ring full, ` +
+          `${obs.ringLoss.consumer} slow clients)`,
+        evidence: [{
+          metric: "events lost",
+          value: lost,
+          unit: "events",
+          threshold: 0,
+          baseline: null,
+          window: win,
+        }],
+      });
+    }
+    return out;
+  }
+
+  /** Every baseline's values, for the knowledge store. */
+  saved(): Record<string, number[]> {
+    return Object.fromEntries([...this.baselines].map(([k, b]) => [k, b.values()]));
+  }
+}

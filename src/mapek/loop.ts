@@ -1,0 +1,312 @@
+/**
+ * The MAPE-K loop: at every snapshot it monitors (observation of the interval), analyzes
+ * (symptoms with evidence), plans (decisions within guards) and executes (actions through the
+ * datapath's Enforcer and the appliance's own settings), keeping its knowledge in SQLite.
+ * Actions expire on their own (the kernel honours a block's expiry even if this process is
+ * gone), can be revoked from the API, and survive a restart as their TTL says.
+ */
+import type { Enforcer } from "../datapath/enforce.ts";
+import type { EventLog } from "../state/events.ts";
+import type { HealthBoard } from "../state/health.ts";
+import type { Snapshot } from "../state/snapshot.ts";
+import type { AllowList } from "./allow.ts";
+import { Analyzer, type AnalyzerOptions, type Symptom, type SymptomKind } from "./analyze.ts";
+import type { Knowledge } from "./knowledge.ts";
+import { Monitor } from "./monitor.ts";
+import {
+  type Action,
+  type ActionKind,
+  type Decision,
+  describe,
+  type Outcome,
+  plan,
+  type PlannerOptions,
+} from "./plan.ts";
+
+export interface MapekOptions extends PlannerOptions, AnalyzerOptions {}
+
+/** What the loop acts through; each may be absent (fallback mode has no datapath). */
+export interface Effectors {
+  enforcer(): Enforcer | undefined;
+  /** Caps the flows /metrics exports (undefined: the configured number). */
+  setTopFlows(n: number | undefined): void;
+}
+
+export interface MapekDeps {
+  knowledge: Knowledge;
+  effectors: Effectors;
+  allow: AllowList;
+  events: EventLog;
+  health: HealthBoard;
+}
+
+const SAVE_EVERY = 30;
+
+export class MapekLoop {
+  readonly analyzer: Analyzer;
+  readonly #monitor: Monitor;
+  readonly #recent = new Map<string, number>();
+  /** Live actions by id (active or observed). */
+  readonly #live = new Map<string, Action>();
+  readonly symptomsTotal = new Map<SymptomKind, number>();
+  readonly decisionsTotal = new Map<string, number>(); // "kind/outcome"
+  #steps = 0;
+  #lastSymptoms: Symptom[] = [];
+
+  constructor(public o: MapekOptions, readonly d: MapekDeps) {
+    this.analyzer = new Analyzer(o, d.knowledge.baselines());
+    this.#monitor = new Monitor({ scanWindowS: o.scanWindowS });
+  }
+
+  /**
+   * Reads the live actions back: each is applied again until its expiry, or ended if that
+   * passed while the appliance was down. In observe mode, enforced actions are revoked.
+   */
+  restore(now = Date.now()): void {
+    const kept = new Set<string>();
+    for (const a of this.d.knowledge.actions()) {
+      if (a.expiresAt <= now) {
+        this.#end(
+          a,
+          "expired",
+          `expired at ${
+            new Date(a.expiresAt).toISOString()
+          } (its TTL) while the appliance was down or restarting`,
+          a.expiresAt,
+        );
+        continue;
+      }
+      if (a.state === "active" && this.o.mode === "observe") {
+        this.#end(a, "revoked", "mapek.mode is observe: nothing stays enforced", now);
+        continue;
+      }
+      try {
+        if (a.state === "active") this.#apply(a);
+        this.#live.set(a.id, a);
+        kept.add(a.target);
+        this.d.events.append("mapek", {
+          action: a.id,
+          state: a.state,
+          restored: true,
+          target: a.target,
+        });
+      } catch (e) {
+        this.#end(
+          a,
+          "failed",
+          `could not be applied again after the restart: ${(e as Error).message}`,
+          now,
+        );
+      }
+    }
+    // Kernel rules that no live action explains (the store was lost, or they ended while the
+    // appliance was down) are removed: the map belongs to this appliance alone.
+    const enf = this.d.effectors.enforcer();
+    for (const r of enf?.list() ?? []) if (!kept.has(r.address)) enf!.remove(r.address);
+    this.#health();
+  }
+
+  /** One turn of the loop on a fresh snapshot. */
+  step(s: Snapshot, nowMonoNs: number): Decision[] {
+    const now = s.takenAt;
+    this.#expire(now);
+    this.#readCounters();
+    const obs = this.#monitor.observe(s, nowMonoNs);
+    if (!obs) return [];
+    const symptoms = this.analyzer.analyze(obs);
+    this.#lastSymptoms = symptoms;
+    for (const x of symptoms) {
+      this.symptomsTotal.set(x.kind, (this.symptomsTotal.get(x.kind) ?? 0) + 1);
+    }
+    const plans = plan(symptoms, [...this.#live.values()], this.#recent, this.d.allow, this.o, now);
+    const decisions: Decision[] = [];
+    for (const p of plans) {
+      const d = p.decision;
+      if (p.action) {
+        if (p.action.state === "active") {
+          try {
+            this.#apply(p.action);
+          } catch (e) {
+            d.outcome = "failed";
+            d.reason = `could not ${describe(p.action)}: ${(e as Error).message}`;
+            p.action.state = "failed";
+            p.action.endedAt = now;
+            p.action.endReason = d.reason;
+          }
+        }
+        if (p.action.state !== "failed") this.#live.set(p.action.id, p.action);
+        this.d.knowledge.putAction(p.action);
+      }
+      this.#count(d.symptom.kind, d.outcome);
+      this.d.knowledge.addDecision(d);
+      this.d.events.append("mapek", {
+        decision: d.id,
+        symptom: d.symptom.kind,
+        subject: d.symptom.subject,
+        outcome: d.outcome,
+        reason: d.reason,
+      });
+      decisions.push(d);
+    }
+    if (++this.#steps % SAVE_EVERY === 0) this.save();
+    for (const [k, t] of this.#recent) if (now - t > this.o.ttlS * 1000) this.#recent.delete(k);
+    this.#health();
+    return decisions;
+  }
+
+  #count(kind: SymptomKind, outcome: Outcome): void {
+    const k = `${kind}/${outcome}`;
+    this.decisionsTotal.set(k, (this.decisionsTotal.get(k) ?? 0) + 1);
+  }
+
+  #apply(a: Action): void {
+    switch (a.kind) {
+      case "block":
+      case "rate_limit": {
+        const enf = this.d.effectors.enforcer();
+        if (!enf) throw new Error("no eBPF datapath (fallback mode): nothing can enforce");
+        enf.put({
+          address: a.target,
+          kind: a.kind === "block" ? "block" : "rateLimit",
+          ratePps: a.value ?? 0,
+          expiresAt: a.expiresAt,
+        });
+        break;
+      }
+      case "sample_events": {
+        const enf = this.d.effectors.enforcer();
+        if (!enf) throw new Error("no eBPF datapath (fallback mode): no events to sample");
+        enf.setEventRateShift(a.value ?? 0);
+        break;
+      }
+      case "shrink_top_n":
+        this.d.effectors.setTopFlows(a.value);
+        break;
+      case "mark_degraded":
+        break; // the live action itself is the mark (API, metrics)
+    }
+  }
+
+  #undo(a: Action): void {
+    if (a.state !== "active") return;
+    switch (a.kind) {
+      case "block":
+      case "rate_limit":
+        this.d.effectors.enforcer()?.remove(a.target);
+        break;
+      case "sample_events":
+        this.d.effectors.enforcer()?.setEventRateShift(0);
+        break;
+      case "shrink_top_n":
+        this.d.effectors.setTopFlows(undefined);
+        break;
+      case "mark_degraded":
+        break;
+    }
+  }
+
+  #end(a: Action, state: "expired" | "revoked" | "failed", reason: string, at: number): void {
+    try {
+      this.#undo(a);
+    } finally {
+      this.#live.delete(a.id);
+      a.state = state;
+      a.endedAt = at;
+      a.endReason = reason;
+      this.d.knowledge.putAction(a);
+      this.d.events.append("mapek", {
+        action: a.id,
+        kind: a.kind,
+        target: a.target,
+        state,
+        reason,
+      });
+    }
+  }
+
+  #expire(now: number): void {
+    for (const a of [...this.#live.values()]) {
+      if (a.expiresAt <= now) {
+        this.#end(a, "expired", `its TTL ended at ${new Date(a.expiresAt).toISOString()}`, now);
+      }
+    }
+  }
+
+  /** Copies the kernel's counters of blocks and rate limits into their actions. */
+  #readCounters(): void {
+    const enf = this.d.effectors.enforcer();
+    if (!enf) return;
+    const rules = new Map(enf.list().map((r) => [r.address, r]));
+    for (const a of this.#live.values()) {
+      const r = a.state === "active" ? rules.get(a.target) : undefined;
+      if (!r) continue;
+      a.droppedPackets = r.droppedPackets;
+      a.droppedBytes = r.droppedBytes;
+      a.passedPackets = r.passedPackets;
+    }
+  }
+
+  /** Ends a live action now (from the API); undefined when there is none with that id. */
+  revoke(id: string, by: string): Action | undefined {
+    const a = this.#live.get(id);
+    if (!a) return undefined;
+    this.#end(a, "revoked", `revoked by ${by}`, Date.now());
+    this.#health();
+    return a;
+  }
+
+  live(): Action[] {
+    this.#readCounters();
+    return [...this.#live.values()];
+  }
+
+  /** Live actions first, then those that ended, newest first. */
+  actions(all: boolean): Action[] {
+    const live = this.live();
+    if (!all) return live;
+    const ids = new Set(live.map((a) => a.id));
+    return [...live, ...this.d.knowledge.actions(true).filter((a) => !ids.has(a.id))];
+  }
+
+  decisions(limit: number): Decision[] {
+    return this.d.knowledge.decisions(limit);
+  }
+
+  /** Peers whose link a live mark_degraded action marks. */
+  degradedPeers(): string[] {
+    return [...this.#live.values()].filter((a) => a.kind === "mark_degraded").map((a) => a.target);
+  }
+
+  liveCount(kind: ActionKind, state: "active" | "observed"): number {
+    let n = 0;
+    for (const a of this.#live.values()) if (a.kind === kind && a.state === state) n++;
+    return n;
+  }
+
+  get lastSymptoms(): Symptom[] {
+    return this.#lastSymptoms;
+  }
+
+  #health(): void {
+    const active = [...this.#live.values()].filter((a) => a.state === "active").length;
+    const observed = this.#live.size - active;
+    this.d.health.set(
+      "mapek",
+      "healthy",
+      this.o.mode === "enforce"
+        ? `enforce mode: ${active} action(s) in force`
+        : `observe mode: ${observed} plan(s) shown, nothing executed`,
+    );
+  }
+
+  /** Writes the baselines; decisions and actions are written as they happen. */
+  save(): void {
+    this.d.knowledge.saveBaselines(this.analyzer.saved());
+    this.d.knowledge.prune();
+  }
+
+  close(): void {
+    this.save();
+    this.d.knowledge.close();
+  }
+}
