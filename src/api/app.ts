@@ -11,6 +11,7 @@ import { streamSSE } from "hono/streaming";
 import * as z from "zod";
 import type { Collector } from "../collect/collector.ts";
 import type { MeshService } from "../mesh/service.ts";
+import type { MapekLoop } from "../mapek/loop.ts";
 import type { LiveEvent } from "../state/events.ts";
 import type { StateStore } from "../state/store.ts";
 import { ipv4Bytes, ipv6Bytes } from "../datapath/netdev.ts";
@@ -25,6 +26,8 @@ export interface ApiDeps {
   collector: Pick<Collector, "attach" | "detach" | "retry" | "mode" | "fallbackReason" | "watched">;
   /** The mesh, when enabled. */
   mesh?: Pick<MeshService, "last" | "discovery">;
+  /** The MAPE-K loop, when enabled. */
+  mapek?: Pick<MapekLoop, "status" | "decisions" | "actions" | "revoke">;
   token: string;
   maxBodyBytes: number;
   metrics: () => string | Promise<string>;
@@ -243,6 +246,34 @@ export function buildApp(d: ApiDeps): Hono {
   app.get("/api/v1/mesh/sd", (c) => {
     if (!d.mesh) return meshOff(c);
     return c.json(d.mesh.discovery());
+  });
+
+  const mapekOff = (c: Parameters<typeof auth>[0]) =>
+    problem(c, 404, "MAPE-K not enabled", "set mapek.enabled to run the loop");
+  const Limit = z.object({
+    limit: z.coerce.number().int().min(1).max(5000).default(100),
+  }).strict();
+  app.get("/api/v1/mapek", (c) => d.mapek ? c.json(d.mapek.status()) : mapekOff(c));
+  app.get("/api/v1/mapek/decisions", (c) => {
+    if (!d.mapek) return mapekOff(c);
+    const q = Limit.safeParse(c.req.query());
+    if (!q.success) return problem(c, 400, "bad query", issues(q.error));
+    return c.json({ decisions: d.mapek.decisions(q.data.limit) });
+  });
+  app.get("/api/v1/mapek/actions", (c) => {
+    if (!d.mapek) return mapekOff(c);
+    const all = c.req.query("all");
+    if (all !== undefined && all !== "0" && all !== "1") {
+      return problem(c, 400, "bad query", "all: expected 0 or 1");
+    }
+    return c.json({ actions: d.mapek.actions(all === "1") });
+  });
+  app.delete("/api/v1/mapek/actions/:id", authProblem, (c) => {
+    if (!d.mapek) return mapekOff(c);
+    const id = c.req.param("id");
+    const a = d.mapek.revoke(id, "the API");
+    if (!a) return problem(c, 404, "no such live action", `no active or observed action ${id}`);
+    return c.json(a);
   });
 
   app.post("/api/v1/interfaces", authProblem, limit, async (c) => {

@@ -10,6 +10,10 @@ import { Collector, type CollectorOptions } from "../collect/collector.ts";
 import { loadConfig } from "../config/load.ts";
 import { type Config, parseListen, tokenFilePath } from "../config/schema.ts";
 import { defaultRouteInterface } from "../datapath/netdev.ts";
+import { monotonicNs } from "../datapath/enforce.ts";
+import { type AllowEntry, AllowList, localEntries, parseCidr } from "../mapek/allow.ts";
+import { Knowledge } from "../mapek/knowledge.ts";
+import { MapekLoop, type MapekOptions } from "../mapek/loop.ts";
 import { MeshService } from "../mesh/service.ts";
 import { lastUpgrade } from "./upgrade.ts";
 import { MetricsRenderer } from "../metrics/exposition.ts";
@@ -46,6 +50,40 @@ function collectorOptions(c: Config): CollectorOptions {
     fallback: d.fallback,
     signals: (["drops", "retransmits", "rtt"] as const).filter((k) => c.signals[k]),
   };
+}
+
+function mapekOptions(c: Config): MapekOptions {
+  const m = c.mapek;
+  return {
+    mode: m.mode,
+    policies: { ...m.policy },
+    ttlS: m.action_ttl_s,
+    maxActions: m.max_actions,
+    ratePps: m.rate_limit_pps,
+    shrinkTopN: Math.max(1, Math.floor(c.metrics.top_flows / 10)),
+    sampleShift: 3,
+    floodPps: m.flood_pps,
+    halfOpenPerS: m.half_open_per_s,
+    scanPorts: m.scan_ports,
+    scanWindowS: m.scan_window_s,
+    dropsPerS: m.drops_per_s,
+    meshLoss: m.mesh_loss_percent / 100,
+    flowTableFill: m.flow_table_fill_percent / 100,
+  };
+}
+
+/** Hosts of mesh peers (configured and learned) that are addresses. */
+function meshPeerEntries(c: Config, peers: { name: string; mesh: string }[]): AllowEntry[] {
+  const out: AllowEntry[] = [];
+  const add = (hostPort: string, why: string) => {
+    const host = hostPort.replace(/^\[(.*)\](:\d+)?$/, "$1").replace(/^([^:]*):\d+$/, "$1");
+    try {
+      out.push({ cidr: parseCidr(host), why });
+    } catch { /* a host name: its address is learned from the peer itself */ }
+  };
+  for (const p of c.mesh.peers) add(p, "mesh peer (configured)");
+  for (const p of peers) add(p.mesh, `mesh peer ${p.name}`);
+  return out;
 }
 
 /** Cilium leaves pins in bpffs and an API socket; we only look, never touch. */
@@ -119,6 +157,54 @@ export async function serve(inputs: ServeInputs): Promise<number> {
     interfaceAllow: [...config.metrics.interface_allow],
     interfaceDeny: [...config.metrics.interface_deny],
   });
+  let topFlowsCap: number | undefined;
+  let mapek: MapekLoop | undefined;
+  const allow = new AllowList();
+  let localAllow: AllowEntry[] = [];
+  const refreshAllow = (full: boolean) => {
+    if (full) {
+      localAllow = [
+        ...localEntries(parseListen(config.api.listen).hostname, config.mapek.allow_management),
+        ...config.mapek.allow.map((c) => ({ cidr: parseCidr(c), why: "configured (mapek.allow)" })),
+      ];
+    }
+    allow.set([
+      ...localAllow,
+      ...(config.mapek.allow_mesh_peers
+        ? meshPeerEntries(config, store.current?.mesh?.peers ?? [])
+        : []),
+    ]);
+  };
+  if (config.mapek.enabled) {
+    let knowledge: Knowledge;
+    const file = `${config.state_dir.replace(/\/+$/, "")}/knowledge.db`;
+    try {
+      Deno.mkdirSync(config.state_dir, { recursive: true });
+      knowledge = new Knowledge(file);
+    } catch (e) {
+      log("error", "knowledge store unavailable: MAPE-K keeps its knowledge in memory only", {
+        error: String(e),
+      });
+      knowledge = new Knowledge(":memory:");
+    }
+    refreshAllow(true);
+    mapek = new MapekLoop(mapekOptions(config), {
+      knowledge,
+      allow,
+      events: store.events,
+      health,
+      effectors: {
+        enforcer: () => collector.datapath?.enforcer,
+        setTopFlows: (n) => {
+          topFlowsCap = n;
+          renderer.topFlowsCap = n;
+        },
+      },
+    });
+    mapek.restore();
+  } else health.set("mapek", "healthy", "switched off in the configuration (mapek.enabled)");
+  let mapekTicks = 0;
+
   const build = {
     version: VERSION,
     commit: Deno.env.get("X0TTA6BL4_COMMIT") ?? "dev",
@@ -132,6 +218,16 @@ export async function serve(inputs: ServeInputs): Promise<number> {
     try {
       store.put(collector.collect());
       if (mesh) store.current!.mesh = mesh.refresh();
+      if (mapek) {
+        try {
+          refreshAllow(++mapekTicks % 30 === 0);
+          mapek.step(store.current!, Number(monotonicNs()));
+          store.current!.mapek = mapek.snapshot();
+        } catch (e) {
+          health.set("mapek", "unhealthy", `loop failed: ${(e as Error).message}`);
+          log("error", "MAPE-K step failed", { error: String(e) });
+        }
+      }
       if (store.events.summaryListeners > 0) {
         store.events.broadcast(
           "summary",
@@ -174,6 +270,7 @@ export async function serve(inputs: ServeInputs): Promise<number> {
     store,
     collector,
     mesh,
+    mapek,
     token,
     maxBodyBytes: config.api.max_body_bytes,
     metrics: async () => {
@@ -244,12 +341,15 @@ export async function serve(inputs: ServeInputs): Promise<number> {
         interfaceAllow: [...next.metrics.interface_allow],
         interfaceDeny: [...next.metrics.interface_deny],
       });
+      renderer.topFlowsCap = topFlowsCap;
+      mapek?.reconfigure(mapekOptions(next));
       if (next.collect.interval_ms !== config.collect.interval_ms) {
         clearInterval(timer);
         timer = setInterval(tick, next.collect.interval_ms);
       }
       config = next;
-      log("info", "configuration reloaded (interfaces, metrics, interval)");
+      refreshAllow(true);
+      log("info", "configuration reloaded (interfaces, metrics, interval, mapek)");
       store.events.append("reload", { ok: true });
     } catch (e) {
       log("error", "reload refused: the running configuration stays", { error: String(e) });
@@ -270,6 +370,7 @@ export async function serve(inputs: ServeInputs): Promise<number> {
     store.events.closeAll();
     await server.finished;
     await mesh?.stop();
+    mapek?.close();
     await collector.stop();
     log("info", "stopped: everything detached");
   }

@@ -317,6 +317,27 @@ export function parseListen(s: string): { hostname: string; port: number } {
   return r;
 }
 
+const SOURCE_ACTIONS = ["block", "rate_limit", "none"] as const;
+
+function policy<const V extends readonly [string, ...string[]]>(
+  def: V[number],
+  values: V,
+  what: string,
+): Field<V[number]> {
+  return oneOf({ values, default: def, description: `Action on ${what}.` });
+}
+
+function checkCidr(s: string): Problem | undefined {
+  const [addr, bits, extra] = s.split("/");
+  if (extra !== undefined) return { what: "more than one /" };
+  const max = isIPv4(addr) ? 32 : isIPv6(addr) ? 128 : 0;
+  if (!max) return { what: "not an IPv4 or IPv6 address" };
+  if (bits !== undefined && (!/^\d{1,3}$/.test(bits) || Number(bits) > max)) {
+    return { what: `prefix length not 0..${max}` };
+  }
+  return undefined;
+}
+
 // ---------------------------------------------------------------------------------------------
 // The schema.
 
@@ -540,6 +561,113 @@ export const SCHEMA = {
       max: 60000,
       description: "How often membership is sent to every peer, in milliseconds.",
     }),
+  },
+  mapek: {
+    enabled: bool({
+      default: true,
+      description: "Run the MAPE-K loop: watch each snapshot for floods, scans and trouble, and " +
+        "plan (observe) or take (enforce) bounded actions.",
+    }),
+    mode: oneOf({
+      values: ["observe", "enforce"],
+      default: "observe",
+      description: "observe: decisions and plans are shown, nothing is executed. enforce: " +
+        "actions are executed (blocks and rate limits in XDP/TC ingress).",
+      aliases: ["mapek-mode"],
+    }),
+    action_ttl_s: int({
+      default: 60,
+      min: 1,
+      max: 86400,
+      description: "How long an action lasts before it expires on its own, in seconds.",
+    }),
+    max_actions: int({
+      default: 32,
+      min: 1,
+      max: 4096,
+      description: "Most actions in force at once; beyond it, decisions are skipped.",
+    }),
+    allow: list({
+      default: [],
+      description: "Addresses and networks (CIDR) never acted on, besides this box's own, the " +
+        "loopback, mesh peers and the management network.",
+      item: "CIDR",
+      itemExpected: "an IPv4 or IPv6 address or network: 192.0.2.0/24, 2001:db8::/32",
+      check: checkCidr,
+    }),
+    allow_mesh_peers: bool({
+      default: true,
+      description: "Never act on the addresses of mesh peers.",
+    }),
+    allow_management: bool({
+      default: true,
+      description: "Never act on the management network: the subnet of the address the API " +
+        "listens on (none when it listens on the loopback or on all addresses).",
+    }),
+    flood_pps: int({
+      default: 20000,
+      min: 1,
+      max: 1000000000,
+      description: "Floor of the source-flood detector: packets per second from one source; " +
+        "the learned baseline can only raise it.",
+    }),
+    half_open_per_s: int({
+      default: 200,
+      min: 1,
+      max: 100000000,
+      description: "Floor of the SYN-flood detector: TCP connections per second to one " +
+        "address that never get past SYN.",
+    }),
+    scan_ports: int({
+      default: 50,
+      min: 2,
+      max: 65536,
+      description: "Floor of the port-scan detector: distinct ports one source opens without " +
+        "an answer within scan_window_s.",
+    }),
+    scan_window_s: int({
+      default: 10,
+      min: 1,
+      max: 3600,
+      description: "Window of the port-scan detector, in seconds.",
+    }),
+    drops_per_s: int({
+      default: 500,
+      min: 1,
+      max: 100000000,
+      description: "Floor of the drop-rise detector: kernel drops per second of one reason.",
+    }),
+    mesh_loss_percent: int({
+      default: 20,
+      min: 1,
+      max: 100,
+      description: "Probe loss above which a mesh link counts as degraded, in percent.",
+    }),
+    flow_table_fill_percent: int({
+      default: 90,
+      min: 10,
+      max: 100,
+      description: "Flow-table fill above which the appliance is under pressure, in percent.",
+    }),
+    rate_limit_pps: int({
+      default: 1000,
+      min: 10,
+      max: 100000000,
+      description: "Packets per second a rate_limit action lets through from its source.",
+    }),
+    policy: {
+      source_flood: policy("rate_limit", SOURCE_ACTIONS, "a source flooding the box"),
+      syn_flood: policy("block", SOURCE_ACTIONS, "a SYN flood (acts on its main source)"),
+      port_scan: policy("block", SOURCE_ACTIONS, "a port scan"),
+      drop_rise: policy("none", ["none"], "a rise of kernel drops of one reason"),
+      mesh_degraded: policy("mark_degraded", ["mark_degraded", "none"], "a degraded mesh link"),
+      flow_table_pressure: policy(
+        "shrink_top_n",
+        ["shrink_top_n", "none"],
+        "flow-table pressure",
+      ),
+      ringbuf_loss: policy("sample_events", ["sample_events", "none"], "ring buffer loss"),
+    },
   },
   metrics: {
     top_flows: int({

@@ -8,7 +8,7 @@
 import type { Enforcer } from "../datapath/enforce.ts";
 import type { EventLog } from "../state/events.ts";
 import type { HealthBoard } from "../state/health.ts";
-import type { Snapshot } from "../state/snapshot.ts";
+import type { MapekSnapshot, Snapshot } from "../state/snapshot.ts";
 import type { AllowList } from "./allow.ts";
 import { Analyzer, type AnalyzerOptions, type Symptom, type SymptomKind } from "./analyze.ts";
 import type { Knowledge } from "./knowledge.ts";
@@ -50,6 +50,8 @@ export class MapekLoop {
   readonly #live = new Map<string, Action>();
   readonly symptomsTotal = new Map<SymptomKind, number>();
   readonly decisionsTotal = new Map<string, number>(); // "kind/outcome"
+  /** Counters of blocks and rate limits that ended (live ones are read from the kernel). */
+  readonly #endedTotals = { droppedPackets: 0, droppedBytes: 0, passedPackets: 0 };
   #steps = 0;
   #lastSymptoms: Symptom[] = [];
 
@@ -206,6 +208,12 @@ export class MapekLoop {
   }
 
   #end(a: Action, state: "expired" | "revoked" | "failed", reason: string, at: number): void {
+    if (a.state === "active") {
+      this.#readCounters();
+      this.#endedTotals.droppedPackets += a.droppedPackets ?? 0;
+      this.#endedTotals.droppedBytes += a.droppedBytes ?? 0;
+      this.#endedTotals.passedPackets += a.passedPackets ?? 0;
+    }
     try {
       this.#undo(a);
     } finally {
@@ -283,6 +291,67 @@ export class MapekLoop {
     return n;
   }
 
+  /** New options (a reload); leaving enforce mode revokes what is in force. */
+  reconfigure(o: MapekOptions): void {
+    const wasEnforcing = this.o.mode === "enforce";
+    this.o = o;
+    this.analyzer.o = o;
+    if (wasEnforcing && o.mode === "observe") {
+      for (const a of [...this.#live.values()]) {
+        if (a.state === "active") {
+          this.#end(a, "revoked", "mapek.mode changed to observe", Date.now());
+        }
+      }
+    }
+    this.#health();
+  }
+
+  /** What GET /api/v1/mapek shows. */
+  status() {
+    const live = [...this.#live.values()];
+    return {
+      mode: this.o.mode,
+      actionTtlSeconds: this.o.ttlS,
+      maxActions: this.o.maxActions,
+      policies: this.o.policies,
+      active: live.filter((a) => a.state === "active").length,
+      observed: live.filter((a) => a.state === "observed").length,
+      symptoms: this.#lastSymptoms,
+      allow: this.d.allow.entries().map((e) => ({ network: e.cidr.text, why: e.why })),
+      baselines: [...this.analyzer.baselines].slice(0, 50).map(([key, b]) => ({
+        key,
+        ...b.stats(),
+      })),
+    };
+  }
+
+  /** The loop's counters for /metrics and the status page. */
+  snapshot(): MapekSnapshot {
+    const enforced = { ...this.#endedTotals };
+    const byKind = new Map<string, number>();
+    for (const a of this.#live.values()) {
+      byKind.set(`${a.kind}/${a.state}`, (byKind.get(`${a.kind}/${a.state}`) ?? 0) + 1);
+      if (a.state !== "active") continue;
+      enforced.droppedPackets += a.droppedPackets ?? 0;
+      enforced.droppedBytes += a.droppedBytes ?? 0;
+      enforced.passedPackets += a.passedPackets ?? 0;
+    }
+    return {
+      mode: this.o.mode,
+      symptoms: Object.fromEntries(this.symptomsTotal),
+      decisions: [...this.decisionsTotal].map(([k, count]) => {
+        const [symptom, outcome] = k.split("/");
+        return { symptom, outcome, count };
+      }),
+      actions: [...byKind].map(([k, count]) => {
+        const [kind, state] = k.split("/");
+        return { kind, state, count };
+      }),
+      enforced,
+      degradedPeers: this.degradedPeers(),
+    };
+  }
+
   get lastSymptoms(): Symptom[] {
     return this.#lastSymptoms;
   }
@@ -290,12 +359,14 @@ export class MapekLoop {
   #health(): void {
     const active = [...this.#live.values()].filter((a) => a.state === "active").length;
     const observed = this.#live.size - active;
+    const volatile = this.d.knowledge.path === ":memory:";
     this.d.health.set(
       "mapek",
-      "healthy",
-      this.o.mode === "enforce"
+      volatile ? "degraded" : "healthy",
+      (this.o.mode === "enforce"
         ? `enforce mode: ${active} action(s) in force`
-        : `observe mode: ${observed} plan(s) shown, nothing executed`,
+        : `observe mode: ${observed} plan(s) shown, nothing executed`) +
+        (volatile ? "; knowledge kept in memory only (the store could not be opened)" : ""),
     );
   }
 

@@ -12,7 +12,9 @@
  */
 import { collectDefaultMetrics, Registry } from "prom-client";
 import { type MeshSnapshot, RTT_BUCKETS } from "../mesh/node.ts";
-import type { ComponentHealth, HealthState, Snapshot } from "../state/snapshot.ts";
+import { SYMPTOM_KINDS } from "../mapek/analyze.ts";
+import { ACTION_KINDS } from "../mapek/plan.ts";
+import type { ComponentHealth, HealthState, MapekSnapshot, Snapshot } from "../state/snapshot.ts";
 import { PROTO_NAMES } from "../version.ts";
 import { escapeLabelValue, type MetricFamily, type MetricGroup, MetricSet } from "./writer.ts";
 
@@ -130,6 +132,8 @@ export class MetricsRenderer {
   readonly #set = new MetricSet();
   readonly #process: Registry | undefined;
   readonly #f: ReturnType<typeof families>;
+  /** A lower top-N while the appliance is under pressure (a MAPE-K shrink_top_n action). */
+  topFlowsCap?: number;
 
   constructor(opts: MetricsOptions) {
     this.#opts = { ...opts };
@@ -202,7 +206,8 @@ export class MetricsRenderer {
     const keep = this.#filter.acceptsAll
       ? undefined
       : (i: number) => accepts(table.ifname(table.ifindex(i)));
-    for (const x of table.top("bytes", this.#opts.topFlows, keep).flows) {
+    const topN = Math.min(this.#opts.topFlows, this.topFlowsCap ?? Infinity);
+    for (const x of table.top("bytes", topN, keep).flows) {
       flow[0] = x.interface;
       flow[1] = x.direction;
       flow[2] = protocolLabel(x.proto);
@@ -264,10 +269,52 @@ export class MetricsRenderer {
         f.retransmits.set(l1, n);
       }
     }
+    if (s.mapek) renderMapek(s.mapek, f);
     // Histograms are written directly after the writer's families; these set theirs first.
     const histogram = (s.mesh ? renderMesh(s.mesh, f) : "") +
       (s.signals ? renderRtt(s.signals.rtt.filter((r) => accepts(r.interface))) : "");
     return this.#set.render() + histogram;
+  }
+}
+
+function renderMapek(m: MapekSnapshot, f: ReturnType<typeof families>): void {
+  const l1 = [""], l2 = ["", ""];
+  for (const mode of ["observe", "enforce"] as const) {
+    l1[0] = mode;
+    f.mapekMode.set(l1, m.mode === mode ? 1 : 0);
+  }
+  for (const kind of SYMPTOM_KINDS) {
+    l1[0] = kind;
+    f.mapekSymptoms.set(l1, m.symptoms[kind] ?? 0);
+  }
+  for (const d of m.decisions) {
+    l2[0] = d.symptom;
+    l2[1] = d.outcome;
+    f.mapekDecisions.set(l2, d.count);
+  }
+  for (const kind of ACTION_KINDS) {
+    for (const state of ["active", "observed"]) {
+      l2[0] = kind;
+      l2[1] = state;
+      f.mapekActions.set(
+        l2,
+        m.actions.find((a) => a.kind === kind && a.state === state)?.count ?? 0,
+      );
+    }
+  }
+  for (
+    const [verdict, n] of [["dropped", m.enforced.droppedPackets], [
+      "passed",
+      m.enforced.passedPackets,
+    ]] as const
+  ) {
+    l1[0] = verdict;
+    f.mapekEnforced.set(l1, n);
+  }
+  f.mapekEnforcedBytes.set([], m.enforced.droppedBytes);
+  for (const peer of m.degradedPeers) {
+    l1[0] = peer;
+    f.meshDegraded.set(l1, 1);
   }
 }
 
@@ -462,6 +509,40 @@ function families(m: MetricSet) {
       "mesh_datagrams_dropped_total",
       "Mesh datagrams dropped, by reason (bad MAC, replay, truncated…).",
       ["reason"],
+    ),
+    mapekMode: g(
+      "mapek_mode",
+      "1 for the MAPE-K loop's mode (observe or enforce), 0 for the other.",
+      [
+        "mode",
+      ],
+    ),
+    mapekSymptoms: c("mapek_symptoms_total", "Symptoms the MAPE-K analyzer found, by kind.", [
+      "kind",
+    ]),
+    mapekDecisions: c(
+      "mapek_decisions_total",
+      "MAPE-K decisions by symptom kind and outcome (executed, observed, reported, skipped, failed).",
+      ["symptom", "outcome"],
+    ),
+    mapekActions: g(
+      "mapek_actions",
+      "Live MAPE-K actions by kind and state (active: in force; observed: planned, not executed).",
+      ["kind", "state"],
+    ),
+    mapekEnforced: c(
+      "mapek_enforced_packets_total",
+      "Packets that MAPE-K blocks and rate limits dropped or let through, in the datapath.",
+      ["verdict"],
+    ),
+    mapekEnforcedBytes: c(
+      "mapek_enforced_dropped_bytes_total",
+      "Bytes that MAPE-K blocks and rate limits dropped in the datapath.",
+    ),
+    meshDegraded: g(
+      "mesh_link_degraded",
+      "1 while a MAPE-K action marks the link to a mesh peer degraded.",
+      ["peer"],
     ),
     health: g(
       "component_health",

@@ -93,6 +93,22 @@ export interface Snapshot {
   mesh?: MeshSnapshot;
   /** Kernel signals (drops, TCP retransmits and RTT), when the probe runs. */
   signals?: SignalsSnapshot;
+  /** The MAPE-K loop's counters, when it runs. */
+  mapek?: MapekSnapshot;
+}
+
+export interface MapekSnapshot {
+  mode: "observe" | "enforce";
+  /** Symptoms found since start, by kind. */
+  symptoms: Record<string, number>;
+  /** Decisions since start, by symptom kind and outcome. */
+  decisions: { symptom: string; outcome: string; count: number }[];
+  /** Live actions by kind and state (active: in force; observed: planned in observe mode). */
+  actions: { kind: string; state: string; count: number }[];
+  /** What blocks and rate limits dropped and let through since start. */
+  enforced: { droppedPackets: number; droppedBytes: number; passedPackets: number };
+  /** Mesh peers whose link a live action marks degraded. */
+  degradedPeers: string[];
 }
 
 export interface SignalsSnapshot {

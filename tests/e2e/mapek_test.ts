@@ -1,0 +1,277 @@
+/**
+ * The MAPE-K loop end to end: real appliances in test namespaces, real floods and scans from
+ * the other side of a veth pair, enforcement in the kernel, the API and /metrics. Every
+ * address is the test's own (10.201.9x.0/24 inside its namespaces).
+ */
+import assert from "node:assert/strict";
+import { Daemon, DaemonHome } from "../helpers/daemon.ts";
+import { nft, trafficCommand, VethPair } from "../helpers/netns.ts";
+import type { Action, Decision } from "../../src/mapek/plan.ts";
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** A traffic.ts command running in the background; result() is its last output line. */
+function start(ns: string, ...args: (string | number)[]) {
+  const child = trafficCommand(ns, ...args).spawn();
+  return {
+    async result(): Promise<string> {
+      const o = await child.output();
+      const err = new TextDecoder().decode(o.stderr);
+      if (!o.success) throw new Error(`traffic ${args[0]}: ${err}`);
+      return new TextDecoder().decode(o.stdout).trim().split("\n").at(-1) ?? "";
+    },
+  };
+}
+
+const actions = (d: Daemon, all = false) =>
+  (d.json(`/api/v1/mapek/actions${all ? "?all=1" : ""}`) as { actions: Action[] }).actions;
+const decisions = (d: Daemon) =>
+  (d.json("/api/v1/mapek/decisions?limit=500") as { decisions: Decision[] }).decisions;
+const metric = (d: Daemon, line: string) => {
+  const m = d.request("/metrics").body.split("\n").find((l) => l.startsWith(line + " "));
+  return m === undefined ? undefined : Number(m.split(" ").at(-1));
+};
+
+async function ready(d: Daemon) {
+  await d.start();
+  await d.until("ready", () => d.request("/readyz").status === 200 || undefined);
+}
+
+Deno.test("mapek e2e: enforce mode blocks a UDP flood in XDP, keeps legitimate traffic flowing, and lifts the block at its TTL", async () => {
+  using v = new VethPair(92);
+  const legitSrc = "10.201.92.3";
+  v.run(v.a, "ip", ["addr", "add", `${legitSrc}/24`, "dev", v.a.dev]);
+  await using d = new Daemon(v.b, [
+    "--interface",
+    v.b.dev,
+    "--datapath.hook",
+    "xdp",
+    "--mapek.mode",
+    "enforce",
+    "--mapek.flood-pps",
+    "2000",
+    "--mapek.action-ttl-s",
+    "5",
+    "--mapek.policy.source-flood",
+    "block",
+  ]);
+  await ready(d);
+  const sink = start(v.b.ns, "udp-sink", 9999, 17);
+  await sleep(1500);
+  const legit = start(v.a.ns, "udp-rate", legitSrc, v.b.ip4, 9999, 50, 14);
+  await sleep(1000);
+  const floodAt = Date.now();
+  const flood = start(v.a.ns, "udp-rate", v.a.ip4, v.b.ip4, 9999, 20000, 3);
+  const blocked = await d.until(
+    "the flood's source blocked",
+    () => actions(d).find((a) => a.target === v.a.ip4 && a.state === "active"),
+    8000,
+  );
+  const toEnforcement = Date.now() - floodAt;
+  console.log(`flood start to enforcement: ${toEnforcement} ms`);
+  assert.ok(toEnforcement < 5000, `enforced within a few seconds (${toEnforcement} ms)`);
+  assert.equal(blocked.kind, "block");
+  const why = decisions(d).find((x) => x.id === blocked.decisionId)!;
+  assert.equal(why.outcome, "executed");
+  assert.equal(why.symptom.kind, "source_flood");
+  assert.equal(why.symptom.source, v.a.ip4);
+  const ev = why.symptom.evidence[0];
+  assert.ok(ev.value > ev.threshold && ev.threshold >= 2000, JSON.stringify(ev));
+  assert.match(why.reason, /block 10\.201\.92\.1 in the datapath for 5 s/);
+  assert.equal(metric(d, 'x0tta6bl4_mapek_actions{kind="block",state="active"}'), 1);
+  const sent = Number(await flood.result());
+  const during = actions(d).find((a) => a.id === blocked.id)!;
+  assert.ok((during.droppedPackets ?? 0) > sent / 4, `dropped ${during.droppedPackets} of ${sent}`);
+  assert.ok((metric(d, 'x0tta6bl4_mapek_enforced_packets_total{verdict="dropped"}') ?? 0) > 0);
+
+  const ended = await d.until(
+    "the block to expire",
+    () => actions(d, true).find((a) => a.id === blocked.id && a.state === "expired"),
+    10_000,
+  );
+  assert.ok(Math.abs(ended.endedAt! - ended.expiresAt) < 1000, "ended at its TTL");
+  assert.equal(actions(d).length, 0, "nothing live after the expiry");
+  // The released source gets through again (a slow stream, far below the flood floor).
+  await start(v.a.ns, "udp-rate", v.a.ip4, v.b.ip4, 9999, 100, 1).result();
+  await legit.result();
+  const counts = JSON.parse(await sink.result()) as Record<string, number[]>;
+  // Legitimate traffic: 25 datagrams per 500 ms slot from its first full slot to its last,
+  // flood or no flood.
+  const l = counts[legitSrc];
+  const steady = l.slice(4, 28);
+  assert.ok(steady.every((n) => n >= 15), `legitimate traffic kept flowing: ${l}`);
+  // The flooder: silenced while blocked, heard again after the expiry.
+  const f = counts[v.a.ip4];
+  const blockedSlot = Math.ceil((blocked.createdAt - (floodAt - 2500)) / 500) + 2;
+  assert.ok(f[blockedSlot] === undefined || f[blockedSlot] < 50, `blocked: ${f}`);
+  assert.ok(f.slice(-12).reduce((a, b) => a + b, 0) >= 50, `released: ${f}`);
+});
+
+Deno.test("mapek e2e: observe mode shows the plan for a UDP flood and blocks nothing", async () => {
+  using v = new VethPair(93);
+  await using d = new Daemon(v.b, ["--interface", v.b.dev, "--mapek.flood-pps", "2000"]);
+  await ready(d);
+  const sink = start(v.b.ns, "udp-sink", 9999, 6);
+  await sleep(1500);
+  const flood = start(v.a.ns, "udp-rate", v.a.ip4, v.b.ip4, 9999, 20000, 3);
+  const planned = await d.until(
+    "the plan",
+    () => actions(d).find((a) => a.target === v.a.ip4),
+    8000,
+  );
+  assert.equal(planned.state, "observed");
+  assert.equal(planned.kind, "rate_limit", "the default policy for a source flood");
+  const why = decisions(d).find((x) => x.id === planned.decisionId)!;
+  assert.equal(why.outcome, "observed");
+  assert.equal(why.mode, "observe");
+  assert.match(why.reason, /would rate-limit 10\.201\.93\.1 to 1000 packets\/s .*not executed/);
+  const sent = Number(await flood.result());
+  const counts = JSON.parse(await sink.result()) as Record<string, number[]>;
+  const got = counts[v.a.ip4].reduce((a, b) => a + b, 0);
+  assert.ok(got > sent * 0.8, `nothing blocked: received ${got} of ${sent}`);
+  assert.equal(metric(d, 'x0tta6bl4_mapek_enforced_packets_total{verdict="dropped"}'), 0);
+  assert.equal(metric(d, 'x0tta6bl4_mapek_actions{kind="rate_limit",state="observed"}'), 1);
+  assert.equal(metric(d, 'x0tta6bl4_mapek_mode{mode="observe"}'), 1);
+  const health = d.json("/api/v1/health") as {
+    components: { component: string; reason: string }[];
+  };
+  assert.match(health.components.find((c) => c.component === "mapek")!.reason, /observe mode/);
+});
+
+Deno.test("mapek e2e: an allow-listed source is never blocked, whatever it sends", async () => {
+  using v = new VethPair(94);
+  await using d = new Daemon(v.b, [
+    "--interface",
+    v.b.dev,
+    "--mapek.mode",
+    "enforce",
+    "--mapek.flood-pps",
+    "2000",
+    "--mapek.policy.source-flood",
+    "block",
+    "--mapek.allow",
+    `${v.a.ip4}/32`,
+  ]);
+  await ready(d);
+  const sink = start(v.b.ns, "udp-sink", 9999, 5);
+  await sleep(1500);
+  const sent = Number(await start(v.a.ns, "udp-rate", v.a.ip4, v.b.ip4, 9999, 20000, 3).result());
+  const skipped = await d.until(
+    "the skipped decision",
+    () => decisions(d).find((x) => x.symptom.kind === "source_flood"),
+    5000,
+  );
+  assert.equal(skipped.outcome, "skipped");
+  assert.match(skipped.reason, /allow-listed \(configured \(mapek\.allow\)\)/);
+  assert.equal(actions(d, true).length, 0);
+  const counts = JSON.parse(await sink.result()) as Record<string, number[]>;
+  const got = counts[v.a.ip4].reduce((a, b) => a + b, 0);
+  assert.ok(got > sent * 0.8, `received ${got} of ${sent}`);
+});
+
+Deno.test("mapek e2e: a restart mid-action keeps the block in force and ends it exactly at its TTL", async () => {
+  using v = new VethPair(95);
+  using home = new DaemonHome();
+  const args = [
+    "--interface",
+    v.b.dev,
+    "--mapek.mode",
+    "enforce",
+    "--mapek.flood-pps",
+    "2000",
+    "--mapek.action-ttl-s",
+    "8",
+    "--mapek.policy.source-flood",
+    "block",
+  ];
+  let blocked: Action;
+  {
+    await using d = new Daemon(v.b, args, [], home);
+    await ready(d);
+    const flood = start(v.a.ns, "udp-rate", v.a.ip4, v.b.ip4, 9999, 20000, 2);
+    blocked = await d.until(
+      "the block",
+      () => actions(d).find((a) => a.target === v.a.ip4 && a.state === "active"),
+      8000,
+    );
+    await flood.result();
+    await d.stop();
+  }
+  await using d2 = new Daemon(v.b, args, [], home);
+  await ready(d2);
+  const restored = actions(d2).find((a) => a.id === blocked.id);
+  assert.ok(restored, "the action is live after the restart");
+  assert.equal(restored.state, "active");
+  assert.equal(restored.expiresAt, blocked.expiresAt, "same expiry: the TTL is not restarted");
+  // Still enforced in the kernel: a short burst from the source is dropped.
+  const sink = start(v.b.ns, "udp-sink", 9999, 3);
+  await sleep(1200);
+  await start(v.a.ns, "udp-rate", v.a.ip4, v.b.ip4, 9999, 200, 1).result();
+  const counts = JSON.parse(await sink.result()) as Record<string, number[]>;
+  assert.equal(counts[v.a.ip4], undefined, `dropped after the restart: ${JSON.stringify(counts)}`);
+  const ended = await d2.until(
+    "the expiry",
+    () => actions(d2, true).find((a) => a.id === blocked.id && a.state === "expired"),
+    12_000,
+  );
+  assert.ok(
+    Math.abs(ended.endedAt! - blocked.expiresAt) < 1000,
+    `ended ${ended.endedAt! - blocked.expiresAt} ms from its TTL`,
+  );
+});
+
+Deno.test("mapek e2e: a port scan and a SYN flood are detected with their evidence; varied normal traffic raises nothing", async () => {
+  using v = new VethPair(96);
+  const other = "10.201.96.3", flooder = "10.201.96.4";
+  for (const a of [other, flooder]) v.run(v.a, "ip", ["addr", "add", `${a}/24`, "dev", v.a.dev]);
+  await using d = new Daemon(v.b, ["--interface", v.b.dev]);
+  await ready(d);
+  // Normal traffic for 6 s: completed TCP connections, UDP from two sources, pings.
+  const listener = start(v.b.ns, "tcp-listen", 8080, 40);
+  const sink = start(v.b.ns, "udp-sink", 9999, 40);
+  await sleep(1500);
+  await Promise.all([
+    start(v.a.ns, "tcp-connect", v.b.ip4, 8080, 300).result(),
+    start(v.a.ns, "udp-rate", other, v.b.ip4, 9999, 300, 5).result(),
+    start(v.a.ns, "udp-rate", v.a.ip4, v.b.ip4, 9999, 800, 5).result(),
+    Promise.resolve(v.run(v.a, "ping", ["-c", "20", "-i", "0.2", "-q", v.b.ip4])),
+  ]);
+  await sleep(1000);
+  assert.deepEqual(decisions(d), [], "no decision on normal traffic");
+  assert.deepEqual((d.json("/api/v1/mapek") as { symptoms: unknown[] }).symptoms, []);
+
+  // A port scan from 10.201.96.1: 200 closed ports, each refused.
+  await start(v.a.ns, "tcp-connect", v.b.ip4, "20000-20199", 200).result();
+  const scan = await d.until(
+    "the port scan",
+    () => decisions(d).find((x) => x.symptom.kind === "port_scan"),
+    5000,
+  );
+  assert.equal(scan.symptom.source, v.a.ip4);
+  assert.equal(scan.symptom.evidence[0].value, 200);
+  assert.equal(scan.symptom.evidence[0].threshold, 50);
+  assert.equal(scan.symptom.evidence[0].window, "10 s");
+  assert.equal(scan.outcome, "observed");
+
+  // A SYN flood from 10.201.96.4 on an open port: its ACKs never leave (nftables), so every
+  // connection stays half-open on this side.
+  v.run(v.a, "ip", ["route", "replace", `${v.b.ip4}/32`, "dev", v.a.dev, "src", flooder]);
+  await nft(
+    v.a.ns,
+    `table inet x0t { chain out { type filter hook output priority 0; ip saddr ${flooder} tcp flags & ack == ack drop; } }`,
+  );
+  await start(v.a.ns, "tcp-connect", v.b.ip4, 8080, 1500).result();
+  const syn = await d.until(
+    "the SYN flood",
+    () => decisions(d).find((x) => x.symptom.kind === "syn_flood"),
+    5000,
+  );
+  assert.equal(syn.symptom.subject, v.b.ip4);
+  assert.equal(syn.symptom.source, flooder);
+  assert.ok(syn.symptom.evidence[0].value > 200, JSON.stringify(syn.symptom.evidence));
+  assert.equal(syn.symptom.evidence[1].value, 1, "all of it from one source");
+  // Nothing else was raised: no flood, no drop rise.
+  const kinds = new Set(decisions(d).map((x) => x.symptom.kind));
+  assert.deepEqual([...kinds].sort(), ["port_scan", "syn_flood"]);
+  await Promise.all([listener.result(), sink.result()]).catch(() => {});
+});
