@@ -30,7 +30,8 @@ export interface Observation {
   intervalS: number;
   /** Sources that sent anything in the interval. */
   sources: Map<string, SourceObservation>;
-  /** Half-open TCP flows started in the interval, per second, per destination address. */
+  /** Half-open TCP flows started in the interval, per second, per destination address and
+   * port (a SYN flood aims at one service; a scan's SYNs spread over many ports). */
   halfOpenByDestination: Map<string, { perS: number; sources: Map<string, number> }>;
   /** Drops per second by reason (all interfaces). */
   dropsPerS: Map<string, number>;
@@ -82,7 +83,8 @@ export class Monitor {
       if (proto === TCP && (flags & SYN) && !(flags & ACK)) {
         if (first >= scanSince) addPort(opened, src, i, t);
         if (first >= halfOpenSince) {
-          const dst = t.address(i, "daddr");
+          const d = t.address(i, "daddr"), port = t.port(i, "dport");
+          const dst = d.includes(":") ? `[${d}]:${port}` : `${d}:${port}`;
           halfOpen.set(src, (halfOpen.get(src) ?? 0) + 1);
           let m = halfOpenByDestination.get(dst);
           if (!m) halfOpenByDestination.set(dst, m = new Map());

@@ -227,8 +227,8 @@ Deno.test("mapek e2e: a port scan and a SYN flood are detected with their eviden
   await using d = new Daemon(v.b, ["--interface", v.b.dev]);
   await ready(d);
   // Normal traffic for 6 s: completed TCP connections, UDP from two sources, pings.
-  const listener = start(v.b.ns, "tcp-listen", 8080, 40);
-  const sink = start(v.b.ns, "udp-sink", 9999, 40);
+  const listener = start(v.b.ns, "tcp-listen", 8080, 12);
+  const sink = start(v.b.ns, "udp-sink", 9999, 12);
   await sleep(1500);
   await Promise.all([
     start(v.a.ns, "tcp-connect", v.b.ip4, 8080, 300).result(),
@@ -248,7 +248,10 @@ Deno.test("mapek e2e: a port scan and a SYN flood are detected with their eviden
     5000,
   );
   assert.equal(scan.symptom.source, v.a.ip4);
-  assert.equal(scan.symptom.evidence[0].value, 200);
+  // Decided at the first snapshot past the threshold, maybe while the scan was still going
+  // on: up to the 200 scanned ports plus UDP 9999, which it streamed to and never got answers.
+  const ports = scan.symptom.evidence[0].value;
+  assert.ok(ports > 50 && ports <= 201, `ports ${ports}`);
   assert.equal(scan.symptom.evidence[0].threshold, 50);
   assert.equal(scan.symptom.evidence[0].window, "10 s");
   assert.equal(scan.outcome, "observed");
@@ -258,7 +261,7 @@ Deno.test("mapek e2e: a port scan and a SYN flood are detected with their eviden
   v.run(v.a, "ip", ["route", "replace", `${v.b.ip4}/32`, "dev", v.a.dev, "src", flooder]);
   await nft(
     v.a.ns,
-    `table inet x0t { chain out { type filter hook output priority 0; ip saddr ${flooder} tcp flags & ack == ack drop; } }`,
+    `table inet x0t {\n chain out {\n  type filter hook output priority 0;\n  ip saddr ${flooder} tcp flags & ack == ack drop\n }\n}\n`,
   );
   await start(v.a.ns, "tcp-connect", v.b.ip4, 8080, 1500).result();
   const syn = await d.until(
@@ -266,12 +269,17 @@ Deno.test("mapek e2e: a port scan and a SYN flood are detected with their eviden
     () => decisions(d).find((x) => x.symptom.kind === "syn_flood"),
     5000,
   );
-  assert.equal(syn.symptom.subject, v.b.ip4);
+  assert.equal(syn.symptom.subject, `${v.b.ip4}:8080`);
   assert.equal(syn.symptom.source, flooder);
   assert.ok(syn.symptom.evidence[0].value > 200, JSON.stringify(syn.symptom.evidence));
   assert.equal(syn.symptom.evidence[1].value, 1, "all of it from one source");
-  // Nothing else was raised: no flood, no drop rise.
-  const kinds = new Set(decisions(d).map((x) => x.symptom.kind));
-  assert.deepEqual([...kinds].sort(), ["port_scan", "syn_flood"]);
+  // Besides them, only what the scan caused: its SYNs to closed ports are dropped by the
+  // kernel as NO_SOCKET, faster than the drop floor.
+  for (const x of decisions(d)) {
+    if (x.symptom.kind === "port_scan" || x.symptom.kind === "syn_flood") continue;
+    assert.equal(x.symptom.kind, "drop_rise", x.symptom.summary);
+    assert.equal(x.symptom.subject, "NO_SOCKET");
+    assert.equal(x.outcome, "reported", "drop_rise is reported only (policy none)");
+  }
   await Promise.all([listener.result(), sink.result()]).catch(() => {});
 });
