@@ -168,6 +168,37 @@ export const OPENAPI = {
         responses: { "200": json("target groups"), "404": problem },
       },
     },
+    "/api/v1/mapek": {
+      get: {
+        summary: "The MAPE-K loop: mode, TTL, cap, policies, live action counts, the last " +
+          "interval's symptoms with evidence, the allow-list and the learned baselines",
+        responses: { "200": json("loop status"), "404": problem },
+      },
+    },
+    "/api/v1/mapek/decisions": {
+      get: {
+        summary: "The latest decisions, newest first: symptom and evidence, policy, outcome " +
+          "(executed, observed, reported, skipped, failed) and why",
+        parameters: [{ name: "limit", in: "query", schema: { type: "integer", maximum: 5000 } }],
+        responses: { "200": json("decisions"), "400": problem, "404": problem },
+      },
+    },
+    "/api/v1/mapek/actions": {
+      get: {
+        summary: "Live actions (in force, or planned in observe mode); with all=1 also those " +
+          "that expired, were revoked or failed",
+        parameters: [{ name: "all", in: "query", schema: { type: "string", enum: ["0", "1"] } }],
+        responses: { "200": json("actions"), "400": problem, "404": problem },
+      },
+    },
+    "/api/v1/mapek/actions/{id}": {
+      delete: {
+        summary: "Revoke a live action now (a block or rate limit leaves the datapath)",
+        security: bearer,
+        parameters: [{ name: "id", in: "path", required: true, schema: { type: "string" } }],
+        responses: { "200": json("the revoked action"), "401": problem, "404": problem },
+      },
+    },
     "/api/v1/datapath/retry": {
       post: {
         summary: "Try eBPF again after the cause of the fallback was fixed",

@@ -56,7 +56,8 @@ function mapekOptions(c: Config): MapekOptions {
   const m = c.mapek;
   return {
     mode: m.mode,
-    policies: { ...m.policy },
+    // A rise of drops has no one source to act on: it is reported, never acted on.
+    policies: { ...m.policy, drop_rise: "none" },
     ttlS: m.action_ttl_s,
     maxActions: m.max_actions,
     ratePps: m.rate_limit_pps,

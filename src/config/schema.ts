@@ -659,7 +659,6 @@ export const SCHEMA = {
       source_flood: policy("rate_limit", SOURCE_ACTIONS, "a source flooding the box"),
       syn_flood: policy("block", SOURCE_ACTIONS, "a SYN flood (acts on its main source)"),
       port_scan: policy("block", SOURCE_ACTIONS, "a port scan"),
-      drop_rise: policy("none", ["none"], "a rise of kernel drops of one reason"),
       mesh_degraded: policy("mark_degraded", ["mark_degraded", "none"], "a degraded mesh link"),
       flow_table_pressure: policy(
         "shrink_top_n",

@@ -98,7 +98,7 @@ Deno.test("lifecycle: kill -9 mid-traffic, restart: counters go on, nothing doub
   for (const f of filters()) assert.equal(f.match(/handle 0x7830/g)?.length, 1, f);
   assert.deepEqual(
     [...Deno.readDirSync(d1.pinDir)].map((e) => e.name).sort(),
-    ["x0_flowcache", "x0_flows", "x0_ifslot", "x0_ifstats"],
+    ["x0_enforce", "x0_flowcache", "x0_flows", "x0_ifslot", "x0_ifstats", "x0_runtime"],
   );
   assert.equal((await d2.stop())?.code, 0);
   assert.deepEqual(filters(), ["", ""]);

@@ -136,6 +136,18 @@ Deno.test("mapek e2e: observe mode shows the plan for a UDP flood and blocks not
     components: { component: string; reason: string }[];
   };
   assert.match(health.components.find((c) => c.component === "mapek")!.reason, /observe mode/);
+  // Revoking takes the token; bad queries get a problem.
+  const path = `/api/v1/mapek/actions/${planned.id}`;
+  assert.equal(d.request(path, { method: "DELETE" }).status, 401);
+  const r = d.request(path, { method: "DELETE", token: d.token });
+  assert.equal(r.status, 200, r.body);
+  assert.equal((JSON.parse(r.body) as Action).state, "revoked");
+  assert.match((JSON.parse(r.body) as Action).endReason!, /revoked by the API/);
+  assert.equal(d.request(path, { method: "DELETE", token: d.token }).status, 404);
+  assert.equal(actions(d).length, 0);
+  assert.equal(actions(d, true)[0].state, "revoked");
+  assert.equal(d.request("/api/v1/mapek/actions?all=2").status, 400);
+  assert.equal(d.request("/api/v1/mapek/decisions?limit=0").status, 400);
 });
 
 Deno.test("mapek e2e: an allow-listed source is never blocked, whatever it sends", async () => {

@@ -99,6 +99,29 @@ metrics:
     - "eth*"
     - wlan?
   interface_deny: [eth9]
+mapek:
+  enabled: false
+  mode: enforce
+  action_ttl_s: 300
+  max_actions: 8
+  allow: [192.0.2.0/24, "2001:db8::/32"]
+  allow_mesh_peers: false
+  allow_management: false
+  flood_pps: 50000
+  half_open_per_s: 1000
+  scan_ports: 100
+  scan_window_s: 30
+  drops_per_s: 2000
+  mesh_loss_percent: 50
+  flow_table_fill_percent: 95
+  rate_limit_pps: 500
+  policy:
+    source_flood: block
+    syn_flood: rate_limit
+    port_scan: none
+    mesh_degraded: none
+    flow_table_pressure: none
+    ringbuf_loss: none
 `;
   const want: Config = {
     api: { listen: "[::1]:0", token_file: "/etc/x0tta6bl4/token", max_body_bytes: 1048576 },
@@ -134,6 +157,31 @@ metrics:
       gossip_interval_ms: 1000,
     },
     metrics: { top_flows: 0, interface_allow: ["eth*", "wlan?"], interface_deny: ["eth9"] },
+    mapek: {
+      enabled: false,
+      mode: "enforce",
+      action_ttl_s: 300,
+      max_actions: 8,
+      allow: ["192.0.2.0/24", "2001:db8::/32"],
+      allow_mesh_peers: false,
+      allow_management: false,
+      flood_pps: 50000,
+      half_open_per_s: 1000,
+      scan_ports: 100,
+      scan_window_s: 30,
+      drops_per_s: 2000,
+      mesh_loss_percent: 50,
+      flow_table_fill_percent: 95,
+      rate_limit_pps: 500,
+      policy: {
+        source_flood: "block",
+        syn_flood: "rate_limit",
+        port_scan: "none",
+        mesh_degraded: "none",
+        flow_table_pressure: "none",
+        ringbuf_loss: "none",
+      },
+    },
   };
   const got = parse(text);
   assert.deepEqual(got, want);
@@ -246,7 +294,7 @@ Deno.test("config: each kind of error points at the offending value", () => {
     "did you mean listen?)",
   ]);
   assert.deepEqual(fileErrors("verbose: true\n"), [
-    "x.yaml:1:1: verbose: unknown key (expected one of: api, state_dir, datapath, collect, signals, mesh, metrics)",
+    "x.yaml:1:1: verbose: unknown key (expected one of: api, state_dir, datapath, collect, signals, mesh, mapek, metrics)",
   ]);
   assert.deepEqual(fileErrors("datapath.hook: xdp\n"), [
     'x.yaml:1:1: datapath.hook: unknown key (expected datapath.hook written as nested maps: "datapath:" with "hook:" indented below it)',
