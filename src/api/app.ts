@@ -12,6 +12,7 @@ import * as z from "zod";
 import type { Collector } from "../collect/collector.ts";
 import type { MeshService } from "../mesh/service.ts";
 import type { MapekLoop } from "../mapek/loop.ts";
+import { type CiliumIdentities, enrichFlow } from "../cilium/cilium.ts";
 import type { LiveEvent } from "../state/events.ts";
 import type { StateStore } from "../state/store.ts";
 import { ipv4Bytes, ipv6Bytes } from "../datapath/netdev.ts";
@@ -26,6 +27,8 @@ export interface ApiDeps {
   collector: Pick<Collector, "attach" | "detach" | "retry" | "mode" | "fallbackReason" | "watched">;
   /** The mesh, when enabled. */
   mesh?: Pick<MeshService, "last" | "discovery">;
+  /** Cilium endpoint identities, when a Cilium agent runs on the box. */
+  cilium?: Pick<CiliumIdentities, "lookup">;
   /** The MAPE-K loop, when enabled. */
   mapek?: Pick<MapekLoop, "status" | "decisions" | "actions" | "revoke">;
   token: string;
@@ -172,7 +175,12 @@ export function buildApp(d: ApiDeps): Hono {
     );
     // Kernel signals of the flow (drops, TCP retransmits, RTT), where there are some.
     const sig = d.store.current?.signals?.flows;
-    const withSignals = flows.map((f) => ({ ...f, ...flowSignals(sig, f) }));
+    // And the Cilium endpoint identities of its addresses, when an agent answers.
+    const withSignals = flows.map((f) => ({
+      ...f,
+      ...flowSignals(sig, f),
+      cilium: d.cilium && enrichFlow(f, d.cilium),
+    }));
     return c.json({ total, sort, flows: withSignals });
   });
 

@@ -120,7 +120,9 @@ export const OPENAPI = {
     },
     "/api/v1/flows": {
       get: {
-        summary: "Top flows",
+        summary: "Top flows, with their kernel signals (drops, retransmits, srttUs) and, when " +
+          "a Cilium agent answers on the box, cilium: { src?, dst? } endpoint identities " +
+          "({ identity, labels, endpointId, pod?, namespace? })",
         parameters: [
           { name: "sort", in: "query", schema: { enum: ["bytes", "packets", "recent"] } },
           { name: "limit", in: "query", schema: { type: "integer", minimum: 1, maximum: 10000 } },

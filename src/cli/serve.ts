@@ -15,6 +15,7 @@ import { type AllowEntry, AllowList, localEntries, parseCidr } from "../mapek/al
 import { Knowledge } from "../mapek/knowledge.ts";
 import { MapekLoop, type MapekOptions } from "../mapek/loop.ts";
 import { MeshService } from "../mesh/service.ts";
+import { ciliumHealth, CiliumIdentities, detectCilium } from "../cilium/cilium.ts";
 import { lastUpgrade } from "./upgrade.ts";
 import { MetricsRenderer } from "../metrics/exposition.ts";
 import { StateStore } from "../state/store.ts";
@@ -87,19 +88,6 @@ function meshPeerEntries(c: Config, peers: { name: string; mesh: string }[]): Al
   return out;
 }
 
-/** Cilium leaves pins in bpffs and an API socket; we only look, never touch. */
-function ciliumPresence(): string | undefined {
-  for (
-    const p of ["/var/run/cilium/cilium.sock", "/sys/fs/bpf/tc/globals/cilium_calls_overlay_2"]
-  ) {
-    try {
-      Deno.statSync(p);
-      return p;
-    } catch { /* not there */ }
-  }
-  return undefined;
-}
-
 export interface ServeInputs {
   file?: string;
   env: Record<string, string>;
@@ -131,14 +119,18 @@ export async function serve(inputs: ServeInputs): Promise<number> {
       "no interface to watch: no default route and none configured",
     );
   }
-  const cilium = ciliumPresence();
-  health.set(
-    "cilium",
-    "healthy",
-    cilium
-      ? `Cilium agent found (${cilium}): x0tta6bl4 runs its TC filters after Cilium's and never touches them`
-      : "no Cilium agent on this box",
-  );
+  // Cilium: we only look (its pins and API socket), never touch its programs; when its API
+  // answers, flows get the endpoint identities of their addresses.
+  const ciliumFound = detectCilium();
+  const cilium = ciliumFound.found ? new CiliumIdentities() : undefined;
+  const ciliumNote = " x0tta6bl4 runs its TC filters after Cilium's (priority " +
+    `${config.datapath.tc_priority}), refuses XDP where Cilium holds it, and never touches its programs.`;
+  if (cilium) {
+    cilium.start(15_000, (st) => {
+      const h = ciliumHealth(ciliumFound, st);
+      health.set("cilium", h.state, h.reason + ciliumNote);
+    });
+  } else health.set("cilium", "healthy", ciliumFound.summary);
 
   let mesh: MeshService | undefined;
   if (config.mesh.enabled) {
@@ -272,6 +264,7 @@ export async function serve(inputs: ServeInputs): Promise<number> {
     collector,
     mesh,
     mapek,
+    cilium,
     token,
     maxBodyBytes: config.api.max_body_bytes,
     metrics: async () => {
@@ -371,6 +364,7 @@ export async function serve(inputs: ServeInputs): Promise<number> {
     store.events.closeAll();
     await server.finished;
     await mesh?.stop();
+    await cilium?.stop();
     mapek?.close();
     await collector.stop();
     log("info", "stopped: everything detached");
