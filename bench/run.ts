@@ -9,11 +9,15 @@
  *   mesh     dead-peer detection over 20 kills, false deaths at 10% loss, probe bytes and CPU
  *            per node at 4 and 16 nodes
  *   signals  cost per event of the drop/retransmit/RTT programs, iperf3 TCP with them on vs off
+ *   enforce  in-kernel cost of the MAPE-K enforcement check vs the flow program built without
+ *            it, and time from a UDP flood's start to its block (enforce mode, 5 runs)
  * Usage: deno task bench [cost|live|read…]. Results go to stdout as Markdown rows; the
  * numbers in docs/BENCHMARKS.md come from here.
  */
 import baselineObject from "../bpf/build/baseline.bpf.o" with { type: "bytes" };
 import producerObject from "../bpf/build/bench/producer.bpf.o" with { type: "bytes" };
+import noEnforceObject from "../bpf/build/bench/flow_noenforce.bpf.o" with { type: "bytes" };
+import { trafficCommand } from "../tests/helpers/netns.ts";
 import { decodeEvent } from "../src/collect/decode.ts";
 import { RingBuffer } from "../src/datapath/ringbuf.ts";
 import { readFlows } from "../src/collect/decode.ts";
@@ -30,7 +34,7 @@ import { Lab, type LabNode } from "../scripts/lab.ts";
 
 const sections = Deno.args.length
   ? Deno.args
-  : ["cost", "live", "read", "ringbuf", "scrape", "startup", "mesh", "signals"];
+  : ["cost", "live", "read", "ringbuf", "scrape", "startup", "mesh", "signals", "enforce"];
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 
 function udpFrame(len: number): Uint8Array<ArrayBuffer> {
@@ -560,6 +564,101 @@ async function signals() {
   }
 }
 
+async function enforce() {
+  // In-kernel cost: the same flow program with and without the check, interleaved.
+  using base = Collection.load(noEnforceObject as Uint8Array<ArrayBuffer>, { name: "x0_noenf" });
+  using dp = new FlowDatapath();
+  const enf = dp.enforcer;
+  const f = udpFrame(64); // source 10.0.0.1
+  const rules = (n: number) => {
+    for (let i = 0; i < n; i++) {
+      enf.put({ address: `10.9.${i >> 8}.${i & 255}`, kind: "block", ratePps: 0 });
+    }
+  };
+  const cases: [string, () => void][] = [
+    ["no action live (gate closed)", () => {}],
+    ["1000 actions live, source not among them (miss remembered per flow)", () => rules(1000)],
+    ["1000 actions live, source blocked (lookup and drop every packet)", () => {
+      enf.put({ address: "10.0.0.1", kind: "block", ratePps: 0 });
+    }],
+    ["1000 actions live, source rate-limited (lookup every packet)", () => {
+      enf.put({ address: "10.0.0.1", kind: "rateLimit", ratePps: 1e9 });
+    }],
+  ];
+  console.log(
+    "| hook | case | without the check ns | with it ns | ratio |\n|---|---|---|---|---|",
+  );
+  for (const [label, setup] of cases) {
+    setup();
+    for (
+      const [hook, ours, plain] of [
+        ["XDP", dp.xdp, base.program("x0_xdp")],
+        ["TC ingress", dp.tcIngress, base.program("x0_tc_ingress")],
+      ] as const
+    ) {
+      ours.testRun(f, 10000);
+      plain.testRun(f, 10000);
+      const a: number[] = [], b: number[] = [];
+      for (let i = 0; i < 9; i++) {
+        a.push(plain.testRun(f, 1_000_000).durationNs);
+        b.push(ours.testRun(f, 1_000_000).durationNs);
+      }
+      const [e, o] = [median(a), median(b)];
+      console.log(`| ${hook} | ${label} | ${e} | ${o} | ${(o / e).toFixed(2)} |`);
+    }
+  }
+
+  // Flood start to enforcement: a UDP flood at 20k packets/s from one namespace into an
+  // appliance in enforce mode (XDP), five floods, each waiting for the block to expire first.
+  for (const interval of [200, 1000]) {
+    using v = new VethPair(97);
+    using home = new DaemonHome();
+    await using d = new Daemon(
+      v.b,
+      [
+        "--interface",
+        v.b.dev,
+        "--datapath.hook",
+        "xdp",
+        "--mapek.mode",
+        "enforce",
+        "--mapek.flood-pps",
+        "2000",
+        "--mapek.action-ttl-s",
+        "2",
+        "--mapek.policy.source-flood",
+        "block",
+        "--collect.interval-ms",
+        String(interval),
+      ],
+      [],
+      home,
+    );
+    await d.start();
+    await d.until("ready", () => d.request("/readyz").status === 200 || undefined, 20_000);
+    const times: number[] = [];
+    for (let run = 0; run < 5; run++) {
+      const flood = trafficCommand(v.a.ns, "udp-rate", v.a.ip4, v.b.ip4, 9999, 20000, 4)
+        .spawn();
+      const t0 = Date.now();
+      await d.until("block", () => {
+        const a = (d.json("/api/v1/mapek/actions") as { actions: { state: string }[] }).actions;
+        return a.some((x) => x.state === "active") || undefined;
+      }, 10_000);
+      times.push(Date.now() - t0);
+      await flood.output();
+      await d.until("expiry", () => {
+        const a = (d.json("/api/v1/mapek/actions") as { actions: unknown[] }).actions;
+        return a.length === 0 || undefined;
+      }, 10_000);
+      await new Promise((r) => setTimeout(r, 1500));
+    }
+    console.log(
+      `| snapshot every ${interval} ms | ${times.join(", ")} ms | median ${median(times)} ms |`,
+    );
+  }
+}
+
 if (sections.includes("cost")) cost();
 if (sections.includes("live")) await live();
 if (sections.includes("read")) read();
@@ -568,3 +667,4 @@ if (sections.includes("scrape")) await scrape();
 if (sections.includes("startup")) await startup();
 if (sections.includes("mesh")) await mesh();
 if (sections.includes("signals")) await signals();
+if (sections.includes("enforce")) await enforce();
