@@ -1,0 +1,256 @@
+/**
+ * The MAPE-K loop's pure parts: baselines, the allow-list, the analyzer's detectors and
+ * evidence, the planner's guards, and the SQLite knowledge store (in a temporary file).
+ */
+import assert from "node:assert/strict";
+import { Baseline } from "../../src/mapek/baseline.ts";
+import { AllowList, cidrContains, parseCidr } from "../../src/mapek/allow.ts";
+import { Analyzer, type AnalyzerOptions, type Symptom } from "../../src/mapek/analyze.ts";
+import type { Observation, SourceObservation } from "../../src/mapek/monitor.ts";
+import { type Action, plan, type PlannerOptions } from "../../src/mapek/plan.ts";
+import { Knowledge } from "../../src/mapek/knowledge.ts";
+import { parseAddress } from "../../src/datapath/netdev.ts";
+
+const A: AnalyzerOptions = {
+  floodPps: 1000,
+  halfOpenPerS: 100,
+  scanPorts: 20,
+  scanWindowS: 10,
+  dropsPerS: 100,
+  meshLoss: 0.2,
+  flowTableFill: 0.9,
+};
+
+function obs(sources: Partial<SourceObservation>[], extra: Partial<Observation> = {}): Observation {
+  return {
+    at: 0,
+    intervalS: 1,
+    sources: new Map(sources.map((s) => [s.address!, {
+      address: s.address!,
+      pps: 0,
+      bps: 0,
+      halfOpen: 0,
+      scanPorts: 0,
+      ...s,
+    }])),
+    halfOpenByDestination: new Map(),
+    dropsPerS: new Map(),
+    flowTable: { fill: 0.1, evictedPerS: 0, entries: 10, capacity: 100 },
+    ringLoss: { kernel: 0, consumer: 0 },
+    mesh: [],
+    ...extra,
+  };
+}
+
+Deno.test("mapek: a baseline's median and MAD ignore outliers; thresholds use floors until learned", () => {
+  const b = new Baseline(100);
+  for (let i = 0; i < 29; i++) b.add(100 + (i % 5)); // 100..104
+  const rule = { floor: 50, deviations: 8, ratio: 4, minSamples: 30 };
+  assert.equal(b.threshold(rule).learned, false);
+  assert.equal(b.threshold(rule).threshold, 50);
+  b.add(1e6); // one outlier
+  const t = b.threshold(rule);
+  assert.equal(t.learned, true);
+  assert.equal(t.stats.median, 102);
+  assert.ok(t.stats.mad > 1 && t.stats.mad < 5, `mad ${t.stats.mad}`);
+  assert.equal(t.threshold, 408, "4 × median dominates 102 + 8·MAD");
+  // A window keeps the newest values, oldest first.
+  const w = new Baseline(3, [1, 2, 3, 4]);
+  w.add(5);
+  assert.deepEqual(w.values(), [3, 4, 5]);
+  w.add(Number.NaN);
+  assert.deepEqual(w.values(), [3, 4, 5], "not a number is not learned");
+});
+
+Deno.test("mapek: CIDRs parse, contain, and reject bad input with the reason", () => {
+  const c = parseCidr("10.1.0.0/16");
+  assert.ok(cidrContains(c, 4, parseAddress("10.1.200.3").bytes));
+  assert.ok(!cidrContains(c, 4, parseAddress("10.2.0.1").bytes));
+  assert.ok(!cidrContains(c, 6, parseAddress("::a01:1").bytes), "families never mix");
+  assert.ok(cidrContains(parseCidr("2001:db8::/33"), 6, parseAddress("2001:db8:7fff::1").bytes));
+  assert.ok(!cidrContains(parseCidr("2001:db8::/33"), 6, parseAddress("2001:db8:8000::1").bytes));
+  assert.ok(cidrContains(parseCidr("0.0.0.0/0"), 4, parseAddress("8.8.8.8").bytes));
+  assert.equal(parseCidr("192.0.2.7").bits, 32);
+  assert.throws(() => parseCidr("10.0.0.0/33"), /prefix length above 32/);
+  assert.throws(() => parseCidr("10.0.0/8"), /not an IPv4 or IPv6 address/);
+  assert.throws(() => parseCidr("10.0.0.0/8/1"), /not a CIDR/);
+  const allow = new AllowList();
+  allow.set([{ cidr: c, why: "configured" }]);
+  assert.equal(allow.match("10.1.2.3"), "configured");
+  assert.equal(allow.match("10.9.2.3"), undefined);
+  assert.equal(allow.match("not-an-address"), undefined);
+});
+
+Deno.test("mapek: the analyzer flags a flooding source with evidence, and learns normal traffic", () => {
+  const an = new Analyzer(A);
+  for (let i = 0; i < 40; i++) {
+    assert.deepEqual(an.analyze(obs([{ address: "192.0.2.1", pps: 200 + i }])), []);
+  }
+  const [s] = an.analyze(obs([{ address: "192.0.2.1", pps: 5000, topDestination: "192.0.2.9" }]));
+  assert.equal(s.kind, "source_flood");
+  assert.equal(s.source, "192.0.2.1");
+  assert.match(s.summary, /192\.0\.2\.1 sends 5000 packets\/s \(mostly to 192\.0\.2\.9\)/);
+  const e = s.evidence[0];
+  assert.equal(e.value, 5000);
+  assert.equal(e.threshold, 1000, "the floor, above the learned 4 × median");
+  assert.equal(e.baseline?.samples, 40);
+  assert.ok(Math.abs(e.baseline!.median - 219.5) < 1e-9);
+  // The flood itself is not learned: the baseline still has 40 samples.
+  assert.equal(an.baselines.get("source_pps:192.0.2.1")!.stats().samples, 40);
+  // A box whose normal is higher: the learned baseline raises the threshold above the floor.
+  const busy = new Analyzer(A);
+  for (let i = 0; i < 40; i++) busy.analyze(obs([{ address: "192.0.2.2", pps: 900 + (i % 3) }]));
+  assert.deepEqual(busy.analyze(obs([{ address: "192.0.2.2", pps: 1500 }])), []);
+  assert.equal(busy.analyze(obs([{ address: "192.0.2.2", pps: 4000 }]))[0].kind, "source_flood");
+});
+
+Deno.test("mapek: SYN floods name their main source only when one sent most of it", () => {
+  const an = new Analyzer(A);
+  const one = an.analyze(obs([], {
+    halfOpenByDestination: new Map([["192.0.2.9:80", {
+      perS: 500,
+      sources: new Map([["192.0.2.1", 450], ["192.0.2.2", 50]]),
+    }]]),
+  }));
+  assert.equal(one[0].kind, "syn_flood");
+  assert.equal(one[0].source, "192.0.2.1");
+  assert.equal(one[0].evidence[1].value, 0.9);
+  const spread = an.analyze(obs([], {
+    halfOpenByDestination: new Map([["192.0.2.9:80", {
+      perS: 500,
+      sources: new Map(Array.from({ length: 10 }, (_, i) => [`198.51.100.${i}`, 50])),
+    }]]),
+  }));
+  assert.equal(spread[0].source, undefined, "spoofed-looking spread: no one source to act on");
+});
+
+Deno.test("mapek: scans, drop rises, mesh, table pressure and ring loss are symptoms", () => {
+  const an = new Analyzer(A);
+  const out = an.analyze(obs([{ address: "192.0.2.5", pps: 10, scanPorts: 64 }], {
+    dropsPerS: new Map([["NETFILTER_DROP", 300], ["NO_SOCKET", 5]]),
+    flowTable: { fill: 0.95, evictedPerS: 0, entries: 95, capacity: 100 },
+    ringLoss: { kernel: 3, consumer: 0 },
+    mesh: [
+      {
+        name: "edge-2",
+        state: "alive",
+        loss: { ratio: 0.3, window: 200 },
+        rtt: { ewmaSeconds: 0.001 },
+      } as unknown as Observation["mesh"][number],
+    ],
+  }));
+  const by = new Map(out.map((s) => [s.kind, s]));
+  assert.deepEqual([...by.keys()].sort(), [
+    "drop_rise",
+    "flow_table_pressure",
+    "mesh_degraded",
+    "port_scan",
+    "ringbuf_loss",
+  ]);
+  assert.equal(by.get("port_scan")!.evidence[0].value, 64);
+  assert.equal(by.get("drop_rise")!.subject, "NETFILTER_DROP");
+  assert.match(by.get("mesh_degraded")!.summary, /loses 30% of probes/);
+  assert.match(by.get("flow_table_pressure")!.summary, /95% full/);
+});
+
+const P: PlannerOptions = {
+  mode: "enforce",
+  policies: {
+    source_flood: "block",
+    syn_flood: "rate_limit",
+    port_scan: "block",
+    drop_rise: "none",
+    mesh_degraded: "mark_degraded",
+    flow_table_pressure: "shrink_top_n",
+    ringbuf_loss: "sample_events",
+  },
+  ttlS: 60,
+  maxActions: 2,
+  ratePps: 100,
+  shrinkTopN: 10,
+  sampleShift: 3,
+};
+
+const flood = (src: string): Symptom => ({
+  kind: "source_flood",
+  subject: src,
+  source: src,
+  summary: "",
+  evidence: [],
+});
+
+Deno.test("mapek: the planner acts within its guards and says why at every step", () => {
+  const allow = new AllowList();
+  allow.set([{ cidr: parseCidr("192.0.2.0/24"), why: "mesh peer edge-2" }]);
+  const recent = new Map<string, number>();
+  const ps = plan(
+    [flood("198.51.100.1"), flood("192.0.2.7"), flood("198.51.100.2"), flood("198.51.100.3")],
+    [],
+    recent,
+    allow,
+    P,
+    1000,
+  );
+  assert.deepEqual(ps.map((p) => p.decision.outcome), [
+    "executed",
+    "skipped",
+    "executed",
+    "skipped",
+  ]);
+  assert.match(ps[1].decision.reason, /192\.0\.2\.7 is allow-listed \(mesh peer edge-2\)/);
+  assert.match(ps[3].decision.reason, /cap of 2 active actions/);
+  const a = ps[0].action!;
+  assert.deepEqual([a.kind, a.target, a.state, a.expiresAt], [
+    "block",
+    "198.51.100.1",
+    "active",
+    61_000,
+  ]);
+  assert.match(ps[0].decision.reason, /block 198\.51\.100\.1 in the datapath for 60 s/);
+  // While its action lives, the same subject gets no new decision.
+  const live: Action[] = [a, ps[2].action!];
+  assert.deepEqual(plan([flood("198.51.100.1")], live, new Map(), allow, P, 2000), []);
+  // Reported-only symptoms are decided once per TTL.
+  const drop: Symptom = { kind: "drop_rise", subject: "NO_SOCKET", summary: "", evidence: [] };
+  assert.equal(plan([drop], [], recent, allow, P, 3000)[0].decision.outcome, "reported");
+  assert.deepEqual(plan([drop], [], recent, allow, P, 4000), []);
+  assert.equal(plan([drop], [], recent, allow, P, 64_000).length, 1);
+  // Observe mode: planned, never executed, and no cap applies.
+  const o = plan([flood("203.0.113.1")], live, new Map(), allow, { ...P, mode: "observe" }, 5000);
+  assert.equal(o[0].decision.outcome, "observed");
+  assert.equal(o[0].action!.state, "observed");
+  assert.match(o[0].decision.reason, /^would block 203\.0\.113\.1 .*observe mode: not executed/);
+  // A SYN flood without one main source has nothing safe to act on.
+  const syn: Symptom = { kind: "syn_flood", subject: "192.0.2.9:80", summary: "", evidence: [] };
+  assert.match(
+    plan([syn], [], new Map(), allow, P, 6000)[0].decision.reason,
+    /needs one source to act on/,
+  );
+});
+
+Deno.test("mapek: knowledge survives reopening: baselines, decisions newest first, live actions", () => {
+  const dir = Deno.makeTempDirSync();
+  try {
+    const file = `${dir}/knowledge.db`;
+    const k = new Knowledge(file);
+    k.saveBaselines({ "source_pps:192.0.2.1": [1, 2, 3] });
+    const ps = plan([flood("198.51.100.1")], [], new Map(), new AllowList(), P, 1000);
+    k.addDecision(ps[0].decision);
+    k.addDecision({ ...ps[0].decision, id: "later", at: 2000 });
+    k.putAction(ps[0].action!);
+    k.putAction({ ...ps[0].action!, id: "gone", state: "expired" });
+    k.close();
+    const k2 = new Knowledge(file);
+    assert.deepEqual(k2.baselines(), { "source_pps:192.0.2.1": [1, 2, 3] });
+    assert.deepEqual(k2.decisions(10).map((d) => d.id), ["later", ps[0].decision.id]);
+    assert.deepEqual(k2.actions().map((a) => a.id), [ps[0].action!.id]);
+    assert.equal(k2.actions(true).length, 2);
+    k2.close();
+    assert.throws(
+      () => new Knowledge(`${dir}/missing/dir/k.db`),
+      /cannot open the knowledge store/,
+    );
+  } finally {
+    Deno.removeSync(dir, { recursive: true });
+  }
+});
