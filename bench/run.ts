@@ -9,6 +9,8 @@
  *   mesh     dead-peer detection over 20 kills, false deaths at 10% loss, probe bytes and CPU
  *            per node at 4 and 16 nodes
  *   signals  cost per event of the drop/retransmit/RTT programs, iperf3 TCP with them on vs off
+ *   mapek    one MAPE-K step (monitor + analyze + plan) at 10k and 100k flows vs rendering
+ *            /metrics of the same snapshot
  *   enforce  in-kernel cost of the MAPE-K enforcement check vs the flow program built without
  *            it, and time from a UDP flood's start to its block (enforce mode, 5 runs)
  * Usage: deno task bench [cost|live|read…]. Results go to stdout as Markdown rows; the
@@ -18,6 +20,14 @@ import baselineObject from "../bpf/build/baseline.bpf.o" with { type: "bytes" };
 import producerObject from "../bpf/build/bench/producer.bpf.o" with { type: "bytes" };
 import noEnforceObject from "../bpf/build/bench/flow_noenforce.bpf.o" with { type: "bytes" };
 import { trafficCommand } from "../tests/helpers/netns.ts";
+import { monotonicNs } from "../src/datapath/enforce.ts";
+import { readFlowTable } from "../src/collect/decode.ts";
+import { AllowList } from "../src/mapek/allow.ts";
+import { Knowledge } from "../src/mapek/knowledge.ts";
+import { MapekLoop } from "../src/mapek/loop.ts";
+import { MetricsRenderer } from "../src/metrics/exposition.ts";
+import { StateStore } from "../src/state/store.ts";
+import type { Snapshot } from "../src/state/snapshot.ts";
 import { decodeEvent } from "../src/collect/decode.ts";
 import { RingBuffer } from "../src/datapath/ringbuf.ts";
 import { readFlows } from "../src/collect/decode.ts";
@@ -34,7 +44,7 @@ import { Lab, type LabNode } from "../scripts/lab.ts";
 
 const sections = Deno.args.length
   ? Deno.args
-  : ["cost", "live", "read", "ringbuf", "scrape", "startup", "mesh", "signals", "enforce"];
+  : ["cost", "live", "read", "ringbuf", "scrape", "startup", "mesh", "signals", "mapek", "enforce"];
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 
 function udpFrame(len: number): Uint8Array<ArrayBuffer> {
@@ -564,6 +574,77 @@ async function signals() {
   }
 }
 
+async function mapek() {
+  console.log(
+    "| flows | MAPE-K step median | /metrics render median | ratio |\n|---|---|---|---|",
+  );
+  for (const n of [10_000, 100_000]) {
+    using dp = new FlowDatapath({ flowTableSize: n + n / 4 });
+    fillFlows(dp, n);
+    const store = new StateStore();
+    const loop = new MapekLoop({
+      mode: "observe",
+      policies: {
+        source_flood: "rate_limit",
+        syn_flood: "block",
+        port_scan: "block",
+        drop_rise: "none",
+        mesh_degraded: "mark_degraded",
+        flow_table_pressure: "shrink_top_n",
+        ringbuf_loss: "sample_events",
+      },
+      ttlS: 60,
+      maxActions: 32,
+      ratePps: 1000,
+      shrinkTopN: 10,
+      sampleShift: 3,
+      floodPps: 20000,
+      halfOpenPerS: 200,
+      scanPorts: 50,
+      scanWindowS: 10,
+      dropsPerS: 500,
+      meshLoss: 0.2,
+      flowTableFill: 0.9,
+    }, {
+      knowledge: new Knowledge(":memory:"),
+      allow: new AllowList(),
+      events: store.events,
+      health: store.health,
+      effectors: { enforcer: () => dp.enforcer, setTopFlows: () => {} },
+    });
+    const renderer = new MetricsRenderer({
+      topFlows: 100,
+      interfaceAllow: [],
+      interfaceDeny: [],
+      processMetrics: false,
+    });
+    const snap = (at: number): Snapshot => ({
+      takenAt: at,
+      mode: "ebpf",
+      interfaces: [],
+      flows: readFlowTable(dp),
+      flowTable: { entries: n, capacity: n + n / 4, created: n, evicted: 0, insertFailed: 0 },
+      events: { sent: 0, suppressed: 0, lostKernel: 0, lostConsumer: 0, consumed: 0 },
+      programs: [],
+      bpfStatsEnabled: false,
+    });
+    const steps: number[] = [], renders: number[] = [];
+    const build = { version: "bench", commit: "bench", denoVersion: Deno.version.deno };
+    for (let i = 0; i < 11; i++) {
+      const s = snap(Date.now() + i * 1000);
+      let t = performance.now();
+      loop.step(s, Number(monotonicNs()));
+      if (i > 0) steps.push(performance.now() - t); // the first step only primes the monitor
+      t = performance.now();
+      await renderer.render(s, [], build);
+      renders.push(performance.now() - t);
+    }
+    loop.close();
+    const [a, b] = [median(steps), median(renders)];
+    console.log(`| ${n} | ${a.toFixed(1)} ms | ${b.toFixed(1)} ms | ${(a / b).toFixed(2)} |`);
+  }
+}
+
 async function enforce() {
   // In-kernel cost: the same flow program with and without the check, interleaved.
   using base = Collection.load(noEnforceObject as Uint8Array<ArrayBuffer>, { name: "x0_noenf" });
@@ -667,4 +748,5 @@ if (sections.includes("scrape")) await scrape();
 if (sections.includes("startup")) await startup();
 if (sections.includes("mesh")) await mesh();
 if (sections.includes("signals")) await signals();
+if (sections.includes("mapek")) await mapek();
 if (sections.includes("enforce")) await enforce();

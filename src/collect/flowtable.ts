@@ -154,6 +154,17 @@ export class FlowTable {
   family(i: number): 4 | 6 {
     return this.#keys[i * FLOW_KEY.size + K.family[0]] === 6 ? 6 : 4;
   }
+  /**
+   * A cheap identity of the flow's source or destination address, for grouping without
+   * formatting: an IPv4 address as a number, an IPv6 address as text.
+   */
+  addressId(i: number, which: "saddr" | "daddr"): number | string {
+    const at = i * FLOW_KEY.size + K[which][0];
+    const k = this.#keys;
+    if (k[i * FLOW_KEY.size + K.family[0]] === 6) return this.address(i, which);
+    return ((k[at] << 24) | (k[at + 1] << 16) | (k[at + 2] << 8) | k[at + 3]) >>> 0;
+  }
+
   /** The flow's source or destination address as text. */
   address(i: number, which: "saddr" | "daddr"): string {
     const at = i * FLOW_KEY.size + K[which][0];

@@ -60,9 +60,13 @@ const fmt = (n: number) => n >= 100 ? String(Math.round(n)) : n.toFixed(n >= 10 
 
 export class Analyzer {
   readonly baselines = new Map<string, Baseline>();
+  #sourceBaselines = 0;
 
   constructor(public o: AnalyzerOptions, saved: Record<string, number[]> = {}) {
-    for (const [k, v] of Object.entries(saved)) this.baselines.set(k, new Baseline(CAPACITY, v));
+    for (const [k, v] of Object.entries(saved)) {
+      this.baselines.set(k, new Baseline(CAPACITY, v));
+      if (k.startsWith("source_pps:")) this.#sourceBaselines++;
+    }
   }
 
   #baseline(key: string): Baseline {
@@ -71,9 +75,13 @@ export class Analyzer {
       b = new Baseline(CAPACITY);
       this.baselines.set(key, b);
       // Per-source baselines are bounded: the one updated longest ago goes.
-      if (key.startsWith("source_pps:")) {
-        const keys = [...this.baselines.keys()].filter((k) => k.startsWith("source_pps:"));
-        if (keys.length > MAX_SOURCE_BASELINES) this.baselines.delete(keys[0]);
+      if (key.startsWith("source_pps:") && ++this.#sourceBaselines > MAX_SOURCE_BASELINES) {
+        for (const k of this.baselines.keys()) {
+          if (!k.startsWith("source_pps:")) continue;
+          this.baselines.delete(k);
+          this.#sourceBaselines--;
+          break;
+        }
       }
     } else {
       // Map order is recency order.
@@ -122,9 +130,8 @@ export class Analyzer {
     const out: Symptom[] = [];
     const o = this.o;
     const win = `${fmt(obs.intervalS)} s`;
-    let busiest = 0, maxPorts = 0;
+    let maxPorts = 0;
     for (const s of obs.sources.values()) {
-      busiest = Math.max(busiest, s.pps);
       maxPorts = Math.max(maxPorts, s.scanPorts);
       const flood = s.pps > o.floodPps &&
         this.#check(
@@ -168,7 +175,7 @@ export class Analyzer {
         }
       }
     }
-    this.#baseline("busiest_source_pps").add(Math.min(busiest, o.floodPps));
+    this.#baseline("busiest_source_pps").add(Math.min(obs.busiestPps, o.floodPps));
     this.#baseline("scan_ports").add(Math.min(maxPorts, o.scanPorts));
 
     let halfOpenMax = 0;

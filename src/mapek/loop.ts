@@ -57,7 +57,7 @@ export class MapekLoop {
 
   constructor(public o: MapekOptions, readonly d: MapekDeps) {
     this.analyzer = new Analyzer(o, d.knowledge.baselines());
-    this.#monitor = new Monitor({ scanWindowS: o.scanWindowS });
+    this.#monitor = new Monitor(o);
   }
 
   /**
@@ -296,6 +296,7 @@ export class MapekLoop {
     const wasEnforcing = this.o.mode === "enforce";
     this.o = o;
     this.analyzer.o = o;
+    this.#monitor.o = o;
     if (wasEnforcing && o.mode === "observe") {
       for (const a of [...this.#live.values()]) {
         if (a.state === "active") {

@@ -1,8 +1,11 @@
 /**
  * Monitor: turns consecutive snapshots into one observation of the last interval, with rates
  * instead of totals: packets per second per source on ingress, half-open TCP connections,
- * distinct ports a source touched, drops by reason, flow-table pressure, ring buffer loss and
- * the mesh's peers. Only what the datapath and the signals measured; nothing is invented.
+ * distinct ports a source opened unanswered, drops by reason, flow-table pressure, ring buffer
+ * loss and the mesh's peers. Only what the datapath and the signals measured.
+ *
+ * It runs at every snapshot over every flow, so it groups by numeric address ids and formats
+ * addresses only for the sources it reports (at 100k flows a pass costs tens of ms).
  */
 import type { FlowTable } from "../collect/flowtable.ts";
 import type { PeerSnapshot } from "../mesh/node.ts";
@@ -12,24 +15,29 @@ const TCP = 6, UDP = 17;
 const SYN = 0x02, ACK = 0x10;
 const EGRESS = 2;
 
+type Id = number | string;
+
 export interface SourceObservation {
   address: string;
   /** Packets and bytes per second it sent to this box over the interval (ingress hooks). */
   pps: number;
   bps: number;
-  /** Its TCP flows started in the interval that never got past SYN (no ACK). */
+  /** Its TCP flows started in the interval that never got past SYN (no ACK), per second. */
   halfOpen: number;
   /** Distinct destination ports it opened unanswered within the scan window. */
   scanPorts: number;
-  /** The destination it sent the most packets to over the interval. */
+  /** The destination it sent the most packets to (sources at or above the flood floor). */
   topDestination?: string;
 }
 
 export interface Observation {
   at: number;
   intervalS: number;
-  /** Sources that sent anything in the interval. */
+  /** Sources worth a look: a tenth of the flood floor, half-open flows, or half the scan
+   * floor's ports. */
   sources: Map<string, SourceObservation>;
+  /** Packets per second of the busiest source (all sources, reported or not). */
+  busiestPps: number;
   /** Half-open TCP flows started in the interval, per second, per destination address and
    * port (a SYN flood aims at one service; a scan's SYNs spread over many ports). */
   halfOpenByDestination: Map<string, { perS: number; sources: Map<string, number> }>;
@@ -43,17 +51,25 @@ export interface Observation {
 export interface MonitorOptions {
   /** How far back a source's opened ports count towards a scan, in seconds. */
   scanWindowS: number;
+  /** The flood floor: sources under a tenth of it are only counted, not reported… */
+  floodPps: number;
+  /** …unless they opened at least half the scan floor's ports. */
+  scanPorts: number;
 }
+
+const v4 = (n: number) => `${n >>> 24}.${(n >>> 16) & 255}.${(n >>> 8) & 255}.${n & 255}`;
+const text = (id: Id) => typeof id === "number" ? v4(id) : id;
 
 export class Monitor {
   #prevAt = 0;
-  #prevSource = new Map<string, { packets: number; bytes: number }>();
+  #prevPackets = new Map<Id, number>();
+  #prevBytes = new Map<Id, number>();
   #prevDrops = new Map<string, number>();
   #prevEvicted = 0;
   #prevLost = { kernel: 0, consumer: 0 };
   #primed = false;
 
-  constructor(readonly o: MonitorOptions) {}
+  constructor(public o: MonitorOptions) {}
 
   /**
    * The observation of the interval that ends with `s`; undefined for the first snapshot (no
@@ -61,36 +77,36 @@ export class Monitor {
    */
   observe(s: Snapshot, nowMonoNs: number): Observation | undefined {
     const t = s.flows;
-    const totals = new Map<string, { packets: number; bytes: number }>();
-    const perDest = new Map<string, Map<string, number>>(); // source → destination → packets
+    const packets = new Map<Id, number>(), bytes = new Map<Id, number>();
     const halfOpenSince = nowMonoNs - (s.takenAt - this.#prevAt) * 1e6;
     const scanSince = nowMonoNs - this.o.scanWindowS * 1e9;
-    const halfOpen = new Map<string, number>();
+    const halfOpen = new Map<Id, number>();
     const halfOpenByDestination = new Map<string, Map<string, number>>();
-    const opened = new Map<string, Set<string>>(); // source → "daddr/proto/dport"
+    const opened = new Opened();
     const udpCandidates: number[] = [];
     for (let i = 0; i < t.size; i++) {
       if (t.hook(i) === EGRESS) continue;
-      const src = t.address(i, "saddr");
-      const tot = totals.get(src);
-      if (tot) {
-        tot.packets += t.packets(i);
-        tot.bytes += t.bytes(i);
-      } else totals.set(src, { packets: t.packets(i), bytes: t.bytes(i) });
+      const src = t.addressId(i, "saddr");
+      packets.set(src, (packets.get(src) ?? 0) + t.packets(i));
+      bytes.set(src, (bytes.get(src) ?? 0) + t.bytes(i));
       const proto = t.proto(i);
-      const flags = t.tcpFlags(i);
+      if (proto !== TCP && proto !== UDP) continue;
       const first = t.firstSeenNs(i);
-      if (proto === TCP && (flags & SYN) && !(flags & ACK)) {
-        if (first >= scanSince) addPort(opened, src, i, t);
-        if (first >= halfOpenSince) {
-          const d = t.address(i, "daddr"), port = t.port(i, "dport");
-          const dst = d.includes(":") ? `[${d}]:${port}` : `${d}:${port}`;
-          halfOpen.set(src, (halfOpen.get(src) ?? 0) + 1);
-          let m = halfOpenByDestination.get(dst);
-          if (!m) halfOpenByDestination.set(dst, m = new Map());
-          m.set(src, (m.get(src) ?? 0) + 1);
-        }
-      } else if (proto === UDP && first >= scanSince) udpCandidates.push(i);
+      if (first < scanSince) continue;
+      if (proto === UDP) {
+        udpCandidates.push(i);
+        continue;
+      }
+      const flags = t.tcpFlags(i);
+      if (!(flags & SYN) || (flags & ACK)) continue;
+      opened.add(src, i, t);
+      if (first < halfOpenSince) continue;
+      const d = t.address(i, "daddr"), port = t.port(i, "dport");
+      const dst = d.includes(":") ? `[${d}]:${port}` : `${d}:${port}`;
+      halfOpen.set(src, (halfOpen.get(src) ?? 0) + 1);
+      let m = halfOpenByDestination.get(dst);
+      if (!m) halfOpenByDestination.set(dst, m = new Map());
+      m.set(text(src), (m.get(text(src)) ?? 0) + 1);
     }
     // UDP: a flow opened to a port counts unless this box answered it (a reply flow exists
     // on egress), so the replies to the box's own queries (from port 53 to many ephemeral
@@ -98,58 +114,68 @@ export class Monitor {
     if (udpCandidates.length) {
       const answered = egressUdp(t);
       for (const i of udpCandidates) {
-        const reply = `${t.address(i, "daddr")}/${t.port(i, "dport")}/${t.address(i, "saddr")}/${
-          t.port(i, "sport")
-        }`;
-        if (!answered.has(reply)) addPort(opened, t.address(i, "saddr"), i, t);
+        const reply = `${t.addressId(i, "daddr")}/${t.port(i, "dport")}/${
+          t.addressId(i, "saddr")
+        }/${t.port(i, "sport")}`;
+        if (!answered.has(reply)) opened.add(t.addressId(i, "saddr"), i, t);
       }
     }
     if (!this.#primed) {
       this.#primed = true;
-      this.#remember(s, totals);
+      this.#remember(s, packets, bytes);
       return undefined;
     }
     const dt = Math.max(0.001, (s.takenAt - this.#prevAt) / 1000);
-    // Packets per destination only for the sources that sent something (a second pass).
     const sources = new Map<string, SourceObservation>();
-    for (const [address, now] of totals) {
-      const before = this.#prevSource.get(address);
-      const packets = Math.max(0, now.packets - (before?.packets ?? 0));
-      const bytes = Math.max(0, now.bytes - (before?.bytes ?? 0));
-      if (packets === 0 && !halfOpen.has(address) && !opened.has(address)) continue;
-      sources.set(address, {
+    const floodIds = new Map<Id, SourceObservation>();
+    let busiestPps = 0;
+    for (const [id, total] of packets) {
+      const pps = Math.max(0, total - (this.#prevPackets.get(id) ?? 0)) / dt;
+      busiestPps = Math.max(busiestPps, pps);
+      const ports = opened.count(id);
+      if (pps < this.o.floodPps / 10 && !halfOpen.has(id) && ports < this.o.scanPorts / 2) {
+        continue;
+      }
+      const address = text(id);
+      const o: SourceObservation = {
         address,
-        pps: packets / dt,
-        bps: bytes / dt,
-        halfOpen: (halfOpen.get(address) ?? 0) / dt,
-        scanPorts: opened.get(address)?.size ?? 0,
-      });
+        pps,
+        bps: Math.max(0, bytes.get(id)! - (this.#prevBytes.get(id) ?? 0)) / dt,
+        halfOpen: (halfOpen.get(id) ?? 0) / dt,
+        scanPorts: ports,
+      };
+      sources.set(address, o);
+      if (pps >= this.o.floodPps) floodIds.set(id, o);
     }
-    for (let i = 0; i < t.size; i++) {
-      if (t.hook(i) === EGRESS) continue;
-      const src = t.address(i, "saddr");
-      if (!sources.has(src)) continue;
-      let m = perDest.get(src);
-      if (!m) perDest.set(src, m = new Map());
-      const d = t.address(i, "daddr");
-      m.set(d, (m.get(d) ?? 0) + t.packets(i));
+    // Where the sources at the flood floor send most: a second pass over their flows only.
+    if (floodIds.size) {
+      const perDest = new Map<Id, Map<string, number>>();
+      for (let i = 0; i < t.size; i++) {
+        if (t.hook(i) === EGRESS) continue;
+        const src = t.addressId(i, "saddr");
+        if (!floodIds.has(src)) continue;
+        let m = perDest.get(src);
+        if (!m) perDest.set(src, m = new Map());
+        const d = t.address(i, "daddr");
+        m.set(d, (m.get(d) ?? 0) + t.packets(i));
+      }
+      for (const [src, m] of perDest) {
+        floodIds.get(src)!.topDestination = [...m].sort((a, b) => b[1] - a[1])[0]?.[0];
+      }
     }
-    for (const [src, m] of perDest) {
-      sources.get(src)!.topDestination = [...m].sort((a, b) => b[1] - a[1])[0]?.[0];
-    }
-    const dropsPerS = new Map<string, number>();
     const drops = new Map<string, number>();
     for (const d of s.signals?.drops ?? []) {
       drops.set(d.reason, (drops.get(d.reason) ?? 0) + d.count);
     }
+    const dropsPerS = new Map<string, number>();
     for (const [reason, n] of drops) {
-      const before = this.#prevDrops.get(reason) ?? 0;
-      dropsPerS.set(reason, Math.max(0, n - before) / dt);
+      dropsPerS.set(reason, Math.max(0, n - (this.#prevDrops.get(reason) ?? 0)) / dt);
     }
     const obs: Observation = {
       at: s.takenAt,
       intervalS: dt,
       sources,
+      busiestPps,
       halfOpenByDestination: new Map(
         [...halfOpenByDestination].map(([d, m]) => [d, {
           perS: [...m.values()].reduce((a, b) => a + b, 0) / dt,
@@ -169,37 +195,47 @@ export class Monitor {
       },
       mesh: s.mesh?.peers ?? [],
     };
-    this.#prevDrops = drops;
-    this.#remember(s, totals);
+    this.#remember(s, packets, bytes);
     return obs;
   }
 
-  #remember(s: Snapshot, totals: Map<string, { packets: number; bytes: number }>): void {
+  #remember(s: Snapshot, packets: Map<Id, number>, bytes: Map<Id, number>): void {
     this.#prevAt = s.takenAt;
-    this.#prevSource = totals;
-    if (!this.#prevDrops.size) {
-      for (const d of s.signals?.drops ?? []) {
-        this.#prevDrops.set(d.reason, (this.#prevDrops.get(d.reason) ?? 0) + d.count);
-      }
+    this.#prevPackets = packets;
+    this.#prevBytes = bytes;
+    this.#prevDrops = new Map();
+    for (const d of s.signals?.drops ?? []) {
+      this.#prevDrops.set(d.reason, (this.#prevDrops.get(d.reason) ?? 0) + d.count);
     }
     this.#prevEvicted = s.flowTable.evicted;
     this.#prevLost = { kernel: s.events.lostKernel, consumer: s.events.lostConsumer };
   }
 }
 
-function addPort(opened: Map<string, Set<string>>, src: string, i: number, t: FlowTable): void {
-  let set = opened.get(src);
-  if (!set) opened.set(src, set = new Set());
-  set.add(`${t.address(i, "daddr")}/${t.proto(i)}/${t.port(i, "dport")}`);
+/** Distinct (destination, protocol, port) a source opened, counted without a set per source. */
+class Opened {
+  readonly #seen = new Set<string>();
+  readonly #count = new Map<Id, number>();
+
+  add(src: Id, i: number, t: FlowTable): void {
+    const k = `${src}/${t.addressId(i, "daddr")}/${t.proto(i)}/${t.port(i, "dport")}`;
+    if (this.#seen.has(k)) return;
+    this.#seen.add(k);
+    this.#count.set(src, (this.#count.get(src) ?? 0) + 1);
+  }
+
+  count(src: Id): number {
+    return this.#count.get(src) ?? 0;
+  }
 }
 
-/** The box's UDP flows on egress, as "saddr/sport/daddr/dport". */
+/** The box's UDP flows on egress, as "saddr/sport/daddr/dport" (address ids). */
 function egressUdp(t: FlowTable): Set<string> {
   const out = new Set<string>();
   for (let i = 0; i < t.size; i++) {
     if (t.hook(i) !== EGRESS || t.proto(i) !== UDP) continue;
     out.add(
-      `${t.address(i, "saddr")}/${t.port(i, "sport")}/${t.address(i, "daddr")}/${
+      `${t.addressId(i, "saddr")}/${t.port(i, "sport")}/${t.addressId(i, "daddr")}/${
         t.port(i, "dport")
       }`,
     );

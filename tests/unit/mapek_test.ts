@@ -33,6 +33,7 @@ function obs(sources: Partial<SourceObservation>[], extra: Partial<Observation> 
       scanPorts: 0,
       ...s,
     }])),
+    busiestPps: Math.max(0, ...sources.map((s) => s.pps ?? 0)),
     halfOpenByDestination: new Map(),
     dropsPerS: new Map(),
     flowTable: { fill: 0.1, evictedPerS: 0, entries: 10, capacity: 100 },
