@@ -96,7 +96,37 @@ const STRINGS = {
     evGap: "Some events were missed; this list may be incomplete",
     evOther: "Event",
     mapekHeading: "MAPE-K decisions",
-    mapekNA: "Not available on this appliance yet.",
+    mapekOff: "MAPE-K is switched off (mapek.enabled).",
+    mode_observe: "observe",
+    mode_enforce: "enforce",
+    modeHint_observe: "plans are shown, nothing is executed",
+    modeHint_enforce: "actions are executed until they expire",
+    mapekActions: "Live actions",
+    colAction: "Action",
+    colTarget: "Target",
+    colLeft: "Time left",
+    noActions: "No live actions.",
+    mapekRevoke: "revoke: DELETE /api/v1/mapek/actions/<id> with the API token",
+    mapekDecisions: "Latest decisions",
+    noDecisions: "No decisions yet.",
+    evidence: "{metric}: {value} {unit} (threshold {threshold}; {baseline}; window {window})",
+    baseline: "baseline median {median} over {samples} samples",
+    learning: "baseline learning",
+    sym_source_flood: "source flood",
+    sym_syn_flood: "SYN flood",
+    sym_port_scan: "port scan",
+    sym_drop_rise: "rise in drops",
+    sym_mesh_degraded: "mesh degraded",
+    sym_flow_table_pressure: "flow table pressure",
+    sym_ringbuf_loss: "ring buffer loss",
+    st_executed: "executed",
+    st_observed: "observed",
+    st_reported: "reported",
+    st_skipped: "skipped",
+    st_failed: "failed",
+    st_active: "active",
+    st_expired: "expired",
+    st_revoked: "revoked",
     healthHeading: "Health components",
     componentsCaption: "State of each component",
     colComponent: "Component",
@@ -199,7 +229,37 @@ const STRINGS = {
     evGap: "Se perdieron algunos eventos; la lista puede estar incompleta",
     evOther: "Evento",
     mapekHeading: "Decisiones MAPE-K",
-    mapekNA: "Aún no disponible en este equipo.",
+    mapekOff: "MAPE-K está desactivado (mapek.enabled).",
+    mode_observe: "observación",
+    mode_enforce: "ejecución",
+    modeHint_observe: "se muestran los planes, no se ejecuta nada",
+    modeHint_enforce: "las acciones se ejecutan hasta que caducan",
+    mapekActions: "Acciones vigentes",
+    colAction: "Acción",
+    colTarget: "Objetivo",
+    colLeft: "Tiempo restante",
+    noActions: "No hay acciones vigentes.",
+    mapekRevoke: "revocar: DELETE /api/v1/mapek/actions/<id> con el token de la API",
+    mapekDecisions: "Últimas decisiones",
+    noDecisions: "Todavía no hay decisiones.",
+    evidence: "{metric}: {value} {unit} (umbral {threshold}; {baseline}; ventana {window})",
+    baseline: "mediana de referencia {median} en {samples} muestras",
+    learning: "referencia en aprendizaje",
+    sym_source_flood: "inundación desde un origen",
+    sym_syn_flood: "inundación SYN",
+    sym_port_scan: "escaneo de puertos",
+    sym_drop_rise: "aumento de descartes",
+    sym_mesh_degraded: "malla degradada",
+    sym_flow_table_pressure: "tabla de flujos casi llena",
+    sym_ringbuf_loss: "pérdidas en el búfer circular",
+    st_executed: "ejecutada",
+    st_observed: "observada",
+    st_reported: "solo informada",
+    st_skipped: "omitida",
+    st_failed: "fallida",
+    st_active: "activa",
+    st_expired: "caducada",
+    st_revoked: "revocada",
     healthHeading: "Componentes",
     componentsCaption: "Estado de cada componente",
     colComponent: "Componente",
@@ -302,7 +362,37 @@ const STRINGS = {
     evGap: "Часть событий пропущена; список может быть неполным",
     evOther: "Событие",
     mapekHeading: "Решения MAPE-K",
-    mapekNA: "Пока недоступно на этом устройстве.",
+    mapekOff: "MAPE-K отключён (mapek.enabled).",
+    mode_observe: "наблюдение",
+    mode_enforce: "применение",
+    modeHint_observe: "планы показываются, но ничего не выполняется",
+    modeHint_enforce: "действия выполняются до истечения срока",
+    mapekActions: "Текущие действия",
+    colAction: "Действие",
+    colTarget: "Цель",
+    colLeft: "Осталось",
+    noActions: "Текущих действий нет.",
+    mapekRevoke: "отмена: DELETE /api/v1/mapek/actions/<id> с токеном API",
+    mapekDecisions: "Последние решения",
+    noDecisions: "Решений пока нет.",
+    evidence: "{metric}: {value} {unit} (порог {threshold}; {baseline}; окно {window})",
+    baseline: "базовая медиана {median} по {samples} замерам",
+    learning: "база ещё обучается",
+    sym_source_flood: "флуд с источника",
+    sym_syn_flood: "SYN-флуд",
+    sym_port_scan: "сканирование портов",
+    sym_drop_rise: "рост отбрасываний",
+    sym_mesh_degraded: "деградация сети узлов",
+    sym_flow_table_pressure: "переполнение таблицы потоков",
+    sym_ringbuf_loss: "потери в кольцевом буфере",
+    st_executed: "выполнено",
+    st_observed: "наблюдение",
+    st_reported: "отмечено",
+    st_skipped: "пропущено",
+    st_failed: "ошибка",
+    st_active: "действует",
+    st_expired: "истекло",
+    st_revoked: "отменено",
     healthHeading: "Компоненты",
     componentsCaption: "Состояние каждого компонента",
     colComponent: "Компонент",
@@ -924,6 +1014,12 @@ function describe(e) {
       return d.ok === false ? withReason(t("evReloadFail"), str(d.error)) : t("evReloadOk");
     case "gap":
       return t("evGap");
+    case "mapek":
+      if (d.decision) return decisionLine(d.symptom, d.subject, d.outcome);
+      return withReason(
+        `${str(d.kind, "MAPE-K")} ${str(d.target)}: ${label("st_", str(d.state))}`,
+        str(d.reason),
+      );
     default:
       return t("evOther");
   }
@@ -964,6 +1060,194 @@ function addEvent(type, raw) {
   state.events.unshift({ id, type, time, data: wrapped ? raw.data : raw });
   if (state.events.length > MAX_EVENTS) state.events.length = MAX_EVENTS;
   guard("events", renderEvents);
+}
+
+// ---------------------------------------------------------------------------------------------
+// 6. MAPE-K, from its API: polled, and re-read soon after a "mapek" event. Read-only (revoking
+// needs the API token). Action kinds are shown as the policy names of the configuration.
+
+const mapek = {
+  phase: "loading", // "on", or "off" when the API answers 404
+  error: "",
+  status: null,
+  actions: [],
+  decisions: [],
+  shown: "", // lang and ids of the decisions on screen
+  seen: null, // decision ids seen; null until the first answer (nothing announced then)
+  busy: false,
+  timer: 0,
+  due: Infinity,
+};
+/** The appliance's clock minus this browser's (from the summaries): expiries count on its clock. */
+let skew = 0;
+
+const label = (prefix, v) => (`${prefix}${v}` in STRINGS.en ? t(`${prefix}${v}`) : v || "?");
+const fmtNum = (v) => (num(v) === null ? "—" : nf(2).format(v));
+const pad2 = (n) => String(n).padStart(2, "0");
+
+/** Time left as m:ss (h:mm:ss past an hour). */
+function fmtLeft(ms) {
+  if (!(ms > 0)) return "0:00";
+  const s = Math.ceil(ms / 1000);
+  const m = Math.floor(s / 60) % 60;
+  const hh = Math.floor(s / 3600);
+  return `${hh ? `${hh}:${pad2(m)}` : m}:${pad2(s % 60)}`;
+}
+
+async function getJson(path) {
+  const r = await fetch(path, { cache: "no-store", headers: { accept: "application/json" } });
+  if (r.status === 404) return null;
+  if (!r.ok) throw new Error(`HTTP ${r.status} ${path}`);
+  return r.json();
+}
+
+function mapekSchedule(ms) {
+  if (Date.now() + ms >= mapek.due) return;
+  clearTimeout(mapek.timer);
+  mapek.due = Date.now() + ms;
+  mapek.timer = setTimeout(loadMapek, ms);
+}
+
+const mapekSoon = () => mapekSchedule(300);
+
+async function loadMapek() {
+  mapek.due = Infinity;
+  if (mapek.busy) return mapekSoon();
+  mapek.busy = true;
+  try {
+    const status = await getJson("/api/v1/mapek");
+    const [d, a] = status === null ? [] : await Promise.all([
+      getJson("/api/v1/mapek/decisions?limit=20"),
+      getJson("/api/v1/mapek/actions"),
+    ]);
+    Object.assign(mapek, {
+      phase: status === null ? "off" : "on",
+      error: "",
+      status: isObj(status) ? status : null,
+      decisions: arr(obj(d).decisions).filter(isObj),
+      actions: arr(obj(a).actions).filter(isObj),
+    });
+  } catch (e) {
+    mapek.error = str(e?.message ?? e, "?");
+  }
+  mapek.busy = false;
+  guard("mapek", renderMapek);
+  mapekSchedule(mapek.phase === "off" ? 30_000 : 3000);
+}
+
+function renderMapek() {
+  const { phase, status, error } = mapek;
+  $("mapek").dataset.mapek = phase;
+  const note = $("mapek-note");
+  note.removeAttribute("data-i18n");
+  note.hidden = !!status && !error;
+  note.textContent = phase === "off" ? t("mapekOff") : error ? `MAPE-K: ${error}` : t("waiting");
+  $("mapek-body").hidden = !status;
+  if (!status) return;
+
+  const mode = str(status.mode, "?");
+  const known = mode === "observe" || mode === "enforce";
+  $("mapek-mode").dataset.mode = mode;
+  $("mapek-mode-name").textContent = known ? t(`mode_${mode}`) : mode;
+  $("mapek-mode-hint").textContent = known ? `— ${t(`modeHint_${mode}`)}` : "";
+
+  const now = Date.now() + skew;
+  const rows = mapek.actions.map((a) => {
+    const kind = str(a.kind);
+    const st = str(a.state);
+    const v = num(a.value);
+    const detail = v === null
+      ? ""
+      : kind === "rate_limit"
+      ? ` (${fmtInt(v)} ${t("pps")})`
+      : kind === "sample_events"
+      ? ` (1/${fmtInt(2 ** v)})`
+      : ` (${fmtInt(v)})`;
+    const exp = num(a.expiresAt);
+    return h(
+      "tr",
+      { "data-action": str(a.id), "data-kind": kind, "data-state": st },
+      h("td", { class: "addr", text: kind + detail }),
+      h("td", { class: "addr", text: str(a.target, "?") }),
+      h("td", null, h("span", { class: "pill", "data-state": st, text: label("st_", st) })),
+      h("td", { class: "num", "data-expires": exp, text: exp === null ? "—" : fmtLeft(exp - now) }),
+      h("td", { class: "num", text: fmtCount(a.droppedPackets) }),
+      h("td", { class: "addr", text: str(a.id) }),
+    );
+  });
+  if (rows.length === 0) {
+    rows.push(h("tr", { class: "empty-row" }, h("td", { colspan: 6, text: t("noActions") })));
+  }
+  $("mapek-actions-body").replaceChildren(...rows);
+  renderDecisions();
+}
+
+function tickMapek() {
+  const now = Date.now() + skew;
+  for (const el of document.querySelectorAll("#mapek-actions-body [data-expires]")) {
+    el.textContent = fmtLeft(Number(el.dataset.expires) - now);
+  }
+}
+
+function evidenceText(e) {
+  const b = obj(e.baseline);
+  return t("evidence", {
+    metric: str(e.metric, "?"),
+    value: fmtNum(e.value),
+    unit: str(e.unit),
+    threshold: fmtNum(e.threshold),
+    baseline: isObj(e.baseline)
+      ? t("baseline", { median: fmtNum(b.median), samples: fmtInt(b.samples) })
+      : t("learning"),
+    window: str(e.window, "?"),
+  });
+}
+
+/** "source flood 10.0.0.1: observed", for the events list and the announcement. */
+const decisionLine = (kind, subject, outcome) =>
+  `${label("sym_", str(kind))} ${str(subject)}: ${label("st_", str(outcome))}`;
+
+function decisionItem(d) {
+  const s = obj(d.symptom);
+  const kind = str(s.kind);
+  const outcome = str(d.outcome);
+  const evidence = arr(s.evidence).filter(isObj).map((e) => h("li", { text: evidenceText(e) }));
+  return h(
+    "li",
+    { "data-decision": str(d.id), "data-symptom": kind, "data-outcome": outcome },
+    h(
+      "p",
+      null,
+      timeEl(d.at),
+      " ",
+      h("span", { class: "outcome", "data-outcome": outcome, text: label("st_", outcome) }),
+      " ",
+      h("strong", { text: label("sym_", kind) }),
+      " ",
+      h("span", { class: "addr", text: str(s.subject) }),
+    ),
+    h("p", { text: str(d.reason) }),
+    evidence.length ? h("ul", { class: "evidence" }, ...evidence) : null,
+  );
+}
+
+function renderDecisions() {
+  const list = mapek.decisions;
+  const ids = list.map((d) => str(d.id));
+  const shown = [lang, ...ids].join(" ");
+  if (shown !== mapek.shown) {
+    mapek.shown = shown;
+    $("mapek-decisions").replaceChildren(...list.map(decisionItem));
+  }
+  $("mapek-decisions-empty").hidden = list.length > 0;
+  // Announce the decisions that are new since the last answer.
+  const fresh = list.filter((_, i) => mapek.seen && !mapek.seen.has(ids[i]));
+  mapek.seen = new Set(ids);
+  if (fresh.length) {
+    $("mapek-live").textContent = `${t("mapekDecisions")}: ` +
+      fresh.slice(0, 3).map((d) => decisionLine(d.symptom?.kind, d.symptom?.subject, d.outcome))
+        .join("; ");
+  }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1037,6 +1321,7 @@ function applyLanguage(next) {
   if (sel.value !== lang) sel.value = lang;
   renderConn();
   renderAll();
+  guard("mapek", renderMapek);
 }
 
 function initialLanguage() {
@@ -1106,16 +1391,23 @@ function connect() {
       state.conn = "open";
       renderConn();
     }
+    mapekSoon();
   });
   es.addEventListener("summary", (ev) => {
     const s = parse(ev.data);
     if (!isObj(s)) return;
     state.summary = s;
+    const at = num(s.takenAt);
+    if (at !== null) skew = at - Date.now();
     guard("interfaces", () => recordSamples(s));
     renderAll();
   });
-  for (const type of ["flow", "health", "attach", "detach", "peer", "mode", "reload", "gap"]) {
-    es.addEventListener(type, (ev) => addEvent(type, parse(ev.data)));
+  const types = ["flow", "health", "attach", "detach", "peer", "mode", "reload", "gap", "mapek"];
+  for (const type of types) {
+    es.addEventListener(type, (ev) => {
+      addEvent(type, parse(ev.data));
+      if (type === "mapek") mapekSoon();
+    });
   }
   // Events of types this page does not know yet arrive as "message".
   es.onmessage = (ev) => {
@@ -1142,6 +1434,8 @@ function start() {
   document.querySelector("#flows thead").addEventListener("click", onSortClick);
   applyLanguage(initialLanguage());
   connect();
+  loadMapek();
+  setInterval(tickMapek, 1000);
 }
 
 if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", start);

@@ -2,17 +2,26 @@
  * The status page in a real headless Chromium (Debian's, driven by playwright-core), against a
  * real appliance watching a veth with real traffic. Chromium runs inside the test namespace,
  * where the appliance's API listens. Saves a screenshot to test-artifacts/.
+ * MAPE-K runs in its default observe mode with a low flood floor, so that a short UDP flood from
+ * the other namespace makes a decision the page must show.
  */
 import assert from "node:assert/strict";
 import { chromium } from "playwright-core";
 import { Daemon } from "../helpers/daemon.ts";
-import { udpSend, VethPair } from "../helpers/netns.ts";
+import { trafficCommand, udpSend, VethPair } from "../helpers/netns.ts";
 
 const ARTIFACTS = new URL("../../test-artifacts/", import.meta.url).pathname;
 
-Deno.test("status page: live charts and flows, three languages, reasons, nothing external", async () => {
+Deno.test("status page: live charts and flows, MAPE-K decisions, three languages, reasons, nothing external", async () => {
   using v = new VethPair(90);
-  await using d = new Daemon(v.b, ["--interface", v.b.dev, "--interface", "x0absent"]);
+  await using d = new Daemon(v.b, [
+    "--interface",
+    v.b.dev,
+    "--interface",
+    "x0absent",
+    "--mapek.flood-pps",
+    "2000",
+  ]);
   await d.start();
   // Chromium in the namespace: a wrapper that playwright starts as if it were the browser.
   const dir = Deno.makeTempDirSync({ prefix: "x0t-chromium-" });
@@ -54,10 +63,11 @@ Deno.test("status page: live charts and flows, three languages, reasons, nothing
         });
       })
     );
-    // Page weight: the document, script and style as decoded (uncompressed), events left out.
+    // Page weight: the document, script and style as decoded (uncompressed); the API's answers
+    // (events, MAPE-K polls) left out.
     const bytes = await page.evaluate(() =>
       [...performance.getEntriesByType("navigation"), ...performance.getEntriesByType("resource")]
-        .filter((e) => !e.name.includes("/api/v1/events"))
+        .filter((e) => !e.name.includes("/api/v1/"))
         .reduce((a, e) => a + (e as unknown as { decodedBodySize: number }).decodedBodySize, 0)
     );
     console.log(`page weight ${bytes} bytes, first contentful paint ${fcp.toFixed(0)} ms`);
@@ -75,6 +85,40 @@ Deno.test("status page: live charts and flows, three languages, reasons, nothing
     }
     await page.locator("#flows").getByText("7000").first().waitFor({ timeout: 10_000 });
 
+    // MAPE-K: the mode up front, then a UDP flood's decision and its planned (not executed) action.
+    const modeName = page.locator("#mapek-mode-name");
+    await modeName.waitFor({ timeout: 10_000 });
+    assert.equal(await page.locator("#mapek-mode").getAttribute("data-mode"), "observe");
+    assert.equal((await modeName.textContent())?.trim(), "observe");
+    assert.match(
+      (await page.locator("#mapek-mode-hint").textContent()) ?? "",
+      /nothing is executed/,
+    );
+    const flood = trafficCommand(v.a.ns, "udp-rate", v.a.ip4, v.b.ip4, 9999, 20000, 3).output();
+    const decision = page
+      .locator('#mapek-decisions > li[data-symptom="source_flood"][data-outcome="observed"]')
+      .first();
+    try {
+      await decision.waitFor({ timeout: 15_000 });
+    } finally {
+      const out = await flood;
+      assert.ok(out.success, `udp-rate: ${new TextDecoder().decode(out.stderr)}`);
+    }
+    assert.equal((await decision.locator(".outcome").textContent())?.trim(), "observed");
+    const decided = await decision.innerText();
+    assert.ok(decided.includes("source flood") && decided.includes(v.a.ip4), decided);
+    assert.match(decided, /would rate-limit/, "the reason sentence");
+    assert.match(
+      decided,
+      /packets\/s \(threshold [\d,.]+; (baseline learning|baseline median [\d,.]+ over [\d,]+ samples); window /,
+      "the evidence line",
+    );
+    const planned = page
+      .locator('#mapek-actions-body tr[data-kind="rate_limit"][data-state="observed"]')
+      .filter({ hasText: v.a.ip4 });
+    await planned.waitFor({ timeout: 10_000 });
+    assert.match(await planned.innerText(), /observed[\s\S]*\d+:\d\d/, "state and time left");
+
     // A degraded component shows its reason.
     await page.getByText(/not present/).first().waitFor({ timeout: 5000 });
 
@@ -85,6 +129,14 @@ Deno.test("status page: live charts and flows, three languages, reasons, nothing
       const t = await page.locator("#title").textContent();
       assert.notEqual(t, en, `title in ${lang}`);
       assert.equal(await page.locator("html").getAttribute("lang"), lang);
+      // The MAPE-K mode and the decision's outcome badge: [mode, outcome].
+      const mapekText: Record<string, [string, string]> = {
+        es: ["observación", "observada"],
+        ru: ["наблюдение", "наблюдение"],
+      };
+      assert.equal((await modeName.textContent())?.trim(), mapekText[lang][0], `mode in ${lang}`);
+      const badge = await decision.locator(".outcome").textContent();
+      assert.equal(badge?.trim(), mapekText[lang][1], `outcome in ${lang}`);
     }
     await page.selectOption("#lang", "en");
     Deno.mkdirSync(ARTIFACTS, { recursive: true });
