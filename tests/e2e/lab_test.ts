@@ -5,7 +5,8 @@
  */
 import assert from "node:assert/strict";
 import { Lab, type LabNode } from "../../scripts/lab.ts";
-import { nft, nftInputRule, udpSend } from "../helpers/netns.ts";
+import { nft, nftInputRule, trafficCommand, udpSend } from "../helpers/netns.ts";
+import type { Action, Decision } from "../../src/mapek/plan.ts";
 
 const INJECT = new URL("../helpers/mesh_inject.ts", import.meta.url).pathname;
 const DASHBOARD = new URL("../../deploy/grafana/x0tta6bl4.json", import.meta.url).pathname;
@@ -54,6 +55,11 @@ Deno.test("lab: 4 nodes converge, count per-peer traffic, detect death and loss,
     subnet: 10 + (Deno.pid % 200),
     nodes: 4,
     hostAccess: false,
+    // MAPE-K observes everywhere; one node is switched to enforce by a reload below. The lab
+    // has one network, where the APIs listen too: by default it would be the management
+    // network, never acted on.
+    extraConfig: "mapek:\n  mode: observe\n  flood_pps: 2000\n  action_ttl_s: 4\n" +
+      "  allow_management: false\n  policy:\n    source_flood: block",
   });
   lab.down();
   try {
@@ -172,6 +178,60 @@ Deno.test("lab: 4 nodes converge, count per-peer traffic, detect death and loss,
       assert.equal(after.find((p) => p.name === "intruder")?.state, "left");
       assert.equal(after.filter((p) => p.state === "alive").length, 3);
     });
+
+    await t.step(
+      "n2 switched to enforce by a reload: a stranger's UDP flood is blocked within seconds and released at its TTL; a mesh peer's flood is never blocked",
+      async () => {
+        const json = <T>(url: string) => JSON.parse(lab.get(url).body) as T;
+        const actions = (all: boolean) =>
+          json<{ actions: Action[] }>(`${n2.api}/api/v1/mapek/actions${all ? "?all=1" : ""}`)
+            .actions;
+        const decisions = () =>
+          json<{ decisions: Decision[] }>(`${n2.api}/api/v1/mapek/decisions`).decisions;
+        const cfg = Deno.readTextFileSync(n2.configFile);
+        Deno.writeTextFileSync(n2.configFile, cfg.replace("mode: observe", "mode: enforce"));
+        Deno.kill(n2.process!.pid, "SIGHUP");
+        await until(
+          "n2 in enforce mode",
+          5000,
+          () => json<{ mode: string }>(`${n2.api}/api/v1/mapek`).mode === "enforce" || undefined,
+        );
+        // A stranger on the lab's network (not a mesh peer) floods n2.
+        const stranger = `${lab.prefix}.200`;
+        sh("ip", ["addr", "add", `${stranger}/24`, "dev", "br0"], lab.bridgeNs);
+        const t0 = performance.now();
+        const flood = trafficCommand(lab.bridgeNs, "udp-rate", stranger, n2.ip, 9999, 20000, 3)
+          .spawn();
+        const blocked = await until(
+          "the stranger blocked on n2",
+          5000,
+          () => actions(false).find((a) => a.target === stranger && a.state === "active"),
+        );
+        console.log(`lab: flood to block ${Math.round(performance.now() - t0)} ms`);
+        const why = decisions().find((d) => d.id === blocked.decisionId)!;
+        assert.equal(why.symptom.kind, "source_flood");
+        assert.match(why.reason, /block 10\.77\.\d+\.200 in the datapath for 4 s/);
+        await flood.output();
+        assert.ok((actions(false)[0]?.droppedPackets ?? 0) > 0, "dropped in the kernel");
+        // A mesh peer flooding the same way: allow-listed, never blocked.
+        await trafficCommand(n3.ns, "udp-rate", n3.ip, n2.ip, 9999, 20000, 2).output();
+        const skipped = await until(
+          "the decision on n3's flood",
+          5000,
+          () => decisions().find((d) => d.symptom.source === n3.ip),
+        );
+        assert.equal(skipped.outcome, "skipped");
+        assert.match(skipped.reason, /allow-listed \(mesh peer n3\)/);
+        // Released on its own at its TTL.
+        const ended = await until(
+          "the block expired",
+          8000,
+          () => actions(true).find((a) => a.id === blocked.id && a.state === "expired"),
+        );
+        assert.ok(Math.abs(ended.endedAt! - ended.expiresAt) < 1000);
+        assert.equal(peers(lab, n2)!.filter((p) => p.state === "alive").length, 3);
+      },
+    );
 
     await t.step(
       "Prometheus finds all 4 through the SD endpoint; dashboard queries return data",
