@@ -25,6 +25,8 @@ import { readFlowTable } from "../src/collect/decode.ts";
 import { AllowList } from "../src/mapek/allow.ts";
 import { Knowledge } from "../src/mapek/knowledge.ts";
 import { MapekLoop } from "../src/mapek/loop.ts";
+import { mapekOptions } from "../src/mapek/options.ts";
+import { defaultConfig } from "../src/config/schema.ts";
 import { MetricsRenderer } from "../src/metrics/exposition.ts";
 import { StateStore } from "../src/state/store.ts";
 import type { Snapshot } from "../src/state/snapshot.ts";
@@ -39,7 +41,7 @@ import { SignalsProbe } from "../src/datapath/signals.ts";
 import { XdpAttachment } from "../src/datapath/attach.ts";
 import { FLOW_KEY } from "../ffi/layout.ts";
 import { sh, VethPair } from "../tests/helpers/netns.ts";
-import { Daemon, DaemonHome } from "../tests/helpers/daemon.ts";
+import { Daemon, DaemonHome, enforceArgs } from "../tests/helpers/daemon.ts";
 import { Lab, type LabNode } from "../scripts/lab.ts";
 
 const sections = Deno.args.length
@@ -582,30 +584,7 @@ async function mapek() {
     using dp = new FlowDatapath({ flowTableSize: n + n / 4 });
     fillFlows(dp, n);
     const store = new StateStore();
-    const loop = new MapekLoop({
-      mode: "observe",
-      policies: {
-        source_flood: "rate_limit",
-        syn_flood: "block",
-        port_scan: "block",
-        drop_rise: "none",
-        mesh_degraded: "mark_degraded",
-        flow_table_pressure: "shrink_top_n",
-        ringbuf_loss: "sample_events",
-      },
-      ttlS: 60,
-      maxActions: 32,
-      ratePps: 1000,
-      shrinkTopN: 10,
-      sampleShift: 3,
-      floodPps: 20000,
-      halfOpenPerS: 200,
-      scanPorts: 50,
-      scanWindowS: 10,
-      dropsPerS: 500,
-      meshLoss: 0.2,
-      flowTableFill: 0.9,
-    }, {
+    const loop = new MapekLoop(mapekOptions(defaultConfig()), {
       knowledge: new Knowledge(":memory:"),
       allow: new AllowList(),
       events: store.events,
@@ -696,22 +675,12 @@ async function enforce() {
     using home = new DaemonHome();
     await using d = new Daemon(
       v.b,
-      [
-        "--interface",
-        v.b.dev,
+      enforceArgs(v.b.dev, 2, [
         "--datapath.hook",
         "xdp",
-        "--mapek.mode",
-        "enforce",
-        "--mapek.flood-pps",
-        "2000",
-        "--mapek.action-ttl-s",
-        "2",
-        "--mapek.policy.source-flood",
-        "block",
         "--collect.interval-ms",
         String(interval),
-      ],
+      ]),
       [],
       home,
     );

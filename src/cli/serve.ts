@@ -13,7 +13,8 @@ import { defaultRouteInterface } from "../datapath/netdev.ts";
 import { monotonicNs } from "../datapath/enforce.ts";
 import { type AllowEntry, AllowList, localEntries, parseCidr } from "../mapek/allow.ts";
 import { Knowledge } from "../mapek/knowledge.ts";
-import { MapekLoop, type MapekOptions } from "../mapek/loop.ts";
+import { MapekLoop } from "../mapek/loop.ts";
+import { mapekOptions } from "../mapek/options.ts";
 import { MeshService } from "../mesh/service.ts";
 import { ciliumHealth, CiliumIdentities, detectCilium } from "../cilium/cilium.ts";
 import { lastUpgrade } from "./upgrade.ts";
@@ -50,27 +51,6 @@ function collectorOptions(c: Config): CollectorOptions {
     pinDir: d.bpffs_dir,
     fallback: d.fallback,
     signals: (["drops", "retransmits", "rtt"] as const).filter((k) => c.signals[k]),
-  };
-}
-
-function mapekOptions(c: Config): MapekOptions {
-  const m = c.mapek;
-  return {
-    mode: m.mode,
-    // A rise of drops has no one source to act on: it is reported, never acted on.
-    policies: { ...m.policy, drop_rise: "none" },
-    ttlS: m.action_ttl_s,
-    maxActions: m.max_actions,
-    ratePps: m.rate_limit_pps,
-    shrinkTopN: Math.max(1, Math.floor(c.metrics.top_flows / 10)),
-    sampleShift: 3,
-    floodPps: m.flood_pps,
-    halfOpenPerS: m.half_open_per_s,
-    scanPorts: m.scan_ports,
-    scanWindowS: m.scan_window_s,
-    dropsPerS: m.drops_per_s,
-    meshLoss: m.mesh_loss_percent / 100,
-    flowTableFill: m.flow_table_fill_percent / 100,
   };
 }
 

@@ -43,12 +43,12 @@ export function monotonicNs(): bigint {
 }
 
 /** Wall-clock ms since the epoch → the datapath's monotonic ns. */
-export function toMonotonic(wallMs: number): bigint {
+function toMonotonic(wallMs: number): bigint {
   return monotonicNs() + BigInt(Math.round((wallMs - Date.now()) * 1e6));
 }
 
 /** The enforcement key of an address; throws a TypeError on a malformed one. */
-export function enforceKey(address: string): Uint8Array<ArrayBuffer> {
+function enforceKey(address: string): Uint8Array<ArrayBuffer> {
   const k = new Uint8Array(ENFORCE_KEY.size);
   const a = parseAddress(address);
   k.set(a.bytes, KM.addr[0]);

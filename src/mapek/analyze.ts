@@ -48,10 +48,10 @@ export interface AnalyzerOptions {
 }
 
 /** Baselines learn from this many intervals before they raise thresholds above the floors. */
-export const MIN_SAMPLES = 30;
+const MIN_SAMPLES = 30;
 /** A value is abnormal above median + 8 robust standard deviations and 4 × median. */
-export const DEVIATIONS = 8;
-export const RATIO = 4;
+const DEVIATIONS = 8;
+const RATIO = 4;
 /** Sources whose own baseline is kept (the busiest; the rest share the box-wide one). */
 const MAX_SOURCE_BASELINES = 256;
 const CAPACITY = 300;

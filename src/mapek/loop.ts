@@ -15,7 +15,6 @@ import type { Knowledge } from "./knowledge.ts";
 import { Monitor } from "./monitor.ts";
 import {
   type Action,
-  type ActionKind,
   type Decision,
   describe,
   type Outcome,
@@ -285,12 +284,6 @@ export class MapekLoop {
     return [...this.#live.values()].filter((a) => a.kind === "mark_degraded").map((a) => a.target);
   }
 
-  liveCount(kind: ActionKind, state: "active" | "observed"): number {
-    let n = 0;
-    for (const a of this.#live.values()) if (a.kind === kind && a.state === state) n++;
-    return n;
-  }
-
   /** New options (a reload); leaving enforce mode revokes what is in force. */
   reconfigure(o: MapekOptions): void {
     const wasEnforcing = this.o.mode === "enforce";
@@ -351,10 +344,6 @@ export class MapekLoop {
       enforced,
       degradedPeers: this.degradedPeers(),
     };
-  }
-
-  get lastSymptoms(): Symptom[] {
-    return this.#lastSymptoms;
   }
 
   #health(): void {

@@ -4,7 +4,7 @@
  * address is the test's own (10.201.9x.0/24 inside its namespaces).
  */
 import assert from "node:assert/strict";
-import { Daemon, DaemonHome } from "../helpers/daemon.ts";
+import { Daemon, DaemonHome, enforceArgs } from "../helpers/daemon.ts";
 import { nft, trafficCommand, VethPair } from "../helpers/netns.ts";
 import type { Action, Decision } from "../../src/mapek/plan.ts";
 
@@ -41,20 +41,8 @@ Deno.test("mapek e2e: enforce mode blocks a UDP flood in XDP, keeps legitimate t
   using v = new VethPair(92);
   const legitSrc = "10.201.92.3";
   v.run(v.a, "ip", ["addr", "add", `${legitSrc}/24`, "dev", v.a.dev]);
-  await using d = new Daemon(v.b, [
-    "--interface",
-    v.b.dev,
-    "--datapath.hook",
-    "xdp",
-    "--mapek.mode",
-    "enforce",
-    "--mapek.flood-pps",
-    "2000",
-    "--mapek.action-ttl-s",
-    "5",
-    "--mapek.policy.source-flood",
-    "block",
-  ]);
+  await using d = new Daemon(v.b, enforceArgs(v.b.dev, 5, ["--datapath.hook", "xdp"]));
+
   await ready(d);
   const sink = start(v.b.ns, "udp-sink", 9999, 17);
   await sleep(1500);
@@ -152,18 +140,11 @@ Deno.test("mapek e2e: observe mode shows the plan for a UDP flood and blocks not
 
 Deno.test("mapek e2e: an allow-listed source is never blocked, whatever it sends", async () => {
   using v = new VethPair(94);
-  await using d = new Daemon(v.b, [
-    "--interface",
-    v.b.dev,
-    "--mapek.mode",
-    "enforce",
-    "--mapek.flood-pps",
-    "2000",
-    "--mapek.policy.source-flood",
-    "block",
-    "--mapek.allow",
-    `${v.a.ip4}/32`,
-  ]);
+  await using d = new Daemon(
+    v.b,
+    enforceArgs(v.b.dev, 60, ["--mapek.allow", `${v.a.ip4}/32`]),
+  );
+
   await ready(d);
   const sink = start(v.b.ns, "udp-sink", 9999, 5);
   await sleep(1500);
@@ -184,18 +165,7 @@ Deno.test("mapek e2e: an allow-listed source is never blocked, whatever it sends
 Deno.test("mapek e2e: a restart mid-action keeps the block in force and ends it exactly at its TTL", async () => {
   using v = new VethPair(95);
   using home = new DaemonHome();
-  const args = [
-    "--interface",
-    v.b.dev,
-    "--mapek.mode",
-    "enforce",
-    "--mapek.flood-pps",
-    "2000",
-    "--mapek.action-ttl-s",
-    "8",
-    "--mapek.policy.source-flood",
-    "block",
-  ];
+  const args = enforceArgs(v.b.dev, 8);
   let blocked: Action;
   {
     await using d = new Daemon(v.b, args, [], home);

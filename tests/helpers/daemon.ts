@@ -208,4 +208,24 @@ export class Daemon implements AsyncDisposable {
   }
 }
 
+/**
+ * Arguments of a daemon watching `dev` with MAPE-K in enforce mode, a flood floor of 2000
+ * packets/s (test floods send 20000) and source floods blocked for `ttlS` seconds.
+ */
+export function enforceArgs(dev: string, ttlS: number, extra: string[] = []): string[] {
+  return [
+    "--interface",
+    dev,
+    "--mapek.mode",
+    "enforce",
+    "--mapek.flood-pps",
+    "2000",
+    "--mapek.action-ttl-s",
+    String(ttlS),
+    "--mapek.policy.source-flood",
+    "block",
+    ...extra,
+  ];
+}
+
 export { sh };
