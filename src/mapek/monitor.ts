@@ -62,8 +62,7 @@ const text = (id: Id) => typeof id === "number" ? v4(id) : id;
 
 export class Monitor {
   #prevAt = 0;
-  #prevPackets = new Map<Id, number>();
-  #prevBytes = new Map<Id, number>();
+  readonly #totals = new SourceTotals();
   #prevDrops = new Map<string, number>();
   #prevEvicted = 0;
   #prevLost = { kernel: 0, consumer: 0 };
@@ -77,7 +76,8 @@ export class Monitor {
    */
   observe(s: Snapshot, nowMonoNs: number): Observation | undefined {
     const t = s.flows;
-    const packets = new Map<Id, number>(), bytes = new Map<Id, number>();
+    const totals = this.#totals;
+    totals.begin();
     const halfOpenSince = nowMonoNs - (s.takenAt - this.#prevAt) * 1e6;
     const scanSince = nowMonoNs - this.o.scanWindowS * 1e9;
     const halfOpen = new Map<Id, number>();
@@ -87,8 +87,7 @@ export class Monitor {
     for (let i = 0; i < t.size; i++) {
       if (t.hook(i) === EGRESS) continue;
       const src = t.addressId(i, "saddr");
-      packets.set(src, (packets.get(src) ?? 0) + t.packets(i));
-      bytes.set(src, (bytes.get(src) ?? 0) + t.bytes(i));
+      totals.add(src, t.packets(i), t.bytes(i));
       const proto = t.proto(i);
       if (proto !== TCP && proto !== UDP) continue;
       const first = t.firstSeenNs(i);
@@ -122,31 +121,32 @@ export class Monitor {
     }
     if (!this.#primed) {
       this.#primed = true;
-      this.#remember(s, packets, bytes);
+      totals.end(() => {});
+      this.#remember(s);
       return undefined;
     }
     const dt = Math.max(0.001, (s.takenAt - this.#prevAt) / 1000);
     const sources = new Map<string, SourceObservation>();
     const floodIds = new Map<Id, SourceObservation>();
     let busiestPps = 0;
-    for (const [id, total] of packets) {
-      const pps = Math.max(0, total - (this.#prevPackets.get(id) ?? 0)) / dt;
+    totals.end((id, packets, bytes) => {
+      const pps = packets / dt;
       busiestPps = Math.max(busiestPps, pps);
       const ports = opened.count(id);
       if (pps < this.o.floodPps / 10 && !halfOpen.has(id) && ports < this.o.scanPorts / 2) {
-        continue;
+        return;
       }
       const address = text(id);
       const o: SourceObservation = {
         address,
         pps,
-        bps: Math.max(0, bytes.get(id)! - (this.#prevBytes.get(id) ?? 0)) / dt,
+        bps: bytes / dt,
         halfOpen: (halfOpen.get(id) ?? 0) / dt,
         scanPorts: ports,
       };
       sources.set(address, o);
       if (pps >= this.o.floodPps) floodIds.set(id, o);
-    }
+    });
     // Where the sources at the flood floor send most: a second pass over their flows only.
     if (floodIds.size) {
       const perDest = new Map<Id, Map<string, number>>();
@@ -195,14 +195,12 @@ export class Monitor {
       },
       mesh: s.mesh?.peers ?? [],
     };
-    this.#remember(s, packets, bytes);
+    this.#remember(s);
     return obs;
   }
 
-  #remember(s: Snapshot, packets: Map<Id, number>, bytes: Map<Id, number>): void {
+  #remember(s: Snapshot): void {
     this.#prevAt = s.takenAt;
-    this.#prevPackets = packets;
-    this.#prevBytes = bytes;
     this.#prevDrops = new Map();
     for (const d of s.signals?.drops ?? []) {
       this.#prevDrops.set(d.reason, (this.#prevDrops.get(d.reason) ?? 0) + d.count);
@@ -210,6 +208,111 @@ export class Monitor {
     this.#prevEvicted = s.flowTable.evicted;
     this.#prevLost = { kernel: s.events.lostKernel, consumer: s.events.lostConsumer };
   }
+}
+
+/**
+ * Packets and bytes per source, summed over its flows at each snapshot, and what they grew by
+ * since the previous one. Sources keep their slot across snapshots: a map and a few typed
+ * arrays that are reused, not new maps every snapshot (at 100k sources those were tens of MiB
+ * of garbage promoted to the old generation).
+ */
+class SourceTotals {
+  #slot = new Map<Id, number>();
+  #ids: Id[] = [];
+  #packets = new Float64Array(1024);
+  #bytes = new Float64Array(1024);
+  #lastPackets = new Float64Array(1024);
+  #lastBytes = new Float64Array(1024);
+  /** The snapshot (generation) in which a slot was last summed, and the one before. */
+  #gen = new Uint32Array(1024);
+  #lastGen = new Uint32Array(1024);
+  #touched: Uint32Array = new Uint32Array(1024);
+  #n = 0;
+  #g = 0;
+
+  begin(): void {
+    this.#g++;
+    this.#n = 0;
+  }
+
+  add(id: Id, packets: number, bytes: number): void {
+    let s = this.#slot.get(id);
+    if (s === undefined) {
+      s = this.#ids.length;
+      this.#ids.push(id);
+      this.#slot.set(id, s);
+      if (s >= this.#packets.length) this.#grow(s * 2);
+    }
+    if (this.#gen[s] !== this.#g) {
+      this.#gen[s] = this.#g;
+      this.#packets[s] = 0;
+      this.#bytes[s] = 0;
+      if (this.#n >= this.#touched.length) this.#touched = grown(this.#touched, this.#n * 2);
+      this.#touched[this.#n++] = s;
+    }
+    this.#packets[s] += packets;
+    this.#bytes[s] += bytes;
+  }
+
+  /**
+   * Gives each source of this snapshot what it sent since the previous one (all of its
+   * packets when it was not in the previous one), then forgets the sources that left.
+   */
+  end(fn: (id: Id, packets: number, bytes: number) => void): void {
+    const g = this.#g;
+    for (let k = 0; k < this.#n; k++) {
+      const s = this.#touched[k];
+      const seen = this.#lastGen[s] === g - 1;
+      fn(
+        this.#ids[s],
+        Math.max(0, this.#packets[s] - (seen ? this.#lastPackets[s] : 0)),
+        Math.max(0, this.#bytes[s] - (seen ? this.#lastBytes[s] : 0)),
+      );
+      this.#lastPackets[s] = this.#packets[s];
+      this.#lastBytes[s] = this.#bytes[s];
+      this.#lastGen[s] = g;
+    }
+    if (this.#ids.length > 2 * this.#n + 1024) this.#compact();
+  }
+
+  /** Keeps only the sources of this snapshot, in slots 0..n-1. */
+  #compact(): void {
+    const ids: Id[] = [];
+    const slot = new Map<Id, number>();
+    const keep = Array.from(this.#touched.subarray(0, this.#n));
+    const move = <T extends Float64Array | Uint32Array>(a: T): T => {
+      const b = new (a.constructor as { new (n: number): T })(Math.max(1024, this.#n * 2));
+      keep.forEach((s, i) => b[i] = a[s]);
+      return b;
+    };
+    this.#packets = move(this.#packets);
+    this.#bytes = move(this.#bytes);
+    this.#lastPackets = move(this.#lastPackets);
+    this.#lastBytes = move(this.#lastBytes);
+    this.#gen = move(this.#gen);
+    this.#lastGen = move(this.#lastGen);
+    keep.forEach((s, i) => {
+      ids.push(this.#ids[s]);
+      slot.set(this.#ids[s], i);
+    });
+    this.#ids = ids;
+    this.#slot = slot;
+  }
+
+  #grow(n: number): void {
+    this.#packets = grown(this.#packets, n);
+    this.#bytes = grown(this.#bytes, n);
+    this.#lastPackets = grown(this.#lastPackets, n);
+    this.#lastBytes = grown(this.#lastBytes, n);
+    this.#gen = grown(this.#gen, n);
+    this.#lastGen = grown(this.#lastGen, n);
+  }
+}
+
+function grown<T extends Float64Array | Uint32Array>(a: T, n: number): T {
+  const b = new (a.constructor as { new (n: number): T })(n);
+  b.set(a);
+  return b;
 }
 
 /** Distinct (destination, protocol, port) a source opened, counted without a set per source. */

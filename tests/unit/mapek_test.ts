@@ -6,7 +6,8 @@ import assert from "node:assert/strict";
 import { Baseline } from "../../src/mapek/baseline.ts";
 import { AllowList, cidrContains, parseCidr } from "../../src/mapek/allow.ts";
 import { Analyzer, type AnalyzerOptions, type Symptom } from "../../src/mapek/analyze.ts";
-import type { Observation, SourceObservation } from "../../src/mapek/monitor.ts";
+import { Monitor, type Observation, type SourceObservation } from "../../src/mapek/monitor.ts";
+import { FlowTable } from "../../src/collect/flowtable.ts";
 import { type Action, plan, type PlannerOptions } from "../../src/mapek/plan.ts";
 import { Knowledge } from "../../src/mapek/knowledge.ts";
 import { parseAddress } from "../../src/datapath/netdev.ts";
@@ -254,4 +255,54 @@ Deno.test("mapek: knowledge survives reopening: baselines, decisions newest firs
   } finally {
     Deno.removeSync(dir, { recursive: true });
   }
+});
+
+Deno.test("mapek: the monitor turns snapshots into rates per source, across sources that come and go", () => {
+  const m = new Monitor({ scanWindowS: 10, floodPps: 100, scanPorts: 20 });
+  const flow = (saddr: string, packets: number, sport = 1000) => ({
+    ifindex: 2,
+    interface: "eth0",
+    direction: "rx" as const,
+    hook: "tcIngress" as const,
+    family: 4 as const,
+    proto: 17,
+    saddr,
+    daddr: "192.0.2.1",
+    sport,
+    dport: 53,
+    packets,
+    bytes: packets * 100,
+    firstSeenNs: 0,
+    lastSeenNs: 0,
+    tcpFlags: 0,
+    fragment: false,
+  });
+  const snap = (at: number, flows: ReturnType<typeof flow>[]) => ({
+    takenAt: at,
+    mode: "ebpf" as const,
+    interfaces: [],
+    flows: FlowTable.from(flows),
+    flowTable: { entries: flows.length, capacity: 1e6, created: 0, evicted: 0, insertFailed: 0 },
+    events: { sent: 0, suppressed: 0, lostKernel: 0, lostConsumer: 0, consumed: 0 },
+    programs: [],
+    bpfStatsEnabled: false,
+  });
+  const now = 1e12; // flows first seen long before: outside the scan window
+  assert.equal(m.observe(snap(1000, [flow("198.51.100.1", 10)]), now), undefined, "primes");
+  // Two flows of one source add up; 500 packets in 0.5 s is 1000/s.
+  let o = m.observe(
+    snap(1500, [flow("198.51.100.1", 300), flow("198.51.100.1", 210, 1001)]),
+    now,
+  )!;
+  assert.equal(o.sources.get("198.51.100.1")!.pps, 1000);
+  assert.equal(o.sources.get("198.51.100.1")!.bps, 100_000);
+  assert.equal(o.busiestPps, 1000);
+  // Many sources once (the totals compact after they leave), then the first one again, new.
+  const many = Array.from({ length: 3000 }, (_, i) => flow(`10.0.${i >> 8}.${i & 255}`, 1));
+  m.observe(snap(2000, many), now);
+  o = m.observe(snap(2500, [flow("198.51.100.1", 40)]), now)!;
+  assert.equal(o.sources.get("198.51.100.1")!.pps, 80, "back after leaving: counted from 0");
+  o = m.observe(snap(3000, [flow("198.51.100.1", 40)]), now)!;
+  assert.equal(o.busiestPps, 0);
+  assert.equal(o.sources.size, 0, "quiet sources are counted, not reported");
 });
