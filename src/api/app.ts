@@ -30,7 +30,7 @@ export interface ApiDeps {
   /** Cilium endpoint identities, when a Cilium agent runs on the box. */
   cilium?: Pick<CiliumIdentities, "lookup">;
   /** The MAPE-K loop, when enabled. */
-  mapek?: Pick<MapekLoop, "status" | "decisions" | "actions" | "revoke">;
+  mapek?: Pick<MapekLoop, "status" | "decisions" | "actions" | "revoke" | "degradedPeers">;
   token: string;
   maxBodyBytes: number;
   metrics: () => string | Promise<string>;
@@ -244,10 +244,13 @@ export function buildApp(d: ApiDeps): Hono {
   });
   app.get("/api/v1/mesh/peers", (c) => {
     if (!d.mesh) return meshOff(c);
+    // A link a MAPE-K action marks degraded says so, for consumers of this list.
+    const degraded = new Set(d.mapek?.degradedPeers() ?? []);
     return c.json({
       peers: (d.mesh.last?.peers ?? []).map((p) => ({
         ...p,
         since: new Date(p.since).toISOString(),
+        degraded: degraded.has(p.name),
       })),
     });
   });

@@ -32,7 +32,60 @@ interface Ifaces {
   }[];
 }
 
-/** Prints health and interface rates; exit 0 healthy, 1 degraded or unhealthy, 3 unreachable. */
+interface Mapek {
+  mode: string;
+  active: number;
+  observed: number;
+}
+
+interface MapekActions {
+  actions: {
+    id: string;
+    kind: string;
+    target: string;
+    value?: number;
+    state: string;
+    expiresAt: number;
+    droppedPackets?: number;
+    decisionId: string;
+  }[];
+}
+
+/** The MAPE-K loop's mode and live actions with their reasons; nothing when it is off. */
+async function mapekStatus(base: string): Promise<void> {
+  let m: Mapek, a: MapekActions, why: Map<string, string>;
+  try {
+    m = await get(base, "/api/v1/mapek") as Mapek;
+    a = await get(base, "/api/v1/mapek/actions") as MapekActions;
+    const d = await get(base, "/api/v1/mapek/decisions?limit=500") as {
+      decisions: { id: string; reason: string }[];
+    };
+    why = new Map(d.decisions.map((x) => [x.id, x.reason]));
+  } catch {
+    return; // switched off (404), or an older appliance
+  }
+  console.log();
+  console.log(
+    `MAPE-K: ${m.mode} mode, ${m.active} action(s) in force, ${m.observed} planned (observe)`,
+  );
+  if (a.actions.length === 0) return;
+  console.log(table([
+    ["ACTION", "TARGET", "STATE", "EXPIRES IN", "DROPPED", "WHY"],
+    ...a.actions.map((x) => [
+      x.value === undefined ? x.kind : `${x.kind} ${x.value}`,
+      x.target,
+      x.state,
+      `${Math.max(0, Math.round((x.expiresAt - Date.now()) / 1000))} s`,
+      x.droppedPackets === undefined ? "" : si(x.droppedPackets),
+      why.get(x.decisionId) ?? "",
+    ]),
+  ]));
+}
+
+/**
+ * Prints health, interface rates and the MAPE-K loop's live actions; exit 0 healthy, 1 degraded
+ * or unhealthy, 3 unreachable.
+ */
 export async function status(base: string): Promise<number> {
   let h: Health, i: Ifaces;
   try {
@@ -65,6 +118,7 @@ export async function status(base: string): Promise<number> {
         : [x.name, "absent", "", "", "", ""]
     ),
   ]));
+  await mapekStatus(base);
   return h.status === "healthy" ? 0 : 1;
 }
 

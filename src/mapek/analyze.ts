@@ -126,6 +126,10 @@ export class Analyzer {
     };
   }
 
+  #learnBelow(key: string, value: number, floor: number): void {
+    if (value <= floor) this.#baseline(key).add(value);
+  }
+
   analyze(obs: Observation): Symptom[] {
     const out: Symptom[] = [];
     const o = this.o;
@@ -175,8 +179,9 @@ export class Analyzer {
         }
       }
     }
-    this.#baseline("busiest_source_pps").add(Math.min(obs.busiestPps, o.floodPps));
-    this.#baseline("scan_ports").add(Math.min(maxPorts, o.scanPorts));
+    // Box-wide baselines learn normal intervals only: one above its floor is not normal.
+    this.#learnBelow("busiest_source_pps", obs.busiestPps, o.floodPps);
+    this.#learnBelow("scan_ports", maxPorts, o.scanPorts);
 
     let halfOpenMax = 0;
     for (const [dst, h] of obs.halfOpenByDestination) {
@@ -212,7 +217,7 @@ export class Analyzer {
         }],
       });
     }
-    this.#baseline("half_open_busiest").add(Math.min(halfOpenMax, o.halfOpenPerS));
+    this.#learnBelow("half_open_busiest", halfOpenMax, o.halfOpenPerS);
 
     for (const [reason, perS] of obs.dropsPerS) {
       if (perS <= o.dropsPerS) {

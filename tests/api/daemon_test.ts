@@ -256,6 +256,7 @@ Deno.test("daemon: API, auth, bad input, events, metrics, promtool and Prometheu
     assert.equal(st.code, 0, out + new TextDecoder().decode(st.stderr));
     assert.match(out, /status: healthy\s+mode: ebpf/);
     assert.match(out, new RegExp(`${v.b.dev}\\s+ebpf`));
+    assert.match(out, /MAPE-K: observe mode, 0 action\(s\) in force/);
     const top = cli(["top", "--listen", listen, "--count", "1", "--interval", "0.2"]);
     assert.equal(top.code, 0);
     assert.match(new TextDecoder().decode(top.stdout), new RegExp(`${v.b.dev}\\s+rx\\s+udp`));

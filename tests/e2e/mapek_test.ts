@@ -8,6 +8,7 @@ import { Daemon, DaemonHome, enforceArgs } from "../helpers/daemon.ts";
 import { nft, trafficCommand, VethPair } from "../helpers/netns.ts";
 import type { Action, Decision } from "../../src/mapek/plan.ts";
 
+const MAIN = new URL("../../main.ts", import.meta.url).pathname;
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /** A traffic.ts command running in the background; result() is its last output line. */
@@ -185,6 +186,28 @@ Deno.test("mapek e2e: a restart mid-action keeps the block in force and ends it 
   assert.ok(restored, "the action is live after the restart");
   assert.equal(restored.state, "active");
   assert.equal(restored.expiresAt, blocked.expiresAt, "same expiry: the TTL is not restarted");
+  // The terminal's view lists it with its reason.
+  const st = new Deno.Command("ip", {
+    args: [
+      "netns",
+      "exec",
+      v.b.ns,
+      Deno.execPath(),
+      "run",
+      "-A",
+      MAIN,
+      "status",
+      "--listen",
+      d2.base.replace("http://", ""),
+    ],
+    stdout: "piped",
+  }).outputSync();
+  const out = new TextDecoder().decode(st.stdout);
+  assert.match(out, /MAPE-K: enforce mode, 1 action\(s\) in force/);
+  assert.match(
+    out,
+    /block\s+10\.201\.95\.1\s+active\s+\d+ s\s.*\sblock 10\.201\.95\.1 in the datapath for 8 s/,
+  );
   // Still enforced in the kernel: a short burst from the source is dropped.
   const sink = start(v.b.ns, "udp-sink", 9999, 3);
   await sleep(1200);
@@ -264,4 +287,55 @@ Deno.test("mapek e2e: a port scan and a SYN flood are detected with their eviden
     assert.equal(x.outcome, "reported", "drop_rise is reported only (policy none)");
   }
   await Promise.all([listener.result(), sink.result()]).catch(() => {});
+});
+
+Deno.test("mapek e2e: under flow-table pressure, enforce mode exports fewer flows until the action expires", async () => {
+  using v = new VethPair(98);
+  await using d = new Daemon(v.b, [
+    "--interface",
+    v.b.dev,
+    "--datapath.flow-table-size",
+    "1024",
+    "--mapek.mode",
+    "enforce",
+    "--mapek.action-ttl-s",
+    "3",
+    "--mapek.policy.port-scan",
+    "none",
+    "--mapek.policy.syn-flood",
+    "none",
+  ]);
+  await ready(d);
+  const exported = () => metric(d, "x0tta6bl4_flows_exported");
+  // 1500 refused connections: a SYN in and a RST out each, three times the table's size.
+  await start(v.a.ns, "tcp-connect", v.b.ip4, "20000-21499", 1500).result();
+  const shrunk = await d.until(
+    "the shrink action",
+    () => actions(d).find((a) => a.kind === "shrink_top_n" && a.state === "active"),
+    5000,
+  );
+  assert.equal(shrunk.value, 10, "a tenth of metrics.top_flows (100)");
+  const why = decisions(d).find((x) => x.id === shrunk.decisionId)!;
+  assert.equal(why.symptom.kind, "flow_table_pressure");
+  assert.match(why.symptom.summary, /the flow table (evicts|is \d+% full)/);
+  await d.until("10 flows exported", () => exported() === 10 || undefined, 3000);
+  await d.until(
+    "the expiry",
+    () => actions(d, true).find((a) => a.id === shrunk.id && a.state === "expired"),
+    8000,
+  );
+  // Once evictions stop, the pressure lasts only if the LRU table stayed at least 90% full
+  // (it keeps 80-95% of its entries, depending on the run): then the loop decides again.
+  const fill = metric(d, "x0tta6bl4_flow_table_fullness_ratio")!;
+  const shrinking = () => actions(d).find((a) => a.kind === "shrink_top_n");
+  if (fill >= 0.9) {
+    const again = await d.until(`table ${fill} full: shrunk again`, shrinking, 2000);
+    // Revoked, the configured top N is back (no new decision on it within its TTL).
+    const r = d.request(`/api/v1/mapek/actions/${again.id}`, {
+      method: "DELETE",
+      token: d.token,
+    });
+    assert.equal(r.status, 200);
+  } else assert.equal(shrinking(), undefined, `table ${fill} full: no pressure left`);
+  await d.until("100 flows exported again", () => exported() === 100 || undefined, 2000);
 });

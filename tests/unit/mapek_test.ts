@@ -306,3 +306,12 @@ Deno.test("mapek: the monitor turns snapshots into rates per source, across sour
   assert.equal(o.busiestPps, 0);
   assert.equal(o.sources.size, 0, "quiet sources are counted, not reported");
 });
+
+Deno.test("mapek: a long scan is not learned as normal: the threshold stays at the floor", () => {
+  const an = new Analyzer(A);
+  for (let i = 0; i < 100; i++) {
+    const [s] = an.analyze(obs([{ address: "192.0.2.5", scanPorts: 400 }]));
+    assert.equal(s.kind, "port_scan");
+    assert.equal(s.evidence[0].threshold, 20, `interval ${i}`);
+  }
+});
