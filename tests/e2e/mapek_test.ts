@@ -339,3 +339,32 @@ Deno.test("mapek e2e: under flow-table pressure, enforce mode exports fewer flow
   } else assert.equal(shrinking(), undefined, `table ${fill} full: no pressure left`);
   await d.until("100 flows exported again", () => exported() === 100 || undefined, 2000);
 });
+
+Deno.test("mapek e2e: an IPv6 UDP flood is rate-limited on TC ingress to the configured rate", async () => {
+  using v = new VethPair(99);
+  await using d = new Daemon(
+    v.b,
+    enforceArgs(v.b.dev, 30, [
+      "--mapek.policy.source-flood",
+      "rate_limit",
+      "--mapek.rate-limit-pps",
+      "1000",
+    ]),
+  );
+  await ready(d);
+  const sink = start(v.b.ns, "udp-sink", 9999, 7, v.b.ip6);
+  await sleep(1500);
+  const sent = Number(await start(v.a.ns, "udp-rate", v.a.ip6, v.b.ip6, 9999, 10000, 4).result());
+  const limited = actions(d).find((a) => a.target === v.a.ip6)!;
+  assert.equal(limited.kind, "rate_limit");
+  assert.equal(limited.state, "active");
+  assert.equal(limited.value, 1000);
+  const counts = JSON.parse(await sink.result()) as Record<string, number[]>;
+  const slots = counts[v.a.ip6];
+  // Once limited, a 500 ms slot gets about 500 (1000/s in 100 ms windows of 100).
+  const after = slots.slice(-6, -3); // the last full slots of the flood
+  console.log(`per 500 ms: ${slots}`);
+  assert.ok(after.every((n) => n >= 350 && n <= 650), `per 500 ms: ${slots}`);
+  const a = actions(d).find((x) => x.id === limited.id)!;
+  assert.ok(a.passedPackets! > 0 && a.droppedPackets! > sent / 4, JSON.stringify(a));
+});

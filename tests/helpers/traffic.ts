@@ -4,7 +4,8 @@
  *   tcp-sink PORT                      accept one connection, read to EOF, print the byte count
  *   tcp-send HOST PORT BYTES           connect, write BYTES bytes, close
  *   udp-rate SRC HOST PORT PPS SECONDS  send 32-byte datagrams from SRC at about PPS
- *   udp-sink PORT SECONDS              count datagrams per source and 500 ms slot, print JSON
+ *   udp-sink PORT SECONDS [HOST]       count datagrams per source and 500 ms slot, print JSON
+ *                                      (HOST: the address to bind, 0.0.0.0 unless given)
  *   tcp-listen PORT SECONDS            accept and close connections (the kernel completes
  *                                      handshakes); print how many were accepted
  *   tcp-connect HOST PORT COUNT        COUNT connections one after another, each refused or
@@ -72,7 +73,7 @@ if (mode === "udp-send") {
   console.log(sent);
 } else if (mode === "udp-sink") {
   const [port, seconds] = [Number(args[0]), Number(args[1])];
-  const sock = Deno.listenDatagram({ transport: "udp", hostname: "0.0.0.0", port });
+  const sock = Deno.listenDatagram({ transport: "udp", hostname: args[2] ?? "0.0.0.0", port });
   const start = performance.now();
   const counts: Record<string, number[]> = {};
   setTimeout(() => sock.close(), seconds * 1000);
