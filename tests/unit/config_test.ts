@@ -281,6 +281,14 @@ Deno.test("config: each kind of error points at the offending value", () => {
   assert.deepEqual(fileErrors("datapath:\n  fallback: yes\n"), [
     'x.yaml:2:13: datapath.fallback: wrong type (expected true or false, got "yes")',
   ]);
+  // MAPE-K: a bad CIDR in the allow-list, a policy its symptom cannot take.
+  assert.deepEqual(fileErrors("mapek:\n  allow: [10.0.0.0/8, 10.1.0.0/33, fd00::/8, nope]\n"), [
+    'x.yaml:2:23: mapek.allow[1]: prefix length not 0..32 (expected an IPv4 or IPv6 address or network: 192.0.2.0/24, 2001:db8::/32, got "10.1.0.0/33")',
+    'x.yaml:2:46: mapek.allow[3]: not an IPv4 or IPv6 address (expected an IPv4 or IPv6 address or network: 192.0.2.0/24, 2001:db8::/32, got "nope")',
+  ]);
+  assert.deepEqual(fileErrors("mapek:\n  policy:\n    mesh_degraded: block\n"), [
+    'x.yaml:3:20: mapek.policy.mesh_degraded: not an allowed value (expected "mark_degraded" or "none", got "block")',
+  ]);
   // Out of range, both ends.
   assert.deepEqual(fileErrors("api:\n    max_body_bytes: 0\n"), [
     "x.yaml:2:21: api.max_body_bytes: too small (expected an integer ≥ 1, got 0)",
