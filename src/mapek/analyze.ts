@@ -116,12 +116,15 @@ export class Analyzer {
       this.#baseline(key).add(value);
       return undefined;
     }
+    // Two decimals are all an operator reads (and the API and knowledge store keep).
+    const r = (n: number) => Math.round(n * 100) / 100;
+    const b = t.stats;
     return {
       metric,
-      value,
+      value: r(value),
       unit,
-      threshold: t.threshold,
-      baseline: t.learned ? t.stats : null,
+      threshold: r(t.threshold),
+      baseline: t.learned ? { samples: b.samples, median: r(b.median), mad: r(b.mad) } : null,
       window,
     };
   }
