@@ -77,14 +77,14 @@ export class MapekLoop {
         );
         continue;
       }
-      if (a.state === "active" && this.o.mode === "observe") {
-        this.#end(a, "revoked", "mapek.mode is observe: nothing stays enforced", now);
+      if (a.state !== (this.o.mode === "enforce" ? "active" : "observed")) {
+        this.#end(a, "revoked", `mapek.mode is ${this.o.mode}`, now);
         continue;
       }
       try {
         if (a.state === "active") this.#apply(a);
         this.#live.set(a.id, a);
-        kept.add(a.target);
+        if (a.state === "active") kept.add(a.target);
         this.d.events.append("mapek", {
           action: a.id,
           state: a.state,
@@ -290,14 +290,22 @@ export class MapekLoop {
     this.o = o;
     this.analyzer.o = o;
     this.#monitor.o = o;
-    if (wasEnforcing && o.mode === "observe") {
-      for (const a of [...this.#live.values()]) {
-        if (a.state === "active") {
-          this.#end(a, "revoked", "mapek.mode changed to observe", Date.now());
-        }
-      }
-    }
+    if (wasEnforcing !== (o.mode === "enforce")) this.#leaveMode(Date.now());
     this.#health();
+  }
+
+  /**
+   * Ends what the other mode left live: actions in force when entering observe mode, and the
+   * plans of observe mode when entering enforce mode (else they would hold back the real
+   * decisions on the same targets until they expired).
+   */
+  #leaveMode(now: number): void {
+    const left = this.o.mode === "enforce" ? "observed" : "active";
+    for (const a of [...this.#live.values()]) {
+      if (a.state !== left) continue;
+      this.#end(a, "revoked", `mapek.mode is ${this.o.mode}`, now);
+    }
+    this.#recent.clear(); // decide afresh in the new mode
   }
 
   /** What GET /api/v1/mapek shows. */

@@ -98,9 +98,12 @@ export function plan(
     const policy = o.policies[s.kind];
     const key = `${s.kind}/${s.subject}`;
     const target = targetOf(s, policy);
-    if (target !== undefined && live.some((a) => a.kind === policy && a.target === target)) {
-      continue;
-    }
+    // One live action per target; for a source, one block or rate limit, whatever the symptom
+    // (the datapath holds one rule per address).
+    const same = (a: Action) =>
+      a.target === target &&
+      (a.kind === policy || (ON_SOURCE.has(a.kind) && ON_SOURCE.has(policy as ActionKind)));
+    if (target !== undefined && live.some(same)) continue;
     const last = recent.get(key);
     if (last !== undefined && now - last < o.ttlS * 1000) continue;
     recent.set(key, now);

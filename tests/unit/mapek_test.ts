@@ -10,6 +10,8 @@ import { Monitor, type Observation, type SourceObservation } from "../../src/map
 import { FlowTable } from "../../src/collect/flowtable.ts";
 import { type Action, plan, type PlannerOptions } from "../../src/mapek/plan.ts";
 import { Knowledge } from "../../src/mapek/knowledge.ts";
+import { MapekLoop } from "../../src/mapek/loop.ts";
+import { StateStore } from "../../src/state/store.ts";
 import { parseAddress } from "../../src/datapath/netdev.ts";
 
 const A: AnalyzerOptions = {
@@ -314,4 +316,52 @@ Deno.test("mapek: a long scan is not learned as normal: the threshold stays at t
     assert.equal(s.kind, "port_scan");
     assert.equal(s.evidence[0].threshold, 20, `interval ${i}`);
   }
+});
+
+Deno.test("mapek: one block or rate limit per source, whichever symptom asks", () => {
+  const a = plan([flood("198.51.100.1")], [], new Map(), new AllowList(), P, 1000)[0].action!;
+  const scan: Symptom = {
+    kind: "syn_flood",
+    subject: "192.0.2.9:80",
+    source: "198.51.100.1",
+    summary: "",
+    evidence: [],
+  };
+  assert.deepEqual(plan([scan], [a], new Map(), new AllowList(), P, 2000), []);
+});
+
+Deno.test("mapek: switching observe to enforce ends the plans, so the next interval acts", () => {
+  let cap: number | undefined;
+  const store = new StateStore();
+  const loop = new MapekLoop({ ...A, ...P, mode: "observe" }, {
+    knowledge: new Knowledge(":memory:"),
+    allow: new AllowList(),
+    events: store.events,
+    health: store.health,
+    effectors: { enforcer: () => undefined, setTopFlows: (n) => cap = n },
+  });
+  const full = (at: number) => ({
+    takenAt: at,
+    mode: "ebpf" as const,
+    interfaces: [],
+    flows: FlowTable.from([]),
+    flowTable: { entries: 95, capacity: 100, created: 95, evicted: 0, insertFailed: 0 },
+    events: { sent: 0, suppressed: 0, lostKernel: 0, lostConsumer: 0, consumed: 0 },
+    programs: [],
+    bpfStatsEnabled: false,
+  });
+  loop.step(full(1000), 0);
+  assert.equal(loop.step(full(2000), 1e9)[0].outcome, "observed");
+  assert.equal(cap, undefined);
+  loop.reconfigure({ ...A, ...P, mode: "enforce" });
+  assert.equal(loop.actions(true)[0].state, "revoked");
+  assert.match(loop.actions(true)[0].endReason!, /mapek\.mode is enforce/);
+  const [d] = loop.step(full(3000), 2e9);
+  assert.equal(d.outcome, "executed");
+  assert.equal(cap, 10);
+  // Back to observe: what is in force is revoked and undone.
+  loop.reconfigure({ ...A, ...P, mode: "observe" });
+  assert.equal(cap, undefined);
+  assert.equal(loop.live().length, 0);
+  loop.close();
 });
