@@ -5,7 +5,7 @@
  */
 import assert from "node:assert/strict";
 import { Daemon, DaemonHome, enforceArgs } from "../helpers/daemon.ts";
-import { nft, trafficCommand, VethPair } from "../helpers/netns.ts";
+import { nft, sh, trafficCommand, VethPair } from "../helpers/netns.ts";
 import type { Action, Decision } from "../../src/mapek/plan.ts";
 
 const MAIN = new URL("../../main.ts", import.meta.url).pathname;
@@ -367,4 +367,11 @@ Deno.test("mapek e2e: an IPv6 UDP flood is rate-limited on TC ingress to the con
   assert.ok(after.every((n) => n >= 350 && n <= 650), `per 500 ms: ${slots}`);
   const a = actions(d).find((x) => x.id === limited.id)!;
   assert.ok(a.passedPackets! > 0 && a.droppedPackets! > sent / 4, JSON.stringify(a));
+  // The rule as the kernel holds it (bpftool on the pinned map), then revoked from the API.
+  const rules = () =>
+    JSON.parse(sh("bpftool", ["-j", "map", "dump", "pinned", `${d.pinDir}/x0_enforce`]));
+  assert.equal(rules().length, 1);
+  const r = d.request(`/api/v1/mapek/actions/${limited.id}`, { method: "DELETE", token: d.token });
+  assert.equal(r.status, 200, r.body);
+  assert.deepEqual(rules(), []);
 });
