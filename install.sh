@@ -6,6 +6,7 @@
 # binary's checksum, installs libbpf when it is missing, then the binary, a config file, an API
 # token (mode 0600) and a systemd unit that runs as its own user with only the capabilities it
 # needs. Running it twice changes nothing the second time; a failure leaves nothing half-done.
+# With --auto-upgrade it also installs a timer that runs `x0tta6bl4 upgrade` once a day.
 #
 # The release build (scripts/build) stamps the public key and the default download address into
 # the copy of this script it publishes; this template has neither and refuses to download.
@@ -22,8 +23,16 @@ Usage: install.sh [options]
                      the config, data and unit also go under DIR
   --base-url URL     where releases are (or X0TTA6BL4_BASE_URL)
   --no-service       do not install or start the systemd unit
+  --auto-upgrade     also install x0tta6bl4-upgrade.timer: once a day, at a moment in the six
+                     hours after midnight that each machine picks and keeps, it runs
+                     'x0tta6bl4 upgrade' from the release address this run uses (--base-url),
+                     which verifies, swaps, restarts and rolls back as it does by hand; the
+                     outcome goes to <state>/upgrade.json. Needs the service
+  --no-auto-upgrade  remove that timer. Without either option a machine keeps what it has: a
+                     timer installed earlier stays (rewritten for this run's address and
+                     paths); --uninstall removes it
   --dry-run          say what would be done, change nothing
-  --uninstall        remove the binary and the unit (keep config and data)
+  --uninstall        remove the binary and the units (keep config and data)
   --purge            with --uninstall: remove config and data too
   --non-interactive  never ask (the installer never needs to)
   -h, --help         this text
@@ -40,6 +49,7 @@ VERSION=latest
 PREFIX=/usr/local
 BASE_URL=${X0TTA6BL4_BASE_URL:-$DEFAULT_BASE_URL}
 SERVICE=1
+AUTO=""
 DRY=0
 UNINSTALL=0
 PURGE=0
@@ -49,6 +59,8 @@ while [ $# -gt 0 ]; do
     --prefix) PREFIX=${2:?--prefix needs a directory}; shift ;;
     --base-url) BASE_URL=${2:?--base-url needs a URL}; shift ;;
     --no-service) SERVICE=0 ;;
+    --auto-upgrade) AUTO=1 ;;
+    --no-auto-upgrade) AUTO=0 ;;
     --dry-run) DRY=1 ;;
     --uninstall) UNINSTALL=1 ;;
     --purge) PURGE=1 ;;
@@ -66,6 +78,8 @@ else
 fi
 BIN=$PREFIX/bin/x0tta6bl4
 UNIT=$UNITDIR/x0tta6bl4.service
+UPGRADE_SERVICE=$UNITDIR/x0tta6bl4-upgrade.service
+UPGRADE_TIMER=$UNITDIR/x0tta6bl4-upgrade.timer
 
 run() {
   if [ "$DRY" = 1 ]; then say "would run: $*"; else "$@"; fi
@@ -75,20 +89,44 @@ have_systemd() { [ -d /run/systemd/system ] && command -v systemctl >/dev/null 2
 
 # ---- uninstall -----------------------------------------------------------------------------
 if [ "$UNINSTALL" = 1 ]; then
-  if [ "$SERVICE" = 1 ] && have_systemd && [ -f "$UNIT" ]; then
-    run systemctl disable --now x0tta6bl4.service || true
+  if [ "$SERVICE" = 1 ] && have_systemd; then
+    # The timer first, so that no upgrade starts while the rest goes.
+    if [ -f "$UPGRADE_TIMER" ]; then run systemctl disable --now x0tta6bl4-upgrade.timer || true; fi
+    if [ -f "$UPGRADE_SERVICE" ]; then run systemctl stop x0tta6bl4-upgrade.service || true; fi
+    if [ -f "$UNIT" ]; then run systemctl disable --now x0tta6bl4.service || true; fi
   fi
-  for f in "$BIN" "$BIN.prev" "$UNIT"; do
-    if [ -e "$f" ]; then run rm -f "$f"; say "removed $f"; fi
+  # $BIN.new: what an interrupted upgrade may have left.
+  for f in "$BIN" "$BIN.prev" "$BIN.new" "$UNIT" "$UPGRADE_SERVICE" "$UPGRADE_TIMER"; do
+    if [ -e "$f" ]; then
+      run rm -f "$f"
+      [ "$DRY" = 1 ] || say "removed $f"
+    fi
   done
+  if [ "$SERVICE" = 1 ] && have_systemd; then run systemctl daemon-reload || true; fi
   if [ "$PURGE" = 1 ]; then
     for d in "$ETC" "$STATE"; do
-      if [ -e "$d" ]; then run rm -rf "$d"; say "removed $d"; fi
+      if [ -e "$d" ]; then
+        run rm -rf "$d"
+        [ "$DRY" = 1 ] || say "removed $d"
+      fi
     done
   else
     say "kept $ETC and $STATE (use --purge to remove them)"
   fi
   exit 0
+fi
+
+# ---- the automatic upgrade: decided before anything changes -------------------------------
+# Remembered: without --auto-upgrade or --no-auto-upgrade, a timer installed by an earlier run
+# stays, rewritten for this run (an operator who re-runs the installer to repair or move to a
+# version should not lose upgrades silently; turning them off is said explicitly). With
+# --no-service the units are left as they are.
+if [ -z "$AUTO" ] && [ "$SERVICE" = 1 ] && [ -e "$UPGRADE_TIMER" ]; then
+  AUTO=1
+  say "keeping the automatic upgrade timer installed earlier (--no-auto-upgrade removes it)"
+fi
+if [ "$AUTO" = 1 ] && [ "$SERVICE" = 0 ]; then
+  die "--auto-upgrade needs the service (an upgrade restarts x0tta6bl4.service): drop --no-service"
 fi
 
 # ---- what this machine can do, before changing anything ------------------------------------
@@ -117,6 +155,11 @@ say "machine: Linux $KERNEL on $ARCH; will work: $WILL"
 case $BASE_URL in
   "" | @*@) die "no download address: pass --base-url URL or set X0TTA6BL4_BASE_URL" ;;
 esac
+if [ "$AUTO" = 1 ]; then
+  case $BASE_URL in
+    *[[:space:]\"\'\\]*) die "--auto-upgrade: a release address with spaces, quotes or backslashes cannot go into a unit: $BASE_URL" ;;
+  esac
+fi
 case $PUBLIC_KEY in
   *BEGIN*) ;;
   *) die "this install.sh carries no release key: use the one published with a release" ;;
@@ -208,6 +251,33 @@ put() {
   say "installed $2"
 }
 
+# drop FILE: removes it, kept aside until the end so that a failure puts it back.
+drop() {
+  [ -e "$1" ] || return 0
+  CHANGED=1
+  if [ "$DRY" = 1 ]; then
+    say "would remove $1"
+    return 0
+  fi
+  mv -f "$1" "$1.x0bak"
+  BACKUPS="$BACKUPS $1"
+  say "removed $1"
+}
+
+# sed_value V: V for the replacement side of s|...|...| (backslash, & and | escaped).
+sed_value() { printf '%s\n' "$1" | sed -e 's/[\\&|]/\\&/g'; }
+# unit_word V: V as one word of a unit's command line (systemd expands % and $; doubled, they
+# stay literal).
+unit_word() { printf '%s\n' "$1" | sed -e 's/%/%%/g' -e 's/[$]/$$/g'; }
+
+# put_unit TEMPLATE DEST: the template with this machine's paths and release address, installed.
+put_unit() {
+  sed -e "s|@BINDIR@|$(sed_value "$PREFIX/bin")|g" -e "s|@BIN@|$(sed_value "$BIN")|g" \
+    -e "s|@ETC@|$(sed_value "$ETC")|g" -e "s|@STATE@|$(sed_value "$STATE")|g" \
+    -e "s|@RELEASE_URL@|$(sed_value "$(unit_word "${BASE_URL%/}")")|g" "$1" >"$1.out"
+  put "$1.out" "$2" 0644
+}
+
 put "$TMP/$ASSET" "$BIN" 0755
 if [ ! -e "$ETC/config.yaml" ]; then
   cat >"$TMP/config.yaml" <<CONFIG
@@ -227,16 +297,54 @@ if [ "$SERVICE" = 1 ]; then
   cat >"$TMP/unit" <<'UNIT'
 @UNIT@
 UNIT
-  sed -e "s|@BIN@|$BIN|g" -e "s|@ETC@|$ETC|g" -e "s|@STATE@|$STATE|g" "$TMP/unit" >"$TMP/unit.out"
-  put "$TMP/unit.out" "$UNIT" 0644
-  if have_systemd && [ "$DRY" = 0 ]; then
-    id x0tta6bl4 >/dev/null 2>&1 || useradd --system --home-dir "$STATE" --shell /usr/sbin/nologin x0tta6bl4
-    chown -R x0tta6bl4:x0tta6bl4 "$STATE"
-    systemctl daemon-reload
-    systemctl enable x0tta6bl4.service >/dev/null
-    if [ "$CHANGED" = 1 ]; then systemctl restart x0tta6bl4.service; fi
-    say "service x0tta6bl4 enabled and running"
-  fi
+  put_unit "$TMP/unit" "$UNIT"
 fi
-if [ "$CHANGED" = 0 ]; then say "already installed: nothing to do"; fi
+SERVICE_CHANGED=$CHANGED
+
+# The automatic upgrade: a timer that starts a oneshot `x0tta6bl4 upgrade` once a day.
+CHANGED=0
+if [ "$AUTO" = 1 ]; then
+  cat >"$TMP/upgrade.service" <<'UPGRADE_SERVICE'
+@UPGRADE_SERVICE@
+UPGRADE_SERVICE
+  cat >"$TMP/upgrade.timer" <<'UPGRADE_TIMER'
+@UPGRADE_TIMER@
+UPGRADE_TIMER
+  put_unit "$TMP/upgrade.service" "$UPGRADE_SERVICE"
+  put_unit "$TMP/upgrade.timer" "$UPGRADE_TIMER"
+elif [ "$AUTO" = 0 ] && { [ -e "$UPGRADE_TIMER" ] || [ -e "$UPGRADE_SERVICE" ]; }; then
+  if have_systemd; then run systemctl disable --now x0tta6bl4-upgrade.timer || true; fi
+  drop "$UPGRADE_TIMER"
+  drop "$UPGRADE_SERVICE"
+fi
+UPGRADE_CHANGED=$CHANGED
+
+if have_systemd; then
+  if [ "$SERVICE" = 1 ]; then
+    if ! id x0tta6bl4 >/dev/null 2>&1; then
+      run useradd --system --home-dir "$STATE" --shell /usr/sbin/nologin x0tta6bl4
+    fi
+    run chown -R x0tta6bl4:x0tta6bl4 "$STATE"
+    run systemctl daemon-reload
+    run systemctl enable x0tta6bl4.service >/dev/null
+    if [ "$SERVICE_CHANGED" = 1 ]; then run systemctl restart x0tta6bl4.service; fi
+    [ "$DRY" = 1 ] || say "service x0tta6bl4 enabled and running"
+  elif [ "$UPGRADE_CHANGED" = 1 ]; then
+    run systemctl daemon-reload
+  fi
+  if [ "$AUTO" = 1 ]; then
+    run systemctl enable x0tta6bl4-upgrade.timer >/dev/null
+    # A changed timer is restarted so that its new schedule counts from now.
+    if [ "$UPGRADE_CHANGED" = 1 ]; then
+      run systemctl restart x0tta6bl4-upgrade.timer
+    else
+      run systemctl start x0tta6bl4-upgrade.timer
+    fi
+    [ "$DRY" = 1 ] || say "automatic upgrade enabled: systemctl list-timers x0tta6bl4-upgrade.timer"
+  fi
+elif [ "$AUTO" = 1 ]; then
+  say "systemd is not running here: x0tta6bl4-upgrade.timer is not enabled" \
+    "(once it runs: systemctl enable --now x0tta6bl4-upgrade.timer)"
+fi
+if [ "$SERVICE_CHANGED$UPGRADE_CHANGED" = 00 ]; then say "already installed: nothing to do"; fi
 say "done: $("$BIN" version 2>/dev/null | head -1 || echo "$BIN")"

@@ -1,17 +1,30 @@
 /**
  * Release files: the installer stamped with the public key, the download address and the
- * systemd unit; SHA256SUMS and its detached Ed25519 signature (openssl); a manifest. Used by
+ * systemd units; SHA256SUMS and its detached Ed25519 signature (openssl); a manifest. Used by
  * scripts/build and by the installer's tests.
  */
 import { createHash } from "node:crypto";
 
 const ROOT = new URL("../", import.meta.url).pathname;
 
+/** Where install.sh takes each unit from deploy/systemd (placeholder → file). */
+const UNITS: Record<string, string> = {
+  "@UNIT@": "x0tta6bl4.service",
+  "@UPGRADE_SERVICE@": "x0tta6bl4-upgrade.service",
+  "@UPGRADE_TIMER@": "x0tta6bl4-upgrade.timer",
+};
+
 export function stampInstaller(publicKeyPem: string, baseUrl: string): string {
-  const template = Deno.readTextFileSync(`${ROOT}install.sh`);
-  const unit = Deno.readTextFileSync(`${ROOT}deploy/systemd/x0tta6bl4.service`).trimEnd();
-  return template.replace("@PUBLIC_KEY@", publicKeyPem.trim()).replace("@BASE_URL@", baseUrl)
-    .replace("@UNIT@", unit);
+  // Replacement functions, not strings: a "$&" or "$'" in a unit or an address stays literal.
+  let out = Deno.readTextFileSync(`${ROOT}install.sh`)
+    .replace("@PUBLIC_KEY@", () => publicKeyPem.trim())
+    .replace("@BASE_URL@", () => baseUrl);
+  for (const [mark, file] of Object.entries(UNITS)) {
+    if (!out.includes(mark)) throw new Error(`install.sh has no ${mark} for ${file}`);
+    const unit = Deno.readTextFileSync(`${ROOT}deploy/systemd/${file}`).trimEnd();
+    out = out.replace(mark, () => unit);
+  }
+  return out;
 }
 
 function openssl(args: string[]): string {
