@@ -33,7 +33,7 @@ export interface ApiDeps {
   mapek?: Pick<MapekLoop, "status" | "decisions" | "actions" | "revoke" | "degradedPeers">;
   token: string;
   maxBodyBytes: number;
-  metrics: () => string | Promise<string>;
+  metrics: () => string;
   /** Ready: a fresh snapshot exists and nothing is unhealthy. */
   ready: () => { ready: boolean; reason: string };
   /** The status page's summary of the current snapshot, if there is one. */
@@ -106,13 +106,7 @@ export function buildApp(d: ApiDeps): Hono {
     return c.text(`${r.ready ? "ready" : "not ready"}: ${r.reason}\n`, r.ready ? 200 : 503);
   });
 
-  app.get(
-    "/metrics",
-    async (c) =>
-      c.body(await d.metrics(), 200, {
-        "content-type": CONTENT_TYPE,
-      }),
-  );
+  app.get("/metrics", (c) => c.body(d.metrics(), 200, { "content-type": CONTENT_TYPE }));
 
   app.get("/api/v1/openapi.json", (c) => c.json(OPENAPI));
 

@@ -247,11 +247,9 @@ export async function serve(inputs: ServeInputs): Promise<number> {
     cilium,
     token,
     maxBodyBytes: config.api.max_body_bytes,
-    metrics: async () => {
+    metrics: () => {
       try {
-        const text = store.current
-          ? await renderer.render(store.current, health.list(), build)
-          : "";
+        const text = store.current ? renderer.render(store.current, health.list(), build) : "";
         health.set("metrics", "healthy", "rendering");
         return text;
       } catch (e) {

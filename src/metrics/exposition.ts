@@ -1,22 +1,19 @@
 /**
  * The Prometheus /metrics page: one snapshot, the components' health and the build, as text
- * exposition format 0.0.4, with the appliance's own process metrics from prom-client appended.
- *
- * `render` is async because prom-client only collects asynchronously (Registry.metrics() returns
- * a Promise); everything from the snapshot is rendered synchronously before the first await, so
- * `renderSnapshot` gives the same text without the process metrics, synchronously.
+ * exposition format 0.0.4, with the appliance's own process metrics appended (`render`);
+ * `renderSnapshot` gives the same text without the process metrics.
  *
  * Every family is re-set from the snapshot on each render, so series that are gone from the
  * snapshot (an interface removed, a flow that left the top N) are gone from the page too. Base
  * units throughout: bytes, seconds, ratios in [0, 1].
  */
-import { collectDefaultMetrics, Registry } from "prom-client";
 import { type MeshSnapshot, RTT_BUCKETS } from "../mesh/node.ts";
 import { SYMPTOM_KINDS } from "../mapek/analyze.ts";
 import { ACTION_KINDS } from "../mapek/plan.ts";
 import type { ComponentHealth, HealthState, MapekSnapshot, Snapshot } from "../state/snapshot.ts";
 import { PROTO_NAMES } from "../version.ts";
 import { escapeLabelValue, type MetricFamily, type MetricGroup, MetricSet } from "./writer.ts";
+import { ProcessMetrics } from "./process.ts";
 
 export const PREFIX = "x0tta6bl4_";
 /** The Content-Type of what `render` returns. */
@@ -29,7 +26,7 @@ export interface MetricsOptions {
   interfaceAllow: string[];
   /** Glob patterns of interfaces never exported; wins over interfaceAllow. */
   interfaceDeny: string[];
-  /** Append prom-client's process metrics (default true). */
+  /** Append the process's own metrics (default true). */
   processMetrics?: boolean;
 }
 
@@ -103,34 +100,12 @@ function portLabel(port: number): string {
   return String(port);
 }
 
-let processRegistry: Registry | undefined;
-
-/**
- * One private prom-client registry with its default metrics, shared by every renderer (the
- * metrics are the process's; collecting them twice would run two event-loop monitors).
- * prom-client's three gauges named `…_total` (active handles, requests and resources) are
- * removed: `_total` is for counters, and promtool rejects them; the per-type gauges stay.
- */
-function processMetricsRegistry(): Registry {
-  if (processRegistry === undefined) {
-    const r = new Registry();
-    collectDefaultMetrics({ register: r, prefix: PREFIX });
-    for (const m of r.getMetricsAsArray()) {
-      // At run time `type` is the string "counter", "gauge"…, whatever the typings say.
-      const type: string = String(m.type);
-      if (type !== "counter" && m.name.endsWith("_total")) r.removeSingleMetric(m.name);
-    }
-    processRegistry = r;
-  }
-  return processRegistry;
-}
-
 /** Renders snapshots as Prometheus text; keep one per scrape endpoint (it caches series text). */
 export class MetricsRenderer {
   readonly #opts: MetricsOptions;
   readonly #filter: InterfaceFilter;
   readonly #set = new MetricSet();
-  readonly #process: Registry | undefined;
+  readonly #process: ProcessMetrics | undefined;
   readonly #f: ReturnType<typeof families>;
   /** A lower top-N while the appliance is under pressure (a MAPE-K shrink_top_n action). */
   topFlowsCap?: number;
@@ -140,10 +115,8 @@ export class MetricsRenderer {
     this.#filter = new InterfaceFilter(opts.interfaceAllow, opts.interfaceDeny);
     this.#f = families(this.#set);
     if (opts.processMetrics ?? true) {
-      this.#process = processMetricsRegistry();
-      const clash = this.#process.getMetricsAsArray().map((m) => m.name).filter((n) =>
-        this.#set.has(n)
-      );
+      this.#process = new ProcessMetrics();
+      const clash = this.#process.names.filter((n) => this.#set.has(n));
       if (clash.length) throw new Error(`metric families defined twice: ${clash.join(", ")}`);
     }
   }
@@ -153,16 +126,16 @@ export class MetricsRenderer {
     return this.#set.names;
   }
 
-  /** Names of the process metric families prom-client adds (none when disabled). */
+  /** Names of the process metric families (none when disabled). */
   get processFamilyNames(): string[] {
-    return this.#process?.getMetricsAsArray().map((m) => m.name) ?? [];
+    return this.#process?.names ?? [];
   }
 
   /** The whole page: `renderSnapshot`, then the process metrics. */
-  async render(s: Snapshot, health: ComponentHealth[], build: BuildInfo): Promise<string> {
+  render(s: Snapshot, health: ComponentHealth[], build: BuildInfo): string {
     const own = this.renderSnapshot(s, health, build);
     if (this.#process === undefined) return own;
-    return `${own}${await this.#process.metrics()}`;
+    return `${own}${this.#process.render()}`;
   }
 
   /** Every family from the snapshot, health and build; synchronous, no process metrics. */

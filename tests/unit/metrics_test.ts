@@ -540,7 +540,7 @@ Deno.test("exposition: 100k flows with topFlows 100000 render", () => {
   }
 });
 
-// ---------------------------------------------------------------- with prom-client and promtool
+// ------------------------------------------------------- with the process metrics and promtool
 
 /** promtool on PATH or in /usr/bin; a missing promtool fails the test (it is not skipped). */
 function promtoolPath(): string {
@@ -587,7 +587,7 @@ Deno.test("exposition: the whole page with process metrics passes promtool check
     ],
   });
   const text = await r.render(s, HEALTH, BUILD);
-  // Ours first, then prom-client's, with no family twice.
+  // Ours first, then the process metrics, with no family twice.
   assert.ok(text.startsWith("# HELP x0tta6bl4_interface_bytes_total "));
   assert.match(text, /^# TYPE x0tta6bl4_process_cpu_seconds_total counter$/m);
   assert.match(text, /^# TYPE x0tta6bl4_process_resident_memory_bytes gauge$/m);
