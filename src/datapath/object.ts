@@ -132,6 +132,24 @@ export interface Batch {
   values: Uint8Array;
 }
 
+class BatchBuffers {
+  readonly keys: Uint8Array<ArrayBuffer>;
+  readonly values: Uint8Array<ArrayBuffer>;
+  readonly inBatch: Uint8Array<ArrayBuffer>;
+  readonly outBatch: Uint8Array<ArrayBuffer>;
+  readonly count = new Uint32Array(1);
+  readonly opts = opts(OPTS.batch.size).buf;
+  busy = false;
+
+  constructor(readonly size: number, keySize: number, valueBytes: number) {
+    this.keys = new Uint8Array(size * keySize);
+    this.values = new Uint8Array(size * valueBytes);
+    const token = Math.max(8, keySize);
+    this.inBatch = new Uint8Array(token);
+    this.outBatch = new Uint8Array(token);
+  }
+}
+
 export class BpfMap {
   readonly percpu: boolean;
   /** Bytes of one CPU's value (value_size rounded up to 8, as the kernel lays them out). */
@@ -174,32 +192,43 @@ export class BpfMap {
     return true;
   }
 
-  /** Reads the whole map with bpf_map_lookup_batch, `batchSize` elements a call. */
+  /** Buffers of the last batched read, reused by the next (a read every snapshot would
+   * otherwise leave half a MiB of external garbage per second at the flow table's size). */
+  #batchBuffers?: BatchBuffers;
+
+  /**
+   * Reads the whole map with bpf_map_lookup_batch, `batchSize` elements a call. The buffers
+   * each batch lives in are reused by the next batch and the next read: copy what you keep.
+   */
   *batches(batchSize = 4096): Generator<Batch> {
-    const keys = new Uint8Array(batchSize * this.keySize);
-    const values = new Uint8Array(batchSize * this.valueBytes);
-    const token = Math.max(8, this.keySize);
-    const inBatch = new Uint8Array(token);
-    const outBatch = new Uint8Array(token);
-    const count = new Uint32Array(1);
-    const o = opts(OPTS.batch.size).buf;
-    let first = true;
-    for (;;) {
-      count[0] = batchSize;
-      const ret = this.lib.bpf_map_lookup_batch(
-        this.fd,
-        first ? null : inBatch,
-        outBatch,
-        keys,
-        values,
-        count,
-        o,
-      );
-      if (ret < 0 && ret !== -ENOENT) check(`read map ${this.name}`, ret);
-      if (count[0] > 0) yield { count: count[0], keys, values };
-      if (ret < 0) return;
-      inBatch.set(outBatch);
-      first = false;
+    // A read inside another read of the same map gets buffers of its own.
+    let b = this.#batchBuffers;
+    if (b === undefined || b.size !== batchSize || b.busy) {
+      b = new BatchBuffers(batchSize, this.keySize, this.valueBytes);
+      if (this.#batchBuffers === undefined || !this.#batchBuffers.busy) this.#batchBuffers = b;
+    }
+    b.busy = true;
+    try {
+      let first = true;
+      for (;;) {
+        b.count[0] = batchSize;
+        const ret = this.lib.bpf_map_lookup_batch(
+          this.fd,
+          first ? null : b.inBatch,
+          b.outBatch,
+          b.keys,
+          b.values,
+          b.count,
+          b.opts,
+        );
+        if (ret < 0 && ret !== -ENOENT) check(`read map ${this.name}`, ret);
+        if (b.count[0] > 0) yield { count: b.count[0], keys: b.keys, values: b.values };
+        if (ret < 0) return;
+        b.inBatch.set(b.outBatch);
+        first = false;
+      }
+    } finally {
+      b.busy = false;
     }
   }
 
