@@ -4,13 +4,13 @@
  */
 import { parseArgs } from "node:util";
 import { runAttach } from "./src/cli/attach.ts";
-import { status, top } from "./src/cli/client.ts";
+import { revoke, status, top } from "./src/cli/client.ts";
 import { doctor } from "./src/cli/doctor.ts";
 import { bundle } from "./src/cli/bundle.ts";
 import { upgrade } from "./src/cli/upgrade.ts";
 import { serve } from "./src/cli/serve.ts";
 import { ConfigError, flagSpecs, loadConfig } from "./src/config/load.ts";
-import { parseListen } from "./src/config/schema.ts";
+import { parseListen, tokenFilePath } from "./src/config/schema.ts";
 import { TokenError } from "./src/api/token.ts";
 import { KernelError } from "./src/datapath/errors.ts";
 import { defaultRouteInterface } from "./src/datapath/netdev.ts";
@@ -25,8 +25,9 @@ Usage: x0tta6bl4 <command> [options]
 
 Commands:
   serve             run the appliance: collector, HTTP API and /metrics (the default command)
-  status            health and interface rates of a running appliance (through its API)
+  status            health, interface rates and MAPE-K actions of a running appliance (its API)
   top               live top flows of a running appliance (through its API)
+  revoke ID         end a live MAPE-K action now (through the API, with the token file)
   doctor            check the kernel and privileges the appliance needs, and say how to fix
   bundle            write a support tarball (no secrets in it) and say where it is
   upgrade           fetch, verify and swap in a newer release; roll back if it is not ready
@@ -186,9 +187,11 @@ async function serveCommand(args: string[]): Promise<number> {
 function clientBase(
   args: string[],
   extra: Record<string, { type: "string" } | { type: "boolean" }> = {},
+  allowPositionals = false,
 ) {
-  const { values } = parseArgs({
+  const { values, positionals } = parseArgs({
     args,
+    allowPositionals,
     options: { ...configOptions(), ...extra, help: { type: "boolean", short: "h" } },
   });
   const { config, help, ...flags } = values as Record<string, string | string[] | boolean>;
@@ -203,6 +206,7 @@ function clientBase(
     base: `http://${host.includes(":") ? `[${host}]` : host}:${port}`,
     help: help === true,
     values,
+    positionals,
     config: cfg,
   };
 }
@@ -218,7 +222,8 @@ export async function main(argv: string[]): Promise<number> {
         if (c.help) {
           console.log(
             "Usage: x0tta6bl4 status [--listen ADDR:PORT | --config FILE]\n\n" +
-              "Prints health and interface rates of the appliance at the configured address.\n" +
+              "Prints health, interface rates and the MAPE-K loop's live actions (with their\n" +
+              "reasons) of the appliance at the configured address.\n" +
               "Exit 0 healthy, 1 degraded or unhealthy, 3 no appliance answers.",
           );
           return 0;
@@ -249,6 +254,21 @@ export async function main(argv: string[]): Promise<number> {
           positiveInt("top", v.top, 20),
           positiveInt("count", v.count, 0, 0),
         );
+      }
+      case "revoke": {
+        const c = clientBase(rest, {}, true);
+        const ids = c.positionals;
+        if (c.help) {
+          console.log(
+            "Usage: x0tta6bl4 revoke ID [--listen ADDR:PORT | --config FILE]\n\n" +
+              "Ends the live MAPE-K action ID now (a block or rate limit leaves the datapath),\n" +
+              "through the API with the token of api.token_file. IDs: x0tta6bl4 status.\n" +
+              "Exit 0 revoked, 1 no such live action or refused, 3 no appliance answers.",
+          );
+          return 0;
+        }
+        if (ids.length !== 1) throw new UsageError("revoke takes one action ID (see: status)");
+        return await revoke(c.base, ids[0], tokenFilePath(c.config));
       }
       case "doctor":
         if (rest.includes("--help") || rest.includes("-h")) {

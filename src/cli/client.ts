@@ -83,6 +83,40 @@ async function mapekStatus(base: string): Promise<void> {
 }
 
 /**
+ * Ends a live MAPE-K action through the API, with the token from `tokenFile`. Exit 0 revoked,
+ * 1 no such live action (or the token was refused), 3 no appliance answers.
+ */
+export async function revoke(base: string, id: string, tokenFile: string): Promise<number> {
+  let token: string;
+  try {
+    token = Deno.readTextFileSync(tokenFile).trim();
+  } catch (e) {
+    console.error(
+      `x0tta6bl4: cannot read the API token ${tokenFile}: ${(e as Error).message} ` +
+        "(run as the appliance's user or root, or set api.token_file)",
+    );
+    return 1;
+  }
+  let res: Response;
+  try {
+    res = await fetch(`${base}/api/v1/mapek/actions/${encodeURIComponent(id)}`, {
+      method: "DELETE",
+      headers: { authorization: `Bearer ${token}` },
+    });
+  } catch (e) {
+    console.error(`x0tta6bl4: no appliance answers at ${base}: ${(e as Error).message}`);
+    return 3;
+  }
+  const body = await res.json().catch(() => ({}));
+  if (!res.ok) {
+    console.error(`x0tta6bl4: ${body.title ?? res.status}: ${body.detail ?? res.statusText}`);
+    return 1;
+  }
+  console.log(`revoked ${body.kind} ${body.target} (${body.id})`);
+  return 0;
+}
+
+/**
  * Prints health, interface rates and the MAPE-K loop's live actions; exit 0 healthy, 1 degraded
  * or unhealthy, 3 unreachable.
  */

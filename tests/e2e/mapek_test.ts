@@ -367,11 +367,27 @@ Deno.test("mapek e2e: an IPv6 UDP flood is rate-limited on TC ingress to the con
   assert.ok(after.every((n) => n >= 350 && n <= 650), `per 500 ms: ${slots}`);
   const a = actions(d).find((x) => x.id === limited.id)!;
   assert.ok(a.passedPackets! > 0 && a.droppedPackets! > sent / 4, JSON.stringify(a));
-  // The rule as the kernel holds it (bpftool on the pinned map), then revoked from the API.
+  // The rule as the kernel holds it (bpftool on the pinned map), then revoked with the CLI.
   const rules = () =>
     JSON.parse(sh("bpftool", ["-j", "map", "dump", "pinned", `${d.pinDir}/x0_enforce`]));
   assert.equal(rules().length, 1);
-  const r = d.request(`/api/v1/mapek/actions/${limited.id}`, { method: "DELETE", token: d.token });
-  assert.equal(r.status, 200, r.body);
+  const cli = (id: string) => {
+    const o = new Deno.Command("ip", {
+      args: ["netns", "exec", v.b.ns, Deno.execPath(), "run", "-A", MAIN, "revoke", id]
+        .concat(["--listen", d.base.replace("http://", ""), "--state-dir", d.stateDir]),
+      stdout: "piped",
+      stderr: "piped",
+    }).outputSync();
+    return {
+      code: o.code,
+      out: new TextDecoder().decode(o.stdout) + new TextDecoder().decode(o.stderr),
+    };
+  };
+  const r = cli(limited.id);
+  assert.equal(r.code, 0, r.out);
+  assert.match(r.out, new RegExp(`revoked rate_limit ${v.a.ip6}`));
   assert.deepEqual(rules(), []);
+  const again = cli(limited.id);
+  assert.equal(again.code, 1);
+  assert.match(again.out, /no such live action/);
 });
