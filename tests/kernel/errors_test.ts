@@ -8,7 +8,8 @@ import { FlowDatapath } from "../../src/datapath/flow.ts";
 import { ifindexOf } from "../../src/datapath/netdev.ts";
 import { withNetns } from "../../src/datapath/netns.ts";
 import { Collection } from "../../src/datapath/object.ts";
-import { VethPair } from "../helpers/netns.ts";
+import { udpSend, VethPair } from "../helpers/netns.ts";
+import { readFlows } from "../../src/collect/decode.ts";
 
 const MAIN = new URL("../../main.ts", import.meta.url).pathname;
 const deno = Deno.execPath();
@@ -101,4 +102,41 @@ Deno.test("errors: bad usage exits 2", async () => {
   const r = await cli(["attach", "--hook", "bogus"]);
   assert.equal(r.code, 2);
   assert.match(r.stderr, /--hook must be tc or xdp/);
+});
+
+Deno.test("errors: a foreign TC filter (like Cilium's, priority 1) runs first and stays; ours goes after it and leaves alone", () => {
+  using v = new VethPair(4);
+  const obj = new URL("../../bpf/build/baseline.bpf.o", import.meta.url).pathname;
+  v.run(v.b, "tc", ["qdisc", "add", "dev", v.b.dev, "clsact"]);
+  v.run(v.b, "tc", [
+    "filter",
+    "add",
+    "dev",
+    v.b.dev,
+    "ingress",
+    "prio",
+    "1",
+    "handle",
+    "1",
+    "bpf",
+    "da",
+    "obj",
+    obj,
+    "sec",
+    "tc",
+  ]);
+  using dp = new FlowDatapath();
+  const ifindex = withNetns(v.b.ns, () => ifindexOf(v.b.dev));
+  withNetns(v.b.ns, () => dp.attach(ifindex, "tc"));
+  const shown = v.run(v.b, "tc", ["filter", "show", "dev", v.b.dev, "ingress"]);
+  const prefs = [...shown.matchAll(/pref (\d+) bpf/g)].map((m) => Number(m[1]));
+  assert.deepEqual([...new Set(prefs)], [1, 49152], shown);
+  // The foreign filter passes packets on (TC_ACT_UNSPEC), so ours still sees them.
+  udpSend(v.a.ns, v.b.ip4, 9, 5, 32);
+  const seen = readFlows(dp).filter((f) => f.hook === "tcIngress" && f.dport === 9);
+  assert.equal(seen.reduce((n, f) => n + f.packets, 0), 5);
+  withNetns(v.b.ns, () => dp.detach(ifindex));
+  const after = v.run(v.b, "tc", ["filter", "show", "dev", v.b.dev, "ingress"]);
+  assert.match(after, /pref 1 bpf .*x0_tc_pass/s);
+  assert.doesNotMatch(after, /pref 49152/);
 });
