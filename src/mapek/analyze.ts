@@ -52,6 +52,8 @@ const MIN_SAMPLES = 30;
 /** A value is abnormal above median + 8 robust standard deviations and 4 × median. */
 const DEVIATIONS = 8;
 const RATIO = 4;
+/** Below this share of replies (packets back per packet in), a source's traffic is one-way. */
+const REPLY_SHARE = 0.1;
 /** Sources whose own baseline is kept (the busiest; the rest share the box-wide one). */
 const MAX_SOURCE_BASELINES = 256;
 const CAPACITY = 300;
@@ -140,12 +142,15 @@ export class Analyzer {
     let maxPorts = 0;
     for (const s of obs.sources.values()) {
       maxPorts = Math.max(maxPorts, s.scanPorts);
-      const flood = s.pps > o.floodPps &&
+      // A flood is one-way: a download this box (or a host behind it) asked for gets ACKs or
+      // replies back, at least one packet in ten; only what the box does not answer counts.
+      const oneWay = s.repliesPps < REPLY_SHARE * s.pps;
+      const flood = oneWay && s.pps > o.floodPps &&
         this.#check(
           `source_pps:${s.address}`,
           s.pps,
           o.floodPps,
-          "x0tta6bl4 ingress packets per second from the source",
+          "ingress packets per second from the source",
           "packets/s",
           win,
           "busiest_source_pps",
@@ -157,10 +162,19 @@ export class Analyzer {
           source: s.address,
           summary: `${s.address} sends ${fmt(s.pps)} packets/s${
             s.topDestination ? ` (mostly to ${s.topDestination})` : ""
-          }, above its threshold of ${fmt(flood.threshold)}`,
-          evidence: [flood],
+          } and gets ${fmt(s.repliesPps)} back, above its threshold of ${fmt(flood.threshold)}`,
+          evidence: [flood, {
+            metric: "packets per second this box sent back to the source",
+            value: Math.round(s.repliesPps * 100) / 100,
+            unit: "packets/s",
+            threshold: Math.round(REPLY_SHARE * s.pps * 100) / 100,
+            baseline: null,
+            window: win,
+          }],
         });
-      } else if (s.pps <= o.floodPps) this.#baseline(`source_pps:${s.address}`).add(s.pps);
+      } else if (oneWay && s.pps <= o.floodPps) {
+        this.#baseline(`source_pps:${s.address}`).add(s.pps);
+      }
       if (s.scanPorts > o.scanPorts) {
         const scan = this.#check(
           "scan_ports",

@@ -22,6 +22,8 @@ export interface SourceObservation {
   /** Packets and bytes per second it sent to this box over the interval (ingress hooks). */
   pps: number;
   bps: number;
+  /** Packets per second this box sent back to it (egress): a conversation, not a flood. */
+  repliesPps: number;
   /** Its TCP flows started in the interval that never got past SYN (no ACK), per second. */
   halfOpen: number;
   /** Distinct destination ports it opened unanswered within the scan window. */
@@ -63,6 +65,8 @@ const text = (id: Id) => typeof id === "number" ? v4(id) : id;
 export class Monitor {
   #prevAt = 0;
   readonly #totals = new SourceTotals();
+  /** What this box sent back, per destination address (egress). */
+  readonly #replies = new SourceTotals();
   #prevDrops = new Map<string, number>();
   #prevEvicted = 0;
   #prevLost = { kernel: 0, consumer: 0 };
@@ -76,8 +80,9 @@ export class Monitor {
    */
   observe(s: Snapshot, nowMonoNs: number): Observation | undefined {
     const t = s.flows;
-    const totals = this.#totals;
+    const totals = this.#totals, replies = this.#replies;
     totals.begin();
+    replies.begin();
     const halfOpenSince = nowMonoNs - (s.takenAt - this.#prevAt) * 1e6;
     const scanSince = nowMonoNs - this.o.scanWindowS * 1e9;
     const halfOpen = new Map<Id, number>();
@@ -85,7 +90,10 @@ export class Monitor {
     const opened = new Opened();
     const udpCandidates: number[] = [];
     for (let i = 0; i < t.size; i++) {
-      if (t.hook(i) === EGRESS) continue;
+      if (t.hook(i) === EGRESS) {
+        replies.add(t.addressId(i, "daddr"), t.packets(i), t.bytes(i));
+        continue;
+      }
       const src = t.addressId(i, "saddr");
       totals.add(src, t.packets(i), t.bytes(i));
       const proto = t.proto(i);
@@ -122,6 +130,7 @@ export class Monitor {
     if (!this.#primed) {
       this.#primed = true;
       totals.end(() => {});
+      replies.end(() => {});
       this.#remember(s);
       return undefined;
     }
@@ -129,6 +138,7 @@ export class Monitor {
     const sources = new Map<string, SourceObservation>();
     const floodIds = new Map<Id, SourceObservation>();
     let busiestPps = 0;
+    replies.end(() => {});
     totals.end((id, packets, bytes) => {
       const pps = packets / dt;
       busiestPps = Math.max(busiestPps, pps);
@@ -141,6 +151,7 @@ export class Monitor {
         address,
         pps,
         bps: bytes / dt,
+        repliesPps: replies.deltaOf(id) / dt,
         halfOpen: (halfOpen.get(id) ?? 0) / dt,
         scanPorts: ports,
       };
@@ -223,6 +234,8 @@ class SourceTotals {
   #bytes = new Float64Array(1024);
   #lastPackets = new Float64Array(1024);
   #lastBytes = new Float64Array(1024);
+  /** Packets since the previous snapshot, as end() gave them. */
+  #delta = new Float64Array(1024);
   /** The snapshot (generation) in which a slot was last summed, and the one before. */
   #gen = new Uint32Array(1024);
   #lastGen = new Uint32Array(1024);
@@ -263,9 +276,10 @@ class SourceTotals {
     for (let k = 0; k < this.#n; k++) {
       const s = this.#touched[k];
       const seen = this.#lastGen[s] === g - 1;
+      this.#delta[s] = Math.max(0, this.#packets[s] - (seen ? this.#lastPackets[s] : 0));
       fn(
         this.#ids[s],
-        Math.max(0, this.#packets[s] - (seen ? this.#lastPackets[s] : 0)),
+        this.#delta[s],
         Math.max(0, this.#bytes[s] - (seen ? this.#lastBytes[s] : 0)),
       );
       this.#lastPackets[s] = this.#packets[s];
@@ -273,6 +287,12 @@ class SourceTotals {
       this.#lastGen[s] = g;
     }
     if (this.#ids.length > 2 * this.#n + 1024) this.#compact();
+  }
+
+  /** Packets of `id` since the previous snapshot, as the last end() gave them (0: none). */
+  deltaOf(id: Id): number {
+    const s = this.#slot.get(id);
+    return s === undefined || this.#lastGen[s] !== this.#g ? 0 : this.#delta[s];
   }
 
   /** Keeps only the sources of this snapshot, in slots 0..n-1. */
@@ -289,6 +309,7 @@ class SourceTotals {
     this.#bytes = move(this.#bytes);
     this.#lastPackets = move(this.#lastPackets);
     this.#lastBytes = move(this.#lastBytes);
+    this.#delta = move(this.#delta);
     this.#gen = move(this.#gen);
     this.#lastGen = move(this.#lastGen);
     keep.forEach((s, i) => {
@@ -304,6 +325,7 @@ class SourceTotals {
     this.#bytes = grown(this.#bytes, n);
     this.#lastPackets = grown(this.#lastPackets, n);
     this.#lastBytes = grown(this.#lastBytes, n);
+    this.#delta = grown(this.#delta, n);
     this.#gen = grown(this.#gen, n);
     this.#lastGen = grown(this.#lastGen, n);
   }

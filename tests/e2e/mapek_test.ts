@@ -229,18 +229,34 @@ Deno.test("mapek e2e: a port scan and a SYN flood are detected with their eviden
   using v = new VethPair(96);
   const other = "10.201.96.3", flooder = "10.201.96.4";
   for (const a of [other, flooder]) v.run(v.a, "ip", ["addr", "add", `${a}/24`, "dev", v.a.dev]);
-  await using d = new Daemon(v.b, ["--interface", v.b.dev]);
+  // A flood floor far below a bulk TCP transfer's packet rate: the transfer is answered (ACKs
+  // go back), so it is no flood however fast.
+  await using d = new Daemon(v.b, ["--interface", v.b.dev, "--mapek.flood-pps", "2000"]);
   await ready(d);
-  // Normal traffic for 6 s: completed TCP connections, UDP from two sources, pings.
+  // Normal traffic for 6 s: completed TCP connections, a bulk TCP transfer, UDP from two
+  // sources, pings.
   const listener = start(v.b.ns, "tcp-listen", 8080, 12);
   const sink = start(v.b.ns, "udp-sink", 9999, 12);
+  const iperf = new Deno.Command("ip", {
+    args: ["netns", "exec", v.b.ns, "iperf3", "-s", "-1", "-B", v.b.ip4],
+    stdout: "null",
+    stderr: "null",
+  }).spawn();
   await sleep(1500);
+  const bulk = new Deno.Command("ip", {
+    args: ["netns", "exec", v.a.ns, "iperf3", "-c", v.b.ip4, "-t", "4", "-J"],
+    stdout: "piped",
+  }).output();
   await Promise.all([
     start(v.a.ns, "tcp-connect", v.b.ip4, 8080, 300).result(),
     start(v.a.ns, "udp-rate", other, v.b.ip4, 9999, 300, 5).result(),
     start(v.a.ns, "udp-rate", v.a.ip4, v.b.ip4, 9999, 800, 5).result(),
     Promise.resolve(v.run(v.a, "ping", ["-c", "20", "-i", "0.2", "-q", v.b.ip4])),
   ]);
+  const gbps = JSON.parse(new TextDecoder().decode((await bulk).stdout)).end.sum_received
+    .bits_per_second / 1e9;
+  await iperf.status;
+  assert.ok(gbps > 1, `bulk transfer at ${gbps.toFixed(1)} Gbit/s`);
   await sleep(1000);
   assert.deepEqual(decisions(d), [], "no decision on normal traffic");
   assert.deepEqual((d.json("/api/v1/mapek") as { symptoms: unknown[] }).symptoms, []);

@@ -8,6 +8,7 @@ import { AllowList, cidrContains, parseCidr } from "../../src/mapek/allow.ts";
 import { Analyzer, type AnalyzerOptions, type Symptom } from "../../src/mapek/analyze.ts";
 import { Monitor, type Observation, type SourceObservation } from "../../src/mapek/monitor.ts";
 import { FlowTable } from "../../src/collect/flowtable.ts";
+import type { FlowSnapshot } from "../../src/state/snapshot.ts";
 import { type Action, plan, type PlannerOptions } from "../../src/mapek/plan.ts";
 import { Knowledge } from "../../src/mapek/knowledge.ts";
 import { MapekLoop } from "../../src/mapek/loop.ts";
@@ -32,6 +33,7 @@ function obs(sources: Partial<SourceObservation>[], extra: Partial<Observation> 
       address: s.address!,
       pps: 0,
       bps: 0,
+      repliesPps: 0,
       halfOpen: 0,
       scanPorts: 0,
       ...s,
@@ -106,6 +108,18 @@ Deno.test("mapek: the analyzer flags a flooding source with evidence, and learns
   for (let i = 0; i < 40; i++) busy.analyze(obs([{ address: "192.0.2.2", pps: 900 + (i % 3) }]));
   assert.deepEqual(busy.analyze(obs([{ address: "192.0.2.2", pps: 1500 }])), []);
   assert.equal(busy.analyze(obs([{ address: "192.0.2.2", pps: 4000 }]))[0].kind, "source_flood");
+});
+
+Deno.test("mapek: a source the box answers (a download it asked for) is no flood, however fast", () => {
+  const an = new Analyzer(A);
+  assert.deepEqual(
+    an.analyze(obs([{ address: "192.0.2.1", pps: 50_000, repliesPps: 20_000 }])),
+    [],
+  );
+  const [s] = an.analyze(obs([{ address: "192.0.2.1", pps: 50_000, repliesPps: 1000 }]));
+  assert.equal(s.kind, "source_flood");
+  assert.deepEqual([s.evidence[1].value, s.evidence[1].threshold], [1000, 5000]);
+  assert.match(s.summary, /gets 1000 back/);
 });
 
 Deno.test("mapek: SYN floods name their main source only when one sent most of it", () => {
@@ -261,12 +275,12 @@ Deno.test("mapek: knowledge survives reopening: baselines, decisions newest firs
 
 Deno.test("mapek: the monitor turns snapshots into rates per source, across sources that come and go", () => {
   const m = new Monitor({ scanWindowS: 10, floodPps: 100, scanPorts: 20 });
-  const flow = (saddr: string, packets: number, sport = 1000) => ({
+  const flow = (saddr: string, packets: number, sport = 1000): FlowSnapshot => ({
     ifindex: 2,
     interface: "eth0",
-    direction: "rx" as const,
-    hook: "tcIngress" as const,
-    family: 4 as const,
+    direction: "rx",
+    hook: "tcIngress",
+    family: 4,
     proto: 17,
     saddr,
     daddr: "192.0.2.1",
@@ -279,7 +293,7 @@ Deno.test("mapek: the monitor turns snapshots into rates per source, across sour
     tcpFlags: 0,
     fragment: false,
   });
-  const snap = (at: number, flows: ReturnType<typeof flow>[]) => ({
+  const snap = (at: number, flows: FlowSnapshot[]) => ({
     takenAt: at,
     mode: "ebpf" as const,
     interfaces: [],
@@ -290,13 +304,25 @@ Deno.test("mapek: the monitor turns snapshots into rates per source, across sour
     bpfStatsEnabled: false,
   });
   const now = 1e12; // flows first seen long before: outside the scan window
-  assert.equal(m.observe(snap(1000, [flow("198.51.100.1", 10)]), now), undefined, "primes");
+  // What the box sends back to a source: its egress flows towards it.
+  const reply = (packets: number): FlowSnapshot => ({
+    ...flow("192.0.2.1", packets),
+    hook: "tcEgress",
+    direction: "tx",
+    daddr: "198.51.100.1",
+  });
+  assert.equal(
+    m.observe(snap(1000, [flow("198.51.100.1", 10), reply(5)]), now),
+    undefined,
+    "primes",
+  );
   // Two flows of one source add up; 500 packets in 0.5 s is 1000/s.
   let o = m.observe(
-    snap(1500, [flow("198.51.100.1", 300), flow("198.51.100.1", 210, 1001)]),
+    snap(1500, [flow("198.51.100.1", 300), flow("198.51.100.1", 210, 1001), reply(105)]),
     now,
   )!;
   assert.equal(o.sources.get("198.51.100.1")!.pps, 1000);
+  assert.equal(o.sources.get("198.51.100.1")!.repliesPps, 200);
   assert.equal(o.sources.get("198.51.100.1")!.bps, 100_000);
   assert.equal(o.busiestPps, 1000);
   // Many sources once (the totals compact after they leave), then the first one again, new.
