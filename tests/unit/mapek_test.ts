@@ -268,6 +268,13 @@ Deno.test("mapek: knowledge survives reopening: baselines, decisions newest firs
       () => new Knowledge(`${dir}/missing/dir/k.db`),
       /cannot open the knowledge store/,
     );
+    // A file that is not a database: refused with its name (the appliance then keeps its
+    // knowledge in memory and says so in health).
+    Deno.writeTextFileSync(`${dir}/garbage.db`, "not a database\n".repeat(500));
+    assert.throws(
+      () => new Knowledge(`${dir}/garbage.db`),
+      /cannot open the knowledge store .*garbage\.db/,
+    );
   } finally {
     Deno.removeSync(dir, { recursive: true });
   }
