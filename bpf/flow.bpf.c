@@ -503,18 +503,31 @@ static __always_inline struct x0_flow_cache *x0_count(struct x0_parsed *r, __u32
 	return c;
 }
 
+/* Index of an address in the enforcement prefilter: its 32-bit words XOR-folded (IPv4: the
+ * one word), then a multiplicative hash; user space computes the same (enforceFilterIndex). */
+static __always_inline __u32 x0_addr_hash(const __u8 *addr, __u8 family)
+{
+	const __u32 *w = (const __u32 *)addr;
+	__u32 x = w[0];
+
+	if (family == 6)
+		x ^= w[1] ^ w[2] ^ w[3];
+	return (x * 0x9E3779B1u) >> (32 - X0_ENFORCE_FILTER_BITS);
+}
+
 /*
  * The enforcement check on ingress: 1 when an action in x0_enforce drops the frame. Costs one
  * inlined array read while no action is live; with actions, a flow whose source had none is
- * remembered in the flow cache (per generation of x0_enforce), so consecutive packets of one
- * flow do the hash lookup once. The frame was counted before: accounting sees what is dropped.
+ * remembered in the flow cache (per generation of x0_enforce), and a source whose bit is clear
+ * in the prefilter has no rule: only sources that share a bit with a rule's source do the hash
+ * lookup. The frame was counted before: accounting sees what is dropped.
  */
 static __always_inline int x0_enforced(struct x0_parsed *r, struct x0_flow_cache *c, __u32 len)
 {
 	struct x0_enforce_key k = {};
 	struct x0_enforce_value *v;
 	struct x0_runtime *rt;
-	__u32 zero = 0;
+	__u32 zero = 0, h;
 	__u64 now;
 
 #ifdef X0_NO_ENFORCE /* the benchmark's baseline (bench/run.ts enforce): accounting alone */
@@ -525,6 +538,12 @@ static __always_inline int x0_enforced(struct x0_parsed *r, struct x0_flow_cache
 		return 0;
 	if (c && c->enforce_gen == rt->enforce_gen)
 		return 0;
+	h = x0_addr_hash(r->key.saddr, r->key.family);
+	if (!(rt->enforce_filter[h >> 6] & (1ULL << (h & 63)))) {
+		if (c)
+			c->enforce_gen = rt->enforce_gen;
+		return 0;
+	}
 	__builtin_memcpy(k.addr, r->key.saddr, 16);
 	k.family = r->key.family;
 	v = bpf_map_lookup_elem(&x0_enforce, &k);

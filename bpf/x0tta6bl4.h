@@ -149,12 +149,18 @@ struct x0_enforce_value {
 	__u32 pad;
 };
 
+/* The enforcement prefilter: bit h is set when some rule's source address hashes to h
+ * (x0_addr_hash in flow.bpf.c, enforceFilterIndex in src/datapath/enforce.ts), so most packets
+ * from sources without a rule skip the hash lookup. */
+#define X0_ENFORCE_FILTER_BITS 16
+
 /* Settings user space changes while the programs run (one entry, read on every packet). */
 struct x0_runtime {
 	__u32 enforce_entries;  /* live entries in x0_enforce; 0 skips the check entirely */
 	__u32 enforce_gen;      /* bumped at every change of x0_enforce (never 0) */
 	__u32 event_rate_shift; /* new-flow events: x0_event_rate >> shift per second (sampling) */
 	__u32 pad;
+	__u64 enforce_filter[(1 << X0_ENFORCE_FILTER_BITS) / 64];
 };
 
 /* ---- kernel signals (bpf/signals.bpf.c) ---------------------------------------------------- */

@@ -131,10 +131,19 @@ export const ENFORCE_VALUE: StructLayout = {
   },
 };
 
+/** #define X0_ENFORCE_FILTER_BITS: the enforcement prefilter has 2^bits bits. */
+export const ENFORCE_FILTER_BITS = 16;
+
 export const RUNTIME: StructLayout = {
   name: "x0_runtime",
-  size: 16,
-  members: { enforce_entries: [0, 4], enforce_gen: [4, 4], event_rate_shift: [8, 4], pad: [12, 4] },
+  size: 16 + (1 << ENFORCE_FILTER_BITS) / 8,
+  members: {
+    enforce_entries: [0, 4],
+    enforce_gen: [4, 4],
+    event_rate_shift: [8, 4],
+    pad: [12, 4],
+    enforce_filter: [16, (1 << ENFORCE_FILTER_BITS) / 8],
+  },
 };
 
 export const FLOW_EVENT: StructLayout = {

@@ -4,7 +4,13 @@
  * generation, the event sampling shift). The MAPE-K executor acts only through this class.
  */
 import { BPF, loadLibc } from "../../ffi/libbpf.ts";
-import { ENFORCE_KEY, ENFORCE_KIND, ENFORCE_VALUE, RUNTIME } from "../../ffi/layout.ts";
+import {
+  ENFORCE_FILTER_BITS,
+  ENFORCE_KEY,
+  ENFORCE_KIND,
+  ENFORCE_VALUE,
+  RUNTIME,
+} from "../../ffi/layout.ts";
 import { KernelError } from "./errors.ts";
 import type { BpfMap } from "./object.ts";
 import { formatAddress, parseAddress } from "./netdev.ts";
@@ -56,11 +62,26 @@ function enforceKey(address: string): Uint8Array<ArrayBuffer> {
   return k;
 }
 
+/**
+ * The bit of an address in the datapath's enforcement prefilter, as x0_addr_hash computes it:
+ * the address's 32-bit words (little-endian loads, as the programs do on the little-endian
+ * machines the appliance is built for) XOR-folded, times 0x9E3779B1, top bits.
+ */
+export function enforceFilterIndex(address: string): number {
+  const a = parseAddress(address);
+  const v = new DataView(a.bytes.buffer, a.bytes.byteOffset, a.bytes.byteLength);
+  let x = v.getUint32(0, true);
+  if (a.family === 6) x ^= v.getUint32(4, true) ^ v.getUint32(8, true) ^ v.getUint32(12, true);
+  return Math.imul(x >>> 0, 0x9e3779b1) >>> (32 - ENFORCE_FILTER_BITS);
+}
+
 export class Enforcer {
   constructor(readonly rules: BpfMap, readonly runtime: BpfMap) {
     if (rules.keySize !== ENFORCE_KEY.size || rules.valueSize !== ENFORCE_VALUE.size) {
       throw new Error(`${rules.name} does not have the x0_enforce layout`);
     }
+    // Rules adopted from pins: the gate, the prefilter and the generation agree with them.
+    this.#sync();
   }
 
   /** Puts or replaces a rule; the kernel applies it from the next packet. */
@@ -132,12 +153,21 @@ export class Enforcer {
     return out;
   }
 
-  /** Tells the programs how many rules exist and that they changed (new generation). */
+  /**
+   * Tells the programs how many rules exist, which prefilter bits their sources set, and that
+   * they changed (a new generation). One write of the whole value.
+   */
   #sync(): void {
-    let n = 0;
-    for (const b of this.rules.batches(256)) n += b.count;
     const v = this.#readRuntime();
     const dv = new DataView(v.buffer);
+    const filter = v.subarray(RM.enforce_filter[0], RM.enforce_filter[0] + RM.enforce_filter[1]);
+    filter.fill(0);
+    let n = 0;
+    for (const r of this.list()) {
+      const h = enforceFilterIndex(r.address);
+      filter[h >> 3] |= 1 << (h & 7);
+      n++;
+    }
     const gen = (dv.getUint32(RM.enforce_gen[0], true) + 1) >>> 0 || 1;
     dv.setUint32(RM.enforce_entries[0], n, true);
     dv.setUint32(RM.enforce_gen[0], gen, true);

@@ -41,6 +41,8 @@ export interface DatapathOptions {
    */
   pinDir?: string;
   btfPath?: string;
+  /** Another build of flow.bpf.c (the benchmarks' baseline without the enforcement check). */
+  object?: Uint8Array<ArrayBuffer>;
 }
 
 /** "xdp": XDP on ingress plus TC on egress. "tc": TC on ingress and egress. */
@@ -83,7 +85,7 @@ export class FlowDatapath implements Disposable {
     maxEntries.x0_flowcache = maxEntries.x0_ifstats;
     maxEntries.x0_ifslot = o.ifindexLimit ?? DEFAULT_IFINDEX_LIMIT;
     const load = () =>
-      Collection.load(FLOW_OBJECT, {
+      Collection.load(o.object ?? FLOW_OBJECT, {
         name: "x0tta6bl4_flow",
         maxEntries,
         btfPath: o.btfPath,

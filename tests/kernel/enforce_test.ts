@@ -5,6 +5,7 @@
  */
 import assert from "node:assert/strict";
 import { readFlows, readIfaceStats } from "../../src/collect/decode.ts";
+import { enforceFilterIndex } from "../../src/datapath/enforce.ts";
 import { FlowDatapath } from "../../src/datapath/flow.ts";
 import { eth, ETH_P, IPPROTO, ipv4, ipv6, payload, udp, V4, V6 } from "./frames.ts";
 
@@ -125,5 +126,25 @@ Deno.test(
     const [st] = readIfaceStats(dp).filter((s) => s.ifindex === LO && s.hook === "xdp");
     assert.equal(st.eventsSuppressed, 5);
     assert.equal(st.eventsSent, 1);
+  }),
+);
+
+Deno.test(
+  "enforce: a source sharing a prefilter bit with a blocked one is looked up and passes",
+  withDatapath((dp) => {
+    // Two addresses with the same prefilter bit (found by search with the same hash).
+    const want = enforceFilterIndex("203.0.113.20");
+    let twin = "";
+    for (let i = 0; i < 1 << 24 && !twin; i++) {
+      const a = `10.${i >> 16}.${(i >> 8) & 255}.${i & 255}`;
+      if (enforceFilterIndex(a) === want) twin = a;
+    }
+    assert.ok(twin, "a colliding address exists");
+    dp.enforcer.put({ address: "203.0.113.20", kind: "block", ratePps: 0 });
+    assert.equal(dp.xdp.testRun(from4(twin)).retval, XDP_PASS);
+    assert.equal(dp.xdp.testRun(from4("203.0.113.20")).retval, XDP_DROP);
+    // Neither bit nor rule: passes without a lookup; the rule's counters saw only its own.
+    assert.equal(dp.xdp.testRun(from4(V4.a)).retval, XDP_PASS);
+    assert.equal(dp.enforcer.list()[0].droppedPackets, 1);
   }),
 );
