@@ -22,8 +22,11 @@ export interface Evidence {
   value: number;
   unit: string;
   threshold: number;
-  /** The learned baseline, or null when the threshold is a fixed floor (still learning). */
+  /** The learned baseline, or null when the threshold is not learned (a fixed threshold, or
+   * the floor while the baseline is still `learning`). */
   baseline: BaselineStats | null;
+  /** True when a baseline is being learned and the floor stands in for it meanwhile. */
+  learning?: boolean;
   window: string;
 }
 
@@ -127,6 +130,7 @@ export class Analyzer {
       unit,
       threshold: r(t.threshold),
       baseline: t.learned ? { samples: b.samples, median: r(b.median), mad: r(b.mad) } : null,
+      ...(t.learned ? {} : { learning: true }),
       window,
     };
   }

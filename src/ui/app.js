@@ -112,6 +112,7 @@ const STRINGS = {
     evidence: "{metric}: {value} {unit} (threshold {threshold}; {baseline}; window {window})",
     baseline: "baseline median {median} over {samples} samples",
     learning: "baseline learning",
+    fixed: "fixed threshold",
     sym_source_flood: "source flood",
     sym_syn_flood: "SYN flood",
     sym_port_scan: "port scan",
@@ -245,6 +246,7 @@ const STRINGS = {
     evidence: "{metric}: {value} {unit} (umbral {threshold}; {baseline}; ventana {window})",
     baseline: "mediana de referencia {median} en {samples} muestras",
     learning: "referencia en aprendizaje",
+    fixed: "umbral fijo",
     sym_source_flood: "inundación desde un origen",
     sym_syn_flood: "inundación SYN",
     sym_port_scan: "escaneo de puertos",
@@ -378,6 +380,7 @@ const STRINGS = {
     evidence: "{metric}: {value} {unit} (порог {threshold}; {baseline}; окно {window})",
     baseline: "базовая медиана {median} по {samples} замерам",
     learning: "база ещё обучается",
+    fixed: "фиксированный порог",
     sym_source_flood: "флуд с источника",
     sym_syn_flood: "SYN-флуд",
     sym_port_scan: "сканирование портов",
@@ -1198,7 +1201,7 @@ function evidenceText(e) {
     threshold: fmtNum(e.threshold),
     baseline: isObj(e.baseline)
       ? t("baseline", { median: fmtNum(b.median), samples: fmtInt(b.samples) })
-      : t("learning"),
+      : t(e.learning === true ? "learning" : "fixed"),
     window: str(e.window, "?"),
   });
 }

@@ -100,6 +100,7 @@ Deno.test("mapek: the analyzer flags a flooding source with evidence, and learns
   assert.equal(e.value, 5000);
   assert.equal(e.threshold, 1000, "the floor, above the learned 4 × median");
   assert.equal(e.baseline?.samples, 40);
+  assert.equal(e.learning, undefined, "learned: no floor stands in");
   assert.ok(Math.abs(e.baseline!.median - 219.5) < 1e-9);
   // The flood itself is not learned: the baseline still has 40 samples.
   assert.equal(an.baselines.get("source_pps:192.0.2.1")!.stats().samples, 40);
@@ -119,6 +120,8 @@ Deno.test("mapek: a source the box answers (a download it asked for) is no flood
   const [s] = an.analyze(obs([{ address: "192.0.2.1", pps: 50_000, repliesPps: 1000 }]));
   assert.equal(s.kind, "source_flood");
   assert.deepEqual([s.evidence[1].value, s.evidence[1].threshold], [1000, 5000]);
+  assert.equal(s.evidence[0].learning, true, "a new source: the floor while learning");
+  assert.equal(s.evidence[1].learning, undefined, "the share of replies is a fixed threshold");
   assert.match(s.summary, /gets 1000 back/);
 });
 
