@@ -8,7 +8,6 @@ import { Daemon, DaemonHome, enforceArgs } from "../helpers/daemon.ts";
 import { nft, sh, trafficCommand, VethPair } from "../helpers/netns.ts";
 import type { Action, Decision } from "../../src/mapek/plan.ts";
 
-const MAIN = new URL("../../main.ts", import.meta.url).pathname;
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /** A traffic.ts command running in the background; result() is its last output line. */
@@ -187,22 +186,7 @@ Deno.test("mapek e2e: a restart mid-action keeps the block in force and ends it 
   assert.equal(restored.state, "active");
   assert.equal(restored.expiresAt, blocked.expiresAt, "same expiry: the TTL is not restarted");
   // The terminal's view lists it with its reason.
-  const st = new Deno.Command("ip", {
-    args: [
-      "netns",
-      "exec",
-      v.b.ns,
-      Deno.execPath(),
-      "run",
-      "-A",
-      MAIN,
-      "status",
-      "--listen",
-      d2.base.replace("http://", ""),
-    ],
-    stdout: "piped",
-  }).outputSync();
-  const out = new TextDecoder().decode(st.stdout);
+  const out = d2.cli(["status"]).stdout;
   assert.match(out, /MAPE-K: enforce mode, 1 action\(s\) in force/);
   assert.match(
     out,
@@ -388,16 +372,8 @@ Deno.test("mapek e2e: an IPv6 UDP flood is rate-limited on TC ingress to the con
     JSON.parse(sh("bpftool", ["-j", "map", "dump", "pinned", `${d.pinDir}/x0_enforce`]));
   assert.equal(rules().length, 1);
   const cli = (id: string) => {
-    const o = new Deno.Command("ip", {
-      args: ["netns", "exec", v.b.ns, Deno.execPath(), "run", "-A", MAIN, "revoke", id]
-        .concat(["--listen", d.base.replace("http://", ""), "--state-dir", d.stateDir]),
-      stdout: "piped",
-      stderr: "piped",
-    }).outputSync();
-    return {
-      code: o.code,
-      out: new TextDecoder().decode(o.stdout) + new TextDecoder().decode(o.stderr),
-    };
+    const r = d.cli(["revoke", id]);
+    return { code: r.code, out: r.stdout + r.stderr };
   };
   const r = cli(limited.id);
   assert.equal(r.code, 0, r.out);

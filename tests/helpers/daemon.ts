@@ -186,6 +186,21 @@ export class Daemon implements AsyncDisposable {
     }
   }
 
+  /**
+   * Runs `x0tta6bl4 ARGS… --listen <this daemon> --state-dir <its state>` inside its namespace,
+   * as an operator would on the box; stdout and stderr apart.
+   */
+  cli(args: string[]): { code: number; stdout: string; stderr: string } {
+    const o = new Deno.Command("ip", {
+      args: ["netns", "exec", this.side.ns, Deno.execPath(), "run", "-A", MAIN, ...args]
+        .concat(["--listen", this.base.replace("http://", ""), "--state-dir", this.stateDir]),
+      stdout: "piped",
+      stderr: "piped",
+    }).outputSync();
+    const text = new TextDecoder();
+    return { code: o.code, stdout: text.decode(o.stdout), stderr: text.decode(o.stderr) };
+  }
+
   get token(): string {
     return Deno.readTextFileSync(`${this.stateDir}/api-token`).trim();
   }
