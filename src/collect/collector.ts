@@ -84,8 +84,7 @@ export class Collector {
   readonly #wanted: Set<string>;
   #mode: "ebpf" | "fallback" = "fallback";
   #fallbackReason = "";
-  readonly #tables = [new FlowTable(), new FlowTable()];
-  #turn = 0;
+  readonly #table = new FlowTable();
 
   constructor(
     readonly options: CollectorOptions,
@@ -367,9 +366,16 @@ export class Collector {
     }
     // An interface whose counters live in two hooks (XDP and TC ingress never both) is merged.
     for (const snap of byIf.values()) snap.traffic = mergeTraffic(snap.traffic);
-    // Two tables in turn: the one the previous snapshot still shows stays intact while the
-    // other is refilled, and at 100k flows no megabytes are allocated every interval.
-    const flows = readFlowTable(dp, this.#tables[this.#turn ^= 1]);
+    // One table, refilled in place (at 100k flows, no megabytes allocated every interval):
+    // every reader runs synchronously between two snapshots, so none sees it half refilled.
+    // A read that fails empties it rather than leave a mix of two moments behind.
+    let flows: FlowTable;
+    try {
+      flows = readFlowTable(dp, this.#table);
+    } catch (e) {
+      this.#table.clear();
+      throw e;
+    }
     flows.ifname = (i) => names.get(i) ?? ifnameOf(i) ?? String(i);
     const programs = [
       dp.xdp,
