@@ -166,7 +166,11 @@ Deno.test("mapek e2e: a restart mid-action keeps the block in force and ends it 
   using v = new VethPair(95);
   using home = new DaemonHome();
   const args = enforceArgs(v.b.dev, 8);
+  type Learned = { baselines: { key: string; samples: number }[] };
+  const learned = (d: Daemon) =>
+    new Map((d.json("/api/v1/mapek") as Learned).baselines.map((b) => [b.key, b.samples]));
   let blocked: Action;
+  let before: Map<string, number>;
   {
     await using d = new Daemon(v.b, args, [], home);
     await ready(d);
@@ -177,10 +181,17 @@ Deno.test("mapek e2e: a restart mid-action keeps the block in force and ends it 
       8000,
     );
     await flood.result();
+    before = learned(d);
     await d.stop();
   }
   await using d2 = new Daemon(v.b, args, [], home);
   await ready(d2);
+  // The baselines were kept (written at the stop, read at the start): none starts over.
+  const after = learned(d2);
+  assert.ok(before.size > 0);
+  for (const [key, samples] of before) {
+    assert.ok((after.get(key) ?? 0) >= samples, `${key}: ${samples} → ${after.get(key)}`);
+  }
   const restored = actions(d2).find((a) => a.id === blocked.id);
   assert.ok(restored, "the action is live after the restart");
   assert.equal(restored.state, "active");
