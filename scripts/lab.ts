@@ -6,11 +6,20 @@
  *   deno run -A scripts/lab.ts up [N]    prints `node NAME NETNS API_URL` lines and
  *                                        `prometheus URL`
  *   deno run -A scripts/lab.ts down      removes everything, also after a crash
+ *   deno run -A scripts/lab.ts flood [NODE] [SECONDS] [--enforce]
+ *                                        a stranger (10.77.<subnet>.200, not a mesh peer)
+ *                                        floods NODE (n2) with UDP; --enforce switches NODE's
+ *                                        MAPE-K loop to enforce first (config file + SIGHUP)
  *
  * Addresses are 10.77.<subnet>.<i>/24 inside the lab's namespaces; the host reaches them over
  * a veth from the root namespace (10.77.<subnet>.254), so a browser on the box can open them.
  */
 const MAIN = new URL("../main.ts", import.meta.url).pathname;
+const TRAFFIC = new URL("../tests/helpers/traffic.ts", import.meta.url).pathname;
+/** MAPE-K in the lab: observe mode, a flood floor a demo reaches, and no management network
+ * (the lab's one network is where the APIs listen, so by default it would never be acted on). */
+export const LAB_MAPEK = "mapek:\n  mode: observe\n  flood_pps: 2000\n  action_ttl_s: 4\n" +
+  "  allow_management: false\n  policy:\n    source_flood: block";
 
 function sh(cmd: string, args: string[], netns?: string): string {
   const full = netns ? ["netns", "exec", netns, cmd, ...args] : args;
@@ -192,6 +201,63 @@ export class Lab {
     this.prometheus = { url, process };
   }
 
+  /** A node of a lab that is up (built by this or another process), by name: n1, n2… */
+  node(name: string): LabNode {
+    const i = Number(name.replace(/^n/, ""));
+    if (!Number.isInteger(i) || i < 1) throw new Error(`no lab node ${name}: names are n1, n2…`);
+    const stateDir = `${this.dir}/${name}`;
+    return {
+      name,
+      ns: `x0lab-${this.o.tag}-${name}`,
+      ip: `${this.prefix}.${i}`,
+      api: `http://${this.prefix}.${i}:9477`,
+      stateDir,
+      configFile: `${stateDir}/x0tta6bl4.yaml`,
+    };
+  }
+
+  /** Switches a node's MAPE-K loop to enforce mode: its config file, then SIGHUP. */
+  enforce(node: LabNode): void {
+    const cfg = Deno.readTextFileSync(node.configFile);
+    Deno.writeTextFileSync(node.configFile, cfg.replace("mode: observe", "mode: enforce"));
+    Deno.kill(node.process?.pid ?? Number(Deno.readTextFileSync(`${node.stateDir}/pid`)), "SIGHUP");
+  }
+
+  /**
+   * A UDP flood of `pps` packets/s for `seconds` at `node` from a stranger on the lab's network
+   * (10.77.<subnet>.200 on the bridge: not a mesh peer). Resolves to the datagrams sent.
+   */
+  flood(node: LabNode, pps: number, seconds: number): { source: string; sent: Promise<number> } {
+    const source = `${this.prefix}.200`;
+    const addrs = sh("ip", ["-o", "addr", "show", "dev", "br0"], this.bridgeNs);
+    if (!addrs.includes(` ${source}/`)) {
+      sh("ip", ["addr", "add", `${source}/24`, "dev", "br0"], this.bridgeNs);
+    }
+    const child = new Deno.Command("ip", {
+      args: [
+        "netns",
+        "exec",
+        this.bridgeNs,
+        Deno.execPath(),
+        "run",
+        "-A",
+        "--unstable-net",
+        TRAFFIC,
+      ]
+        .concat(["udp-rate", source, node.ip, "9999", String(pps), String(seconds)]),
+      stdout: "piped",
+      stderr: "piped",
+    }).spawn();
+    const sent = child.output().then((o) => {
+      if (!o.success) throw new Error(`flood: ${new TextDecoder().decode(o.stderr)}`);
+      return Number(new TextDecoder().decode(o.stdout).trim());
+    });
+    // Rejected before anyone awaits it (the sender failed): not an unhandled rejection, which
+    // would end a test before it removes its lab. Whoever awaits it still gets the error.
+    sent.catch(() => {});
+    return { source, sent };
+  }
+
   /** Kills every process of the lab (by the pid files, so also after a crash) and removes it. */
   down(): void {
     for (const pidFile of walkPids(this.dir)) {
@@ -228,8 +294,15 @@ function* walkPids(dir: string): Generator<string> {
 }
 
 if (import.meta.main) {
-  const [cmd = "up", n = "4"] = Deno.args;
-  const lab = new Lab({ tag: "lab", subnet: 0, nodes: Number(n), hostAccess: true });
+  const [cmd = "up", ...args] = Deno.args;
+  const n = cmd === "up" ? args[0] ?? "4" : "4";
+  const lab = new Lab({
+    tag: "lab",
+    subnet: 0,
+    nodes: Number(n),
+    hostAccess: true,
+    extraConfig: LAB_MAPEK,
+  });
   if (cmd === "down") {
     lab.down();
     console.log("lab removed");
@@ -245,8 +318,18 @@ if (import.meta.main) {
     for (const node of lab.nodes) console.log(`node ${node.name} ${node.ns} ${node.api}`);
     console.log(`prometheus ${lab.prometheus!.url}`);
     console.log(`(logs in ${lab.dir}/NODE/log; remove with: scripts/lab down)`);
+  } else if (cmd === "flood") {
+    const [name = "n2", seconds = "5"] = args.filter((a) => !a.startsWith("--"));
+    const node = lab.node(name);
+    if (args.includes("--enforce")) lab.enforce(node);
+    const { source, sent } = lab.flood(node, 20000, Number(seconds));
+    console.log(`flooding ${node.name} (${node.ip}) from ${source} for ${seconds} s…`);
+    console.log(`sent ${await sent} datagrams; ${node.name}'s latest MAPE-K decisions:`);
+    const d = JSON.parse(lab.get(`${node.api}/api/v1/mapek/decisions?limit=3`).body);
+    for (const x of d.decisions ?? []) console.log(`  ${x.outcome}: ${x.reason}`);
+    console.log(`live actions: ${node.api}/api/v1/mapek/actions; status page: ${node.api}/`);
   } else {
-    console.error("usage: scripts/lab [up [N] | down]");
+    console.error("usage: scripts/lab [up [N] | flood [NODE] [SECONDS] [--enforce] | down]");
     Deno.exit(2);
   }
 }

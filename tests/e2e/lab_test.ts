@@ -4,7 +4,7 @@
  * datagrams, and every query of the Grafana dashboard answered by the lab's Prometheus.
  */
 import assert from "node:assert/strict";
-import { Lab, type LabNode } from "../../scripts/lab.ts";
+import { Lab, LAB_MAPEK, type LabNode } from "../../scripts/lab.ts";
 import { nft, nftInputRule, trafficCommand, udpSend } from "../helpers/netns.ts";
 import type { Action, Decision } from "../../src/mapek/plan.ts";
 
@@ -55,11 +55,8 @@ Deno.test("lab: 4 nodes converge, count per-peer traffic, detect death and loss,
     subnet: 10 + (Deno.pid % 200),
     nodes: 4,
     hostAccess: false,
-    // MAPE-K observes everywhere; one node is switched to enforce by a reload below. The lab
-    // has one network, where the APIs listen too: by default it would be the management
-    // network, never acted on.
-    extraConfig: "mapek:\n  mode: observe\n  flood_pps: 2000\n  action_ttl_s: 4\n" +
-      "  allow_management: false\n  policy:\n    source_flood: block",
+    // MAPE-K observes everywhere, as `scripts/lab up` sets it; n2 goes to enforce below.
+    extraConfig: LAB_MAPEK,
   });
   lab.down();
   try {
@@ -188,20 +185,15 @@ Deno.test("lab: 4 nodes converge, count per-peer traffic, detect death and loss,
             .actions;
         const decisions = () =>
           json<{ decisions: Decision[] }>(`${n2.api}/api/v1/mapek/decisions`).decisions;
-        const cfg = Deno.readTextFileSync(n2.configFile);
-        Deno.writeTextFileSync(n2.configFile, cfg.replace("mode: observe", "mode: enforce"));
-        Deno.kill(n2.process!.pid, "SIGHUP");
+        lab.enforce(n2);
         await until(
           "n2 in enforce mode",
           5000,
           () => json<{ mode: string }>(`${n2.api}/api/v1/mapek`).mode === "enforce" || undefined,
         );
-        // A stranger on the lab's network (not a mesh peer) floods n2.
-        const stranger = `${lab.prefix}.200`;
-        sh("ip", ["addr", "add", `${stranger}/24`, "dev", "br0"], lab.bridgeNs);
+        // A stranger on the lab's network (not a mesh peer) floods n2, as `scripts/lab flood`.
         const t0 = performance.now();
-        const flood = trafficCommand(lab.bridgeNs, "udp-rate", stranger, n2.ip, 9999, 20000, 3)
-          .spawn();
+        const { source: stranger, sent } = lab.flood(n2, 20000, 3);
         const blocked = await until(
           "the stranger blocked on n2",
           5000,
@@ -211,7 +203,7 @@ Deno.test("lab: 4 nodes converge, count per-peer traffic, detect death and loss,
         const why = decisions().find((d) => d.id === blocked.decisionId)!;
         assert.equal(why.symptom.kind, "source_flood");
         assert.match(why.reason, /block 10\.77\.\d+\.200 in the datapath for 4 s/);
-        await flood.output();
+        await sent;
         const during = actions(false).find((a) => a.id === blocked.id);
         assert.ok((during?.droppedPackets ?? 0) > 0, "dropped in the kernel");
         // A mesh peer flooding the same way: allow-listed, never blocked.
