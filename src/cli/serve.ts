@@ -101,16 +101,26 @@ export async function serve(inputs: ServeInputs): Promise<number> {
   }
   // Cilium: we only look (its pins and API socket), never touch its programs; when its API
   // answers, flows get the endpoint identities of their addresses.
-  const ciliumFound = detectCilium();
-  const cilium = ciliumFound.found ? new CiliumIdentities() : undefined;
+  const ciliumFound = config.cilium.enabled
+    ? detectCilium({ socketPath: config.cilium.socket, bpffsRoot: config.cilium.bpffs_root })
+    : undefined;
+  const cilium = ciliumFound?.found
+    ? new CiliumIdentities({ socketPath: config.cilium.socket })
+    : undefined;
   const ciliumNote = " x0tta6bl4 runs its TC filters after Cilium's (priority " +
     `${config.datapath.tc_priority}), refuses XDP where Cilium holds it, and never touches its programs.`;
   if (cilium) {
-    cilium.start(15_000, (st) => {
-      const h = ciliumHealth(ciliumFound, st);
+    cilium.start(config.cilium.refresh_s * 1000, (st) => {
+      const h = ciliumHealth(ciliumFound!, st);
       health.set("cilium", h.state, h.reason + ciliumNote);
     });
-  } else health.set("cilium", "healthy", ciliumFound.summary);
+  } else {
+    health.set(
+      "cilium",
+      "healthy",
+      ciliumFound?.summary ?? "not looked for (cilium.enabled is false)",
+    );
+  }
 
   let mesh: MeshService | undefined;
   if (config.mesh.enabled) {

@@ -668,6 +668,27 @@ export const SCHEMA = {
       ringbuf_loss: policy("sample_events", ["sample_events", "none"], "ring buffer loss"),
     },
   },
+  cilium: {
+    enabled: bool({
+      default: true,
+      description: "Look for a Cilium agent (its API socket and bpffs pins; never touched) and, " +
+        "when its API answers, label flows with Cilium endpoint identities.",
+    }),
+    socket: path({
+      default: "/var/run/cilium/cilium.sock",
+      description: "The Cilium agent's API socket.",
+    }),
+    bpffs_root: path({
+      default: "/sys/fs/bpf",
+      description: "The bpffs where Cilium pins its maps (tc/globals/cilium_*), to detect it.",
+    }),
+    refresh_s: int({
+      default: 15,
+      min: 1,
+      max: 3600,
+      description: "How often endpoint identities are read from the Cilium API, in seconds.",
+    }),
+  },
   metrics: {
     top_flows: int({
       default: 100,

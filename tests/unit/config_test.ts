@@ -122,6 +122,11 @@ mapek:
     mesh_degraded: none
     flow_table_pressure: none
     ringbuf_loss: none
+cilium:
+  enabled: false
+  socket: /run/cilium/cilium.sock
+  bpffs_root: /run/bpf
+  refresh_s: 60
 `;
   const want: Config = {
     api: { listen: "[::1]:0", token_file: "/etc/x0tta6bl4/token", max_body_bytes: 1048576 },
@@ -181,6 +186,12 @@ mapek:
         flow_table_pressure: "none",
         ringbuf_loss: "none",
       },
+    },
+    cilium: {
+      enabled: false,
+      socket: "/run/cilium/cilium.sock",
+      bpffs_root: "/run/bpf",
+      refresh_s: 60,
     },
   };
   const got = parse(text);
@@ -302,7 +313,7 @@ Deno.test("config: each kind of error points at the offending value", () => {
     "did you mean listen?)",
   ]);
   assert.deepEqual(fileErrors("verbose: true\n"), [
-    "x.yaml:1:1: verbose: unknown key (expected one of: api, state_dir, datapath, collect, signals, mesh, mapek, metrics)",
+    "x.yaml:1:1: verbose: unknown key (expected one of: api, state_dir, datapath, collect, signals, mesh, mapek, cilium, metrics)",
   ]);
   assert.deepEqual(fileErrors("datapath.hook: xdp\n"), [
     'x.yaml:1:1: datapath.hook: unknown key (expected datapath.hook written as nested maps: "datapath:" with "hook:" indented below it)',
