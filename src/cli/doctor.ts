@@ -54,7 +54,7 @@ export function runChecks(): Check[] {
   // RLIMIT_MEMLOCK on kernels before 5.11.
   const missing = CAPS.filter(([bit, name]) =>
     !has(bit) && !(has(21) && bit !== 12) &&
-    !(name === "CAP_SYS_RESOURCE" && (maj > 5 || min >= 11))
+    !(name === "CAP_SYS_RESOURCE" && (maj > 5 || (maj === 5 && min >= 11)))
   ).map(([, n]) => n);
   add(
     "privileges",

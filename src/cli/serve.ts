@@ -20,7 +20,7 @@ import { ciliumHealth, CiliumIdentities, detectCilium } from "../cilium/cilium.t
 import { lastUpgrade } from "./upgrade.ts";
 import { MetricsRenderer } from "../metrics/exposition.ts";
 import { StateStore } from "../state/store.ts";
-import { VERSION } from "../version.ts";
+import { BUILD, VERSION } from "../version.ts";
 
 export function log(
   level: "info" | "warn" | "error",
@@ -58,9 +58,8 @@ function collectorOptions(c: Config): CollectorOptions {
 function meshPeerEntries(c: Config, peers: { name: string; mesh: string }[]): AllowEntry[] {
   const out: AllowEntry[] = [];
   const add = (hostPort: string, why: string) => {
-    const host = hostPort.replace(/^\[(.*)\](:\d+)?$/, "$1").replace(/^([^:]*):\d+$/, "$1");
     try {
-      out.push({ cidr: parseCidr(host), why });
+      out.push({ cidr: parseCidr(parseListen(hostPort).hostname), why });
     } catch { /* a host name: its address is learned from the peer itself */ }
   };
   for (const p of c.mesh.peers) add(p, "mesh peer (configured)");
@@ -190,7 +189,7 @@ export async function serve(inputs: ServeInputs): Promise<number> {
 
   const build = {
     version: VERSION,
-    commit: Deno.env.get("X0TTA6BL4_COMMIT") ?? "dev",
+    commit: BUILD.commit,
     denoVersion: Deno.version.deno,
   };
 

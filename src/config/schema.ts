@@ -6,6 +6,7 @@
  */
 import { isIPv4, isIPv6 } from "node:net";
 import { z } from "zod";
+import { parseAddress } from "../datapath/netdev.ts";
 
 export type FieldKind = "integer" | "string" | "boolean" | "enum" | "list";
 
@@ -327,11 +328,17 @@ function policy<const V extends readonly [string, ...string[]]>(
   return oneOf({ values, default: def, description: `Action on ${what}.` });
 }
 
+/** Addresses are read by the parser the MAPE-K allow-list uses (parseAddress), so that what
+ * validation accepts, the loop can use (node:net would also take a zone, "fe80::1%eth0"). */
 function checkCidr(s: string): Problem | undefined {
   const [addr, bits, extra] = s.split("/");
   if (extra !== undefined) return { what: "more than one /" };
-  const max = isIPv4(addr) ? 32 : isIPv6(addr) ? 128 : 0;
-  if (!max) return { what: "not an IPv4 or IPv6 address" };
+  let max: number;
+  try {
+    max = parseAddress(addr).family === 4 ? 32 : 128;
+  } catch {
+    return { what: "not an IPv4 or IPv6 address" };
+  }
   if (bits !== undefined && (!/^\d{1,3}$/.test(bits) || Number(bits) > max)) {
     return { what: `prefix length not 0..${max}` };
   }

@@ -69,9 +69,14 @@ function enforceKey(address: string): Uint8Array<ArrayBuffer> {
  */
 export function enforceFilterIndex(address: string): number {
   const a = parseAddress(address);
-  const v = new DataView(a.bytes.buffer, a.bytes.byteOffset, a.bytes.byteLength);
+  return filterIndex(a.bytes, a.family);
+}
+
+/** enforceFilterIndex of an address's bytes (4 or 16 of them at the start of `bytes`). */
+function filterIndex(bytes: Uint8Array, family: number): number {
+  const v = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   let x = v.getUint32(0, true);
-  if (a.family === 6) x ^= v.getUint32(4, true) ^ v.getUint32(8, true) ^ v.getUint32(12, true);
+  if (family === 6) x ^= v.getUint32(4, true) ^ v.getUint32(8, true) ^ v.getUint32(12, true);
   return Math.imul(x >>> 0, 0x9e3779b1) >>> (32 - ENFORCE_FILTER_BITS);
 }
 
@@ -163,10 +168,12 @@ export class Enforcer {
     const filter = v.subarray(RM.enforce_filter[0], RM.enforce_filter[0] + RM.enforce_filter[1]);
     filter.fill(0);
     let n = 0;
-    for (const r of this.list()) {
-      const h = enforceFilterIndex(r.address);
-      filter[h >> 3] |= 1 << (h & 7);
-      n++;
+    for (const { count, keys } of this.rules.batches(256)) {
+      for (let i = 0; i < count; i++, n++) {
+        const k = keys.subarray(i * ENFORCE_KEY.size, (i + 1) * ENFORCE_KEY.size);
+        const h = filterIndex(k.subarray(KM.addr[0], KM.addr[0] + 16), k[KM.family[0]]);
+        filter[h >> 3] |= 1 << (h & 7);
+      }
     }
     const gen = (dv.getUint32(RM.enforce_gen[0], true) + 1) >>> 0 || 1;
     dv.setUint32(RM.enforce_entries[0], n, true);

@@ -17,6 +17,7 @@ import {
   type Action,
   type Decision,
   describe,
+  ON_SOURCE,
   type Outcome,
   plan,
   type PlannerOptions,
@@ -242,10 +243,14 @@ export class MapekLoop {
   /** Copies the kernel's counters of blocks and rate limits into their actions. */
   #readCounters(): void {
     const enf = this.d.effectors.enforcer();
-    if (!enf) return;
+    // The kernel's rules are read only when some are in force.
+    const inForce = [...this.#live.values()].filter((a) =>
+      a.state === "active" && ON_SOURCE.has(a.kind)
+    );
+    if (!enf || inForce.length === 0) return;
     const rules = new Map(enf.list().map((r) => [r.address, r]));
-    for (const a of this.#live.values()) {
-      const r = a.state === "active" ? rules.get(a.target) : undefined;
+    for (const a of inForce) {
+      const r = rules.get(a.target);
       if (!r) continue;
       a.droppedPackets = r.droppedPackets;
       a.droppedBytes = r.droppedBytes;

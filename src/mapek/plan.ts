@@ -65,8 +65,8 @@ export interface PlannerOptions {
   sampleShift: number;
 }
 
-/** Actions that need an address to act on. */
-const ON_SOURCE = new Set<ActionKind>(["block", "rate_limit"]);
+/** Actions that need an address to act on (rules in the datapath). */
+export const ON_SOURCE = new Set<ActionKind>(["block", "rate_limit"]);
 
 let seq = 0;
 export function newId(prefix: string, at: number): string {

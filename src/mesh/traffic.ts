@@ -1,6 +1,6 @@
 /** Bytes exchanged with each mesh peer, from the flows the datapath saw on watched interfaces. */
 import type { FlowTable } from "../collect/flowtable.ts";
-import { ipv4Bytes, ipv6Bytes } from "../datapath/netdev.ts";
+import { parseAddress } from "../datapath/netdev.ts";
 
 /**
  * For each peer IP (→ peer id): bytes of flows received from it (source = peer, seen
@@ -13,10 +13,13 @@ export function peerTraffic(
   meshPorts: Set<number>,
 ): Map<string, { sent: number; received: number }> {
   const out = new Map<string, { sent: number; received: number }>();
-  const addrs = [...peers].map(([ip, id]) => {
+  const addrs = [...peers].flatMap(([ip, id]) => {
     out.set(id, { sent: 0, received: 0 });
-    const six = ip.includes(":");
-    return { id, family: six ? 6 : 4, bytes: six ? ipv6Bytes(ip) : ipv4Bytes(ip) };
+    try {
+      return [{ id, ...parseAddress(ip) }];
+    } catch {
+      return []; // not a plain address (a zone suffix, a name): no flows can match it
+    }
   });
   if (addrs.length === 0) return out;
   for (let i = 0; i < flows.size; i++) {
