@@ -15,7 +15,7 @@ import type { MapekLoop } from "../mapek/loop.ts";
 import { type CiliumIdentities, enrichFlow } from "../cilium/cilium.ts";
 import type { LiveEvent } from "../state/events.ts";
 import type { StateStore } from "../state/store.ts";
-import { ipv4Bytes, ipv6Bytes } from "../datapath/netdev.ts";
+import { parseAddress } from "../datapath/netdev.ts";
 import { flowSignals } from "../datapath/signals.ts";
 import { CONTENT_TYPE } from "../metrics/exposition.ts";
 import { OPENAPI } from "./openapi.ts";
@@ -42,13 +42,13 @@ export interface ApiDeps {
   logError: (e: unknown) => void;
 }
 
-const PROTOCOLS: Record<string, number> = { tcp: 6, udp: 17, icmp: 1, icmpv6: 58 };
+const PROTOCOLS = new Map([["tcp", 6], ["udp", 17], ["icmp", 1], ["icmpv6", 58]]);
 
 const FlowQuery = z.object({
   sort: z.enum(["bytes", "packets", "recent"]).default("bytes"),
   limit: z.coerce.number().int().min(1).max(10000).default(100),
   interface: z.string().min(1).max(15).optional(),
-  protocol: z.string().refine((p) => p in PROTOCOLS || /^\d{1,3}$/.test(p) && Number(p) < 256, {
+  protocol: z.string().refine((p) => PROTOCOLS.has(p) || /^\d{1,3}$/.test(p) && Number(p) < 256, {
     message: "expected tcp, udp, icmp, icmpv6 or an IP protocol number 0-255",
   }).optional(),
   address: z.string().min(2).max(45).regex(/^[0-9a-fA-F.:]+$/, "expected an IPv4 or IPv6 address")
@@ -138,15 +138,13 @@ export function buildApp(d: ApiDeps): Hono {
     const q = FlowQuery.safeParse(c.req.query());
     if (!q.success) return problem(c, 400, "bad query", issues(q.error));
     const { sort, limit, interface: iface, protocol, address, port } = q.data;
-    const proto = protocol === undefined ? undefined : PROTOCOLS[protocol] ?? Number(protocol);
+    const proto = protocol === undefined ? undefined : PROTOCOLS.get(protocol) ?? Number(protocol);
     const table = d.store.current?.flows;
     if (!table) return c.json({ total: 0, sort, flows: [] });
     let addr: { family: number; bytes: Uint8Array } | undefined;
     if (address !== undefined) {
       try {
-        addr = address.includes(":")
-          ? { family: 6, bytes: ipv6Bytes(address) }
-          : { family: 4, bytes: ipv4Bytes(address) };
+        addr = parseAddress(address);
       } catch (e) {
         return problem(c, 400, "bad query", `address: ${(e as Error).message}`);
       }
@@ -187,6 +185,9 @@ export function buildApp(d: ApiDeps): Hono {
     const log = d.store.events;
     const summaries = c.req.query("summary") === "1";
     const sub = log.subscribe(1000, summaries);
+    // Where the subscription starts: what comes after is queued for this client, so the
+    // replay and the queue meet here, whatever happens while the stream opens.
+    const start = log.lastId;
     return streamSSE(c, async (stream) => {
       stream.onAbort(() => sub.close());
       const send = (e: LiveEvent) =>
@@ -195,19 +196,20 @@ export function buildApp(d: ApiDeps): Hono {
           event: e.type,
           data: JSON.stringify(e.id ? e : e.data),
         });
-      await stream.writeSSE({ event: "hello", data: JSON.stringify({ lastId: log.lastId }) });
+      await stream.writeSSE({ event: "hello", data: JSON.stringify({ lastId: start }) });
       if (summaries) {
         const now = d.summary();
         if (now) await stream.writeSSE({ event: "summary", data: JSON.stringify(now) });
       }
+      let sentUpTo = from ?? start;
       if (from !== undefined) {
         const { events, gap } = log.since(from);
         if (gap) {
           await stream.writeSSE({ event: "gap", data: JSON.stringify({ after: from }) });
         }
         for (const e of events) await send(e);
+        sentUpTo = events.at(-1)?.id ?? sentUpTo;
       }
-      let sentUpTo = from ?? log.lastId;
       while (!sub.closed && !stream.aborted) {
         const batch = await sub.take(15_000);
         if (batch.length === 0) await stream.write(": keep-alive\n\n");

@@ -2,34 +2,30 @@
  * What the status page needs of one snapshot, small enough to send every interval over SSE:
  * health, per-interface rates, the top 50 flows with their rates, and the mesh's peers.
  */
+import { flowId } from "../collect/decode.ts";
 import { flowSignals } from "../datapath/signals.ts";
-import type { MeshSnapshot } from "../mesh/node.ts";
-import type { FlowSnapshot } from "../state/snapshot.ts";
 import type { StateStore } from "../state/store.ts";
 
 const TOP = 50;
-
-function flowKey(f: FlowSnapshot): string {
-  return `${f.ifindex}/${f.hook}/${f.proto}/${f.saddr}/${f.sport}/${f.daddr}/${f.dport}`;
-}
 
 export class SummaryBuilder {
   /** Bytes of the flows in the previous summary, and when, for per-flow rates. */
   #prev = new Map<string, number>();
   #prevAt = 0;
-  last?: unknown;
+  #last?: unknown;
 
   constructor(private readonly store: StateStore) {}
 
   /** The summary of the current snapshot, built once per snapshot. */
-  build(mode: string, fallbackReason: string, mesh?: MeshSnapshot): unknown {
+  build(mode: string, fallbackReason: string): unknown {
     const s = this.store.current;
     if (!s) return undefined;
-    if (s.takenAt === this.#prevAt) return this.last;
+    const mesh = s.mesh;
+    if (s.takenAt === this.#prevAt) return this.#last;
     const secs = this.#prevAt ? (s.takenAt - this.#prevAt) / 1000 : 0;
     const next = new Map<string, number>();
     const flows = s.flows.top("bytes", TOP).flows.map((f) => {
-      const k = flowKey(f);
+      const k = flowId(f);
       next.set(k, f.bytes);
       const before = this.#prev.get(k);
       return {
@@ -52,7 +48,7 @@ export class SummaryBuilder {
     this.#prev = next;
     this.#prevAt = s.takenAt;
     const h = this.store.health;
-    this.last = {
+    this.#last = {
       takenAt: s.takenAt,
       mode,
       fallbackReason: fallbackReason || undefined,
@@ -80,6 +76,6 @@ export class SummaryBuilder {
         }
         : null,
     };
-    return this.last;
+    return this.#last;
   }
 }

@@ -2,7 +2,7 @@
  * `x0tta6bl4 attach IFACE…`: attaches the flow programs, prints per-interface rates and the
  * top flows every second, and detaches cleanly on Ctrl-C or SIGTERM.
  */
-import { decodeEvent, type Flow, readFlows, readIfaceStats, totals } from "../collect/decode.ts";
+import { decodeEvent, flowId, readFlows, readIfaceStats, totals } from "../collect/decode.ts";
 import type { XdpModeRequest } from "../datapath/attach.ts";
 import { type AttachMode, FlowDatapath } from "../datapath/flow.ts";
 import { ifindexOf } from "../datapath/netdev.ts";
@@ -18,10 +18,6 @@ export interface AttachOptions {
   /** Stop after this many refreshes (0: until a signal). */
   count: number;
   flowTableSize?: number;
-}
-
-function flowId(f: Flow): string {
-  return `${f.ifindex}/${f.hook}/${f.proto}/${f.saddr}/${f.sport}/${f.daddr}/${f.dport}`;
 }
 
 export async function runAttach(o: AttachOptions): Promise<number> {

@@ -213,7 +213,7 @@ export async function serve(inputs: ServeInputs): Promise<number> {
       if (store.events.summaryListeners > 0) {
         store.events.broadcast(
           "summary",
-          summaries.build(collector.mode, collector.fallbackReason, store.current!.mesh),
+          summaries.build(collector.mode, collector.fallbackReason),
         );
       }
       health.set("collector", "healthy", `snapshot every ${config.collect.interval_ms} ms`);
@@ -280,9 +280,7 @@ export async function serve(inputs: ServeInputs): Promise<number> {
           : `fallback: ${collector.fallbackReason}`,
       };
     },
-    summary: () =>
-      summaries.last ??
-        summaries.build(collector.mode, collector.fallbackReason, store.current?.mesh),
+    summary: () => summaries.build(collector.mode, collector.fallbackReason),
     logError: (e) => log("error", "request failed", { error: String(e) }),
   });
 

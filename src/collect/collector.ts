@@ -149,7 +149,7 @@ export class Collector {
         const e = decodeEvent(rec);
         this.events.append("flow", {
           ...e.flow,
-          interface: ifnameOf(e.flow.ifindex) ?? String(e.flow.ifindex),
+          interface: this.#ifname(e.flow.ifindex),
           packetBytes: e.packetBytes,
           tcpFlags: e.tcpFlags,
         });
@@ -296,6 +296,7 @@ export class Collector {
 
   /** One snapshot of everything; also keeps interfaces attached as they come and go. */
   collect(): Snapshot {
+    this.#ifnames.clear();
     this.#reconcile();
     return this.#mode === "ebpf" ? this.#collectEbpf() : this.#collectFallback();
   }
@@ -376,7 +377,7 @@ export class Collector {
       this.#table.clear();
       throw e;
     }
-    flows.ifname = (i) => names.get(i) ?? ifnameOf(i) ?? String(i);
+    flows.ifname = (i) => this.#ifname(i);
     const programs = [
       dp.xdp,
       dp.tcIngress,
@@ -409,7 +410,7 @@ export class Collector {
       },
       programs,
       bpfStatsEnabled: bpfStatsEnabled(),
-      signals: this.#signals && this.#readSignals(this.#signals, names),
+      signals: this.#signals && this.#readSignals(this.#signals),
     };
   }
 
@@ -417,8 +418,21 @@ export class Collector {
   #lastDrops = new Map<string, number>();
   #dropsPrimed = false;
 
-  #readSignals(p: SignalsProbe, names: Map<number, string>): SignalsSnapshot {
-    const name = (i: number) => names.get(i) ?? ifnameOf(i) ?? String(i);
+  /** Interface names by ifindex: the watched ones, else the kernel's, asked once a snapshot
+   * (not once per event or per map entry: each ask is a syscall). */
+  readonly #ifnames = new Map<number, string>();
+
+  #ifname(i: number): string {
+    let n = this.#ifnames.get(i);
+    if (n === undefined) {
+      n = [...this.#attached].find(([, x]) => x === i)?.[0] ?? ifnameOf(i) ?? String(i);
+      this.#ifnames.set(i, n);
+    }
+    return n;
+  }
+
+  #readSignals(p: SignalsProbe): SignalsSnapshot {
+    const name = (i: number) => this.#ifname(i);
     const drops = p.drops().map((d) => ({
       interface: name(d.ifindex),
       reason: d.reason,
@@ -444,11 +458,7 @@ export class Collector {
       }
     }
     return {
-      drops: p.drops().map((d) => ({
-        interface: name(d.ifindex),
-        reason: d.reason,
-        count: d.count,
-      })),
+      drops,
       flows,
       rtt: [...p.rttHistogram()].map(([i, buckets]) => ({ interface: name(i), buckets })),
       retransmitsByInterface,

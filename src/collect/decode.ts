@@ -126,6 +126,11 @@ const zeroCounters = (): FlowCounters => ({
   fragment: 0,
 });
 
+/** A flow's identity across snapshots: interface, hook and 5-tuple. */
+export function flowId(f: Flow): string {
+  return `${f.ifindex}/${f.hook}/${f.proto}/${f.saddr}/${f.sport}/${f.daddr}/${f.dport}`;
+}
+
 /**
  * Every flow: the table's per-CPU values summed, plus what each CPU's flow cache still holds,
  * as columns (see FlowTable), written into `table` (emptied first, its storage reused).

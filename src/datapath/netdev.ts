@@ -84,6 +84,8 @@ export function ipv6Bytes(s: string): Uint8Array {
   const [head, tail] = text.includes("::") ? text.split("::") : [text, undefined];
   const h = head ? head.split(":") : [];
   const t = tail ? tail.split(":") : [];
+  // "::" stands for one zero group or more (RFC 4291): never for none, never for fewer.
+  if (tail !== undefined && h.length + t.length > 7) throw new Error(`not an IPv6 address: ${s}`);
   const groups = tail === undefined ? h : [...h, ...Array(8 - h.length - t.length).fill("0"), ...t];
   if (groups.length !== 8 || groups.some((g) => !/^[0-9a-fA-F]{1,4}$/.test(g))) {
     throw new Error(`not an IPv6 address: ${s}`);
