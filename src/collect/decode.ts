@@ -154,20 +154,31 @@ export function readFlowTable(dp: FlowDatapath, table: FlowTable = new FlowTable
   // evicted from the table while a cache still held packets of it, a flow of their own.
   const C = FLOW_CACHE.members;
   const cache = dp.flowCache;
+  const pendingKeys: Uint8Array[] = [], pending: FlowCounters[] = [];
   for (const { count, values } of cache.batches(256)) {
     const v = new DataView(values.buffer, values.byteOffset, values.byteLength);
     for (let i = 0; i < count; i++) {
       for (let c = 0; c < cache.cpus; c++) {
         const at = i * cache.valueBytes + c * cache.valueStride;
-        const pending = sumFlowValue(v, at + C.pending[0], FLOW_VALUE.size, 1, sum);
-        if (pending.packets === 0) continue;
-        const key = values.subarray(at + C.key[0], at + C.key[0] + FLOW_KEY.size);
-        const found = table.find(key);
-        if (found >= 0) table.add(found, pending);
-        else table.push(key, 0, pending);
+        const p = sumFlowValue(v, at + C.pending[0], FLOW_VALUE.size, 1, sum);
+        if (p.packets === 0) continue;
+        pendingKeys.push(values.slice(at + C.key[0], at + C.key[0] + FLOW_KEY.size));
+        pending.push({ ...p });
       }
     }
   }
+  const found = table.findAll(pendingKeys);
+  // Pending packets of a flow the table no longer holds: a row of its own, once, even when
+  // several CPUs' caches hold that flow.
+  const added = new Map<string, number>();
+  pendingKeys.forEach((key, j) => {
+    if (found[j] >= 0) return table.add(found[j], pending[j]);
+    const id = key.join(",");
+    const row = added.get(id);
+    if (row !== undefined) return table.add(row, pending[j]);
+    added.set(id, table.size);
+    table.push(key, 0, pending[j]);
+  });
   return table;
 }
 

@@ -105,13 +105,38 @@ export class FlowTable {
     this.#fragment = grow(this.#fragment, (m) => new Uint8Array(m));
   }
 
-  /** Index of the flow with this raw key, or -1. */
-  find(key: Uint8Array): number {
-    outer: for (let i = 0, at = 0; i < this.#size; i++, at += FLOW_KEY.size) {
-      for (let j = 0; j < key.length; j++) if (this.#keys[at + j] !== key[j]) continue outer;
-      return i;
+  /**
+   * Index of the flow with each of these raw keys, or -1: one pass over the table, comparing
+   * whole keys only where a cheap fingerprint (ports and the source's first bytes) matches.
+   */
+  findAll(keys: Uint8Array[]): number[] {
+    const out = keys.map(() => -1);
+    if (keys.length === 0) return out;
+    const fp = (k: Uint8Array, at: number) =>
+      ((k[at + K.sport[0]] << 24) | (k[at + K.sport[0] + 1] << 16) |
+        (k[at + K.dport[0]] << 8) | k[at + K.dport[0] + 1]) ^
+      ((k[at + 2] << 8) | k[at + 3]);
+    const wanted = new Map<number, number[]>();
+    keys.forEach((k, j) => {
+      const f = fp(k, 0);
+      wanted.set(f, [...(wanted.get(f) ?? []), j]);
+    });
+    let left = keys.length;
+    for (let i = 0, at = 0; i < this.#size && left > 0; i++, at += FLOW_KEY.size) {
+      const js = wanted.get(fp(this.#keys, at));
+      if (!js) continue;
+      for (const j of js) {
+        if (out[j] >= 0 || !this.#sameKey(at, keys[j])) continue;
+        out[j] = i;
+        left--;
+      }
     }
-    return -1;
+    return out;
+  }
+
+  #sameKey(at: number, key: Uint8Array): boolean {
+    for (let j = 0; j < FLOW_KEY.size; j++) if (this.#keys[at + j] !== key[j]) return false;
+    return true;
   }
 
   /** Adds counters (from a flow cache) to flow i. */

@@ -26,12 +26,12 @@ export interface FlowSignal {
   lastDropReason: number;
 }
 
-let kernelBtf: Btf | undefined;
-
-/** The running kernel's BTF, parsed once. */
+/**
+ * The running kernel's BTF, parsed anew on each call: about 17 MB with its index, so callers
+ * keep it only while they look things up (the probe copies the drop reasons it needs).
+ */
 export function vmlinuxBtf(): Btf {
-  kernelBtf ??= parseBtf(Deno.readFileSync(VMLINUX_BTF));
-  return kernelBtf;
+  return parseBtf(Deno.readFileSync(VMLINUX_BTF));
 }
 
 /** Drop reason number → name without the SKB_DROP_REASON_ prefix, from the kernel's BTF. */
