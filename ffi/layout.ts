@@ -107,7 +107,6 @@ export const FLOW_CACHE: StructLayout = {
 
 /** enum x0_enforce_kind */
 export const ENFORCE_KIND = { block: 1, rateLimit: 2 } as const;
-export const ENFORCE_MAX_ENTRIES = 4096;
 
 export const ENFORCE_KEY: StructLayout = {
   name: "x0_enforce_key",

@@ -6,7 +6,6 @@
 
 const LIBBPF_SYMBOLS = {
   libbpf_set_print: { parameters: ["function"], result: "pointer" },
-  libbpf_strerror: { parameters: ["i32", "buffer", "usize"], result: "i32" },
   libbpf_num_possible_cpus: { parameters: [], result: "i32" },
   bpf_object__open_mem: { parameters: ["buffer", "usize", "buffer"], result: "pointer" },
   bpf_object__load: { parameters: ["pointer"], result: "i32" },

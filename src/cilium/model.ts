@@ -45,7 +45,7 @@ export class CiliumShapeError extends Error {
 }
 
 /** A short description of a JSON value, for error messages. */
-export function describeValue(v: unknown): string {
+function describeValue(v: unknown): string {
   if (v === null) return "null";
   if (Array.isArray(v)) return `an array of ${v.length}`;
   if (typeof v === "string") {

@@ -35,7 +35,7 @@ async function api(base: string, path: string): Promise<string> {
 }
 
 /** Removes anything that looks like a secret from text: long hex and base64 runs, bearer tokens. */
-export function redact(text: string, secrets: string[]): string {
+function redact(text: string, secrets: string[]): string {
   let out = text;
   for (const s of secrets) if (s.length >= 8) out = out.replaceAll(s, "[redacted]");
   return out.replace(/Bearer\s+\S+/gi, "Bearer [redacted]");

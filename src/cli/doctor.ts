@@ -32,7 +32,7 @@ function read(path: string): string | undefined {
   }
 }
 
-export function runChecks(): Check[] {
+function runChecks(): Check[] {
   const checks: Check[] = [];
   const add = (name: string, verdict: Verdict, detail: string, fix?: string) =>
     checks.push({ name, verdict, detail, fix });

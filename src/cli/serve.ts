@@ -22,7 +22,7 @@ import { MetricsRenderer } from "../metrics/exposition.ts";
 import { StateStore } from "../state/store.ts";
 import { BUILD, VERSION } from "../version.ts";
 
-export function log(
+function log(
   level: "info" | "warn" | "error",
   msg: string,
   fields: Record<string, unknown> = {},

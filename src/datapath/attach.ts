@@ -23,7 +23,7 @@ function closeFd(fd: number) {
 }
 
 /** Who holds the XDP hook of an interface now, by mode; undefined when it is free. */
-export function xdpHolder(ifindex: number): { id: number; name: string; mode: string } | undefined {
+function xdpHolder(ifindex: number): { id: number; name: string; mode: string } | undefined {
   const lib = loadLibbpf();
   const q = OPTS.xdpQuery;
   const { buf, view } = opts(q.size);
@@ -100,10 +100,6 @@ export class XdpAttachment implements Disposable {
       last,
       want === "auto" ? "tried native, then generic" : `${want} mode`,
     );
-  }
-
-  get attached(): boolean {
-    return this.#linkFd >= 0;
   }
 
   close(): void {
@@ -229,10 +225,6 @@ export class TcAttachment implements Disposable {
       filter,
       o.view.getUint32(OPTS.tcOpts.progId, true),
     );
-  }
-
-  get attached(): boolean {
-    return this.#attached;
   }
 
   /**

@@ -13,7 +13,7 @@ import { peerTraffic } from "./traffic.ts";
 const WILDCARD = new Set(["0.0.0.0", "::", ""]);
 
 /** This node's id: 16 random bytes kept in the state directory, so restarts keep identity. */
-export function nodeId(stateDir: string): string {
+function nodeId(stateDir: string): string {
   const file = `${stateDir}/node-id`;
   try {
     const id = Deno.readTextFileSync(file).trim();
@@ -27,7 +27,7 @@ export function nodeId(stateDir: string): string {
   return id;
 }
 
-export function readMeshKey(file: string): Uint8Array {
+function readMeshKey(file: string): Uint8Array {
   if (!file) throw new Error("mesh.key_file is not set: the mesh needs a shared key");
   const st = Deno.statSync(file);
   if (st.mode !== null && (st.mode & 0o077) !== 0) {
@@ -39,7 +39,7 @@ export function readMeshKey(file: string): Uint8Array {
 }
 
 /** The metrics address this node advertises to the fleet's Prometheus. */
-export function advertisedMetrics(c: Config): string {
+function advertisedMetrics(c: Config): string {
   if (c.mesh.advertise) return c.mesh.advertise;
   const api = parseListen(c.api.listen);
   if (!WILDCARD.has(api.hostname)) return c.api.listen;

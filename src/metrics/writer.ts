@@ -413,9 +413,4 @@ export class MetricSet {
     for (const g of this.#groups) out += g.render();
     return out;
   }
-
-  /** Ends every group's cycle without rendering. */
-  discard(): void {
-    for (const g of this.#groups) g.discard();
-  }
 }

@@ -19,7 +19,6 @@ export class Subscription {
   readonly #queue: LiveEvent[] = [];
   #wake?: () => void;
   closed = false;
-  dropped = 0;
 
   constructor(
     readonly limit: number,
@@ -31,7 +30,6 @@ export class Subscription {
   push(e: LiveEvent): void {
     if (this.#queue.length >= this.limit) {
       this.#queue.shift();
-      this.dropped++;
       this.log.lostConsumer++;
     }
     this.#queue.push(e);
