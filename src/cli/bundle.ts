@@ -5,7 +5,7 @@
  * kernel and interface facts. Says where the file is and what is in it.
  */
 import { hostname } from "node:os";
-import type { Config } from "../config/schema.ts";
+import { type Config, tokenFilePath } from "../config/schema.ts";
 import { doctorReport } from "./doctor.ts";
 
 function cmd(name: string, args: string[]): string {
@@ -55,7 +55,7 @@ export async function bundle(
   // Secrets this box holds: never copied, and scrubbed from everything that is.
   const secrets: string[] = [];
   for (
-    const f of [config.api.token_file || `${config.state_dir}/api-token`, config.mesh.key_file]
+    const f of [tokenFilePath(config), config.mesh.key_file]
   ) {
     try {
       if (f) secrets.push(Deno.readTextFileSync(f).trim());

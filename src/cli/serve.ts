@@ -31,13 +31,29 @@ function log(
   console.error(`${new Date().toISOString()} ${level} ${msg}${extra}`);
 }
 
-function collectorOptions(c: Config): CollectorOptions {
+/** The /metrics renderer of a configuration, keeping a MAPE-K cap on the top flows. */
+function metricsRenderer(c: Config, topFlowsCap?: number): MetricsRenderer {
+  const r = new MetricsRenderer({
+    topFlows: c.metrics.top_flows,
+    interfaceAllow: [...c.metrics.interface_allow],
+    interfaceDeny: [...c.metrics.interface_deny],
+  });
+  r.topFlowsCap = topFlowsCap;
+  return r;
+}
+
+/** The interfaces to watch: the configured ones, else the default route's (if any). */
+function watchedInterfaces(c: Config): string[] {
   const d = c.datapath;
-  const interfaces = d.interfaces.length ? [...d.interfaces] : [defaultRouteInterface()].filter(
+  return d.interfaces.length ? [...d.interfaces] : [defaultRouteInterface()].filter(
     (x): x is string => x !== undefined,
   );
+}
+
+function collectorOptions(c: Config): CollectorOptions {
+  const d = c.datapath;
   return {
-    interfaces,
+    interfaces: watchedInterfaces(c),
     hook: d.hook,
     xdpMode: d.xdp_mode,
     flowTableSize: d.flow_table_size,
@@ -54,17 +70,16 @@ function collectorOptions(c: Config): CollectorOptions {
   };
 }
 
-/** Hosts of mesh peers (configured and learned) that are addresses. */
-function meshPeerEntries(c: Config, peers: { name: string; mesh: string }[]): AllowEntry[] {
-  const out: AllowEntry[] = [];
-  const add = (hostPort: string, why: string) => {
+/** Allow-list entries of mesh peers, HOST:PORT and why; hosts that are names are left out
+ * (their addresses are learned from the peers themselves). */
+function meshPeerEntries(peers: { hostPort: string; why: string }[]): AllowEntry[] {
+  return peers.flatMap(({ hostPort, why }) => {
     try {
-      out.push({ cidr: parseCidr(parseListen(hostPort).hostname), why });
-    } catch { /* a host name: its address is learned from the peer itself */ }
-  };
-  for (const p of c.mesh.peers) add(p, "mesh peer (configured)");
-  for (const p of peers) add(p.mesh, `mesh peer ${p.name}`);
-  return out;
+      return [{ cidr: parseCidr(parseListen(hostPort).hostname), why }];
+    } catch {
+      return [];
+    }
+  });
 }
 
 export interface ServeInputs {
@@ -80,7 +95,8 @@ export async function serve(inputs: ServeInputs): Promise<number> {
   const { token, created } = loadOrCreateToken(tokenFilePath(config));
   if (created) log("info", "generated an API token", { file: tokenFilePath(config) });
 
-  const collector = new Collector(collectorOptions(config), health, store.events);
+  const collectorOpts = collectorOptions(config);
+  const collector = new Collector(collectorOpts, health, store.events);
   const startedAt = performance.now();
   collector.start();
   const dp = collector.datapath;
@@ -91,7 +107,7 @@ export async function serve(inputs: ServeInputs): Promise<number> {
   if (collector.mode === "fallback") {
     log("warn", "eBPF cannot run: fallback collector active", { reason: collector.fallbackReason });
   }
-  if (collectorOptions(config).interfaces.length === 0) {
+  if (collectorOpts.interfaces.length === 0) {
     health.set(
       "datapath",
       "degraded",
@@ -134,27 +150,28 @@ export async function serve(inputs: ServeInputs): Promise<number> {
     }
   }
 
-  let renderer = new MetricsRenderer({
-    topFlows: config.metrics.top_flows,
-    interfaceAllow: [...config.metrics.interface_allow],
-    interfaceDeny: [...config.metrics.interface_deny],
-  });
-  let topFlowsCap: number | undefined;
+  let renderer = metricsRenderer(config);
   let mapek: MapekLoop | undefined;
   const allow = new AllowList();
   let localAllow: AllowEntry[] = [];
   const refreshAllow = (full: boolean) => {
+    const peers = config.mapek.allow_mesh_peers;
     if (full) {
       localAllow = [
         ...localEntries(parseListen(config.api.listen).hostname, config.mapek.allow_management),
         ...config.mapek.allow.map((c) => ({ cidr: parseCidr(c), why: "configured (mapek.allow)" })),
+        ...(peers
+          ? meshPeerEntries(
+            config.mesh.peers.map((p) => ({ hostPort: p, why: "mesh peer (configured)" })),
+          )
+          : []),
       ];
     }
+    // Learned peers come and go: every tick.
+    const learned = peers ? store.current?.mesh?.peers ?? [] : [];
     allow.set([
       ...localAllow,
-      ...(config.mapek.allow_mesh_peers
-        ? meshPeerEntries(config, store.current?.mesh?.peers ?? [])
-        : []),
+      ...meshPeerEntries(learned.map((p) => ({ hostPort: p.mesh, why: `mesh peer ${p.name}` }))),
     ]);
   };
   if (config.mapek.enabled) {
@@ -178,7 +195,6 @@ export async function serve(inputs: ServeInputs): Promise<number> {
       effectors: {
         enforcer: () => collector.datapath?.enforcer,
         setTopFlows: (n) => {
-          topFlowsCap = n;
           renderer.topFlowsCap = n;
         },
       },
@@ -304,7 +320,7 @@ export async function serve(inputs: ServeInputs): Promise<number> {
   const onHup = () => {
     try {
       const next = loadConfig(inputs);
-      const wanted = new Set(collectorOptions(next).interfaces);
+      const wanted = new Set(watchedInterfaces(next));
       for (const name of collector.watched()) if (!wanted.has(name)) collector.detach(name);
       for (const name of wanted) {
         if (!collector.watched().includes(name)) {
@@ -315,12 +331,7 @@ export async function serve(inputs: ServeInputs): Promise<number> {
           }
         }
       }
-      renderer = new MetricsRenderer({
-        topFlows: next.metrics.top_flows,
-        interfaceAllow: [...next.metrics.interface_allow],
-        interfaceDeny: [...next.metrics.interface_deny],
-      });
-      renderer.topFlowsCap = topFlowsCap;
+      renderer = metricsRenderer(next, renderer.topFlowsCap);
       mapek?.reconfigure(mapekOptions(next));
       if (next.collect.interval_ms !== config.collect.interval_ms) {
         clearInterval(timer);
