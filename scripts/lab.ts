@@ -14,26 +14,13 @@
  * Addresses are 10.77.<subnet>.<i>/24 inside the lab's namespaces; the host reaches them over
  * a veth from the root namespace (10.77.<subnet>.254), so a browser on the box can open them.
  */
+import { sh, trafficCommand } from "../tests/helpers/netns.ts";
+
 const MAIN = new URL("../main.ts", import.meta.url).pathname;
-const TRAFFIC = new URL("../tests/helpers/traffic.ts", import.meta.url).pathname;
 /** MAPE-K in the lab: observe mode, a flood floor a demo reaches, and no management network
  * (the lab's one network is where the APIs listen, so by default it would never be acted on). */
 export const LAB_MAPEK = "mapek:\n  mode: observe\n  flood_pps: 2000\n  action_ttl_s: 4\n" +
   "  allow_management: false\n  policy:\n    source_flood: block";
-
-function sh(cmd: string, args: string[], netns?: string): string {
-  const full = netns ? ["netns", "exec", netns, cmd, ...args] : args;
-  const out = new Deno.Command(netns ? "ip" : cmd, { args: full, stdout: "piped", stderr: "piped" })
-    .outputSync();
-  if (!out.success) {
-    throw new Error(
-      `${netns ? `[${netns}] ` : ""}${cmd} ${args.join(" ")}: ${
-        new TextDecoder().decode(out.stderr).trim()
-      }`,
-    );
-  }
-  return new TextDecoder().decode(out.stdout);
-}
 
 function tryRun(cmd: string, args: string[]) {
   try {
@@ -89,9 +76,8 @@ export class Lab {
     sh("ip", ["link", "set", "lo", "up"], this.bridgeNs);
     sh("ip", ["addr", "add", `${this.prefix}.253/24`, "dev", "br0"], this.bridgeNs);
     for (let i = 1; i <= this.o.nodes; i++) {
-      const name = `n${i}`;
-      const ns = `x0lab-${this.o.tag}-${name}`;
-      const ip = `${this.prefix}.${i}`;
+      const node = this.node(`n${i}`);
+      const { name, ns, ip, stateDir, configFile } = node;
       sh("ip", ["netns", "add", ns]);
       sh("ip", [
         "link",
@@ -111,9 +97,7 @@ export class Lab {
       sh("ip", ["link", "set", "lo", "up"], ns);
       sh("ip", ["addr", "add", `${ip}/24`, "dev", "eth0"], ns);
       sh("ip", ["link", "set", "eth0", "up"], ns);
-      const stateDir = `${this.dir}/${name}`;
       Deno.mkdirSync(stateDir, { recursive: true });
-      const configFile = `${stateDir}/x0tta6bl4.yaml`;
       Deno.writeTextFileSync(
         configFile,
         [
@@ -126,7 +110,7 @@ export class Lab {
           this.o.extraConfig ?? "",
         ].join("\n") + "\n",
       );
-      this.nodes.push({ name, ns, ip, api: `http://${ip}:9477`, stateDir, configFile });
+      this.nodes.push(node);
     }
     if (this.o.hostAccess) {
       sh("ip", [
@@ -233,21 +217,8 @@ export class Lab {
     if (!addrs.includes(` ${source}/`)) {
       sh("ip", ["addr", "add", `${source}/24`, "dev", "br0"], this.bridgeNs);
     }
-    const child = new Deno.Command("ip", {
-      args: [
-        "netns",
-        "exec",
-        this.bridgeNs,
-        Deno.execPath(),
-        "run",
-        "-A",
-        "--unstable-net",
-        TRAFFIC,
-      ]
-        .concat(["udp-rate", source, node.ip, "9999", String(pps), String(seconds)]),
-      stdout: "piped",
-      stderr: "piped",
-    }).spawn();
+    const child = trafficCommand(this.bridgeNs, "udp-rate", source, node.ip, 9999, pps, seconds)
+      .spawn();
     const sent = child.output().then((o) => {
       if (!o.success) throw new Error(`flood: ${new TextDecoder().decode(o.stderr)}`);
       return Number(new TextDecoder().decode(o.stdout).trim());

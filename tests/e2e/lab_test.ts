@@ -5,7 +5,7 @@
  */
 import assert from "node:assert/strict";
 import { Lab, LAB_MAPEK, type LabNode } from "../../scripts/lab.ts";
-import { nft, nftInputRule, trafficCommand, udpSend } from "../helpers/netns.ts";
+import { nft, nftInputRule, sh, trafficCommand, udpSend } from "../helpers/netns.ts";
 import type { Action, Decision } from "../../src/mapek/plan.ts";
 
 const INJECT = new URL("../helpers/mesh_inject.ts", import.meta.url).pathname;
@@ -36,17 +36,6 @@ async function until<T>(what: string, ms: number, fn: () => T | undefined): Prom
     if (performance.now() > deadline) throw new Error(`not within ${ms} ms: ${what}`);
     await new Promise((r) => setTimeout(r, 50));
   }
-}
-
-function sh(cmd: string, args: string[], ns: string): string {
-  const out = new Deno.Command("ip", {
-    args: ["netns", "exec", ns, cmd, ...args],
-    stdout: "piped",
-    stderr: "piped",
-  })
-    .outputSync();
-  if (!out.success) throw new Error(`${cmd}: ${new TextDecoder().decode(out.stderr)}`);
-  return new TextDecoder().decode(out.stdout);
 }
 
 Deno.test("lab: 4 nodes converge, count per-peer traffic, detect death and loss, feed Prometheus", async (t) => {
