@@ -7,6 +7,7 @@
 import assert from "node:assert/strict";
 import { Daemon } from "../helpers/daemon.ts";
 import { udpSend, VethPair } from "../helpers/netns.ts";
+import { GOOD, recorded, withAgent } from "../helpers/cilium_agent.ts";
 
 const DATA = new URL("../testdata/cilium/", import.meta.url).pathname;
 
@@ -17,28 +18,15 @@ interface Endpoint {
 
 Deno.test("cilium: the appliance labels flows with endpoint identities from a stand-in agent serving recorded API responses on a UNIX socket", async () => {
   using v = new VethPair(89);
-  const dir = Deno.makeTempDirSync({ prefix: "x0t-cilium-" });
-  const socket = `${dir}/cilium.sock`;
-  const endpoints = JSON.parse(Deno.readTextFileSync(`${DATA}endpoints.json`)) as Endpoint[];
+  const endpoints = JSON.parse(recorded("endpoints.json")) as Endpoint[];
   // The "frontend" pod (endpoint 1843, identity 48861) gets the sending namespace's address.
   endpoints.find((e) => e.id === 1843)!.status.networking!.addressing = [{ ipv4: v.a.ip4 }];
-  const stop = new AbortController();
-  const agent = Deno.serve({ path: socket, signal: stop.signal, onListen() {} }, (req) => {
-    const path = new URL(req.url).pathname;
-    if (path === "/v1/endpoint") return Response.json(endpoints);
-    if (path === "/v1/healthz") {
-      return new Response(Deno.readTextFileSync(`${DATA}healthz.json`), {
-        headers: { "content-type": "application/json" },
-      });
-    }
-    return new Response("404 page not found\n", { status: 404 });
-  });
-  try {
+  await withAgent(async (agent) => {
     await using d = new Daemon(v.b, [
       "--interface",
       v.b.dev,
       "--cilium.socket",
-      socket,
+      agent.socket,
       "--cilium.refresh-s",
       "1",
     ]);
@@ -67,9 +55,5 @@ Deno.test("cilium: the appliance labels flows with endpoint identities from a st
     const c = health.components.find((x) => x.component === "cilium")!;
     assert.equal(c.state, "healthy", c.reason);
     assert.match(c.reason, /never touches its programs/);
-  } finally {
-    stop.abort();
-    await agent.finished;
-    Deno.removeSync(dir, { recursive: true });
-  }
+  }, { ...GOOD, "/v1/endpoint": () => Response.json(endpoints) });
 });
