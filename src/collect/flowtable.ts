@@ -4,10 +4,10 @@
  * megabytes of heap; columns cost 80 bytes a flow. Flows become objects only when read: the
  * top N for the API or /metrics.
  */
-import { FLOW_KEY } from "../../ffi/layout.ts";
+import { FLOW_KEY, Hook } from "../../ffi/layout.ts";
 import type { FlowSnapshot } from "../state/snapshot.ts";
 import { decodeFlowKey } from "./decode.ts";
-import { formatAddress, ipv4Bytes, ipv6Bytes } from "../datapath/netdev.ts";
+import { formatAddress, parseAddress } from "../datapath/netdev.ts";
 
 const K = FLOW_KEY.members;
 export type FlowOrder = "bytes" | "packets" | "lastSeenNs";
@@ -51,18 +51,14 @@ export class FlowTable {
     const v = new DataView(key.buffer);
     for (const f of flows) {
       key.fill(0);
-      const put = (at: number, addr: string) => {
-        if (f.family === 4) key.set(ipv4Bytes(addr), at);
-        else key.set(ipv6Bytes(addr), at);
-      };
-      put(K.saddr[0], f.saddr);
-      put(K.daddr[0], f.daddr);
+      key.set(parseAddress(f.saddr).bytes, K.saddr[0]);
+      key.set(parseAddress(f.daddr).bytes, K.daddr[0]);
       v.setUint16(K.sport[0], f.sport, false);
       v.setUint16(K.dport[0], f.dport, false);
       v.setUint32(K.ifindex[0], f.ifindex, true);
       key[K.proto[0]] = f.proto;
       key[K.family[0]] = f.family;
-      key[K.hook[0]] = ["xdp", "tcIngress", "tcEgress"].indexOf(f.hook);
+      key[K.hook[0]] = Hook[f.hook];
       t.push(key, 0, { ...f, fragment: f.fragment ? 1 : 0 });
     }
     return t;

@@ -142,9 +142,10 @@ export class SignalsProbe implements Disposable {
         const k = i * SIG_KEY.size, v = i * m.valueBytes;
         const family = kv.getUint8(k + K.family[0]);
         const addr = (at: number) =>
-          family === 4
-            ? [0, 1, 2, 3].map((j) => kv.getUint8(k + at + j)).join(".")
-            : formatAddress(new Uint8Array(keys.buffer, keys.byteOffset + k + at, 16), 6);
+          formatAddress(
+            new Uint8Array(keys.buffer, keys.byteOffset + k + at, 16),
+            family === 4 ? 4 : 6,
+          );
         out.set(
           flowSignalKey(
             family,
