@@ -10,7 +10,7 @@ import { bundle } from "./src/cli/bundle.ts";
 import { upgrade } from "./src/cli/upgrade.ts";
 import { serve } from "./src/cli/serve.ts";
 import { ConfigError, flagSpecs, loadConfig } from "./src/config/load.ts";
-import { parseListen, tokenFilePath } from "./src/config/schema.ts";
+import { joinHostPort, parseListen, tokenFilePath } from "./src/config/schema.ts";
 import { TokenError } from "./src/api/token.ts";
 import { KernelError } from "./src/datapath/errors.ts";
 import { defaultRouteInterface } from "./src/datapath/netdev.ts";
@@ -203,7 +203,7 @@ function clientBase(
   const { hostname, port } = parseListen(cfg.api.listen);
   const host = hostname === "0.0.0.0" ? "127.0.0.1" : hostname === "::" ? "::1" : hostname;
   return {
-    base: `http://${host.includes(":") ? `[${host}]` : host}:${port}`,
+    base: `http://${joinHostPort(host, port)}`,
     help: help === true,
     values,
     positionals,

@@ -8,7 +8,7 @@ import { SummaryBuilder } from "../api/summary.ts";
 import { loadOrCreateToken } from "../api/token.ts";
 import { Collector, type CollectorOptions } from "../collect/collector.ts";
 import { loadConfig } from "../config/load.ts";
-import { type Config, parseListen, tokenFilePath } from "../config/schema.ts";
+import { type Config, joinHostPort, parseListen, tokenFilePath } from "../config/schema.ts";
 import { defaultRouteInterface } from "../datapath/netdev.ts";
 import { monotonicNs } from "../datapath/enforce.ts";
 import { type AllowEntry, AllowList, localEntries, parseCidr } from "../mapek/allow.ts";
@@ -307,8 +307,7 @@ export async function serve(inputs: ServeInputs): Promise<number> {
     port,
     signal: stop.signal,
     onListen: ({ hostname, port }) => {
-      const h = hostname.includes(":") ? `[${hostname}]` : hostname;
-      log("info", `listening on http://${h}:${port}`, {
+      log("info", `listening on http://${joinHostPort(hostname, port)}`, {
         mode: collector.mode,
         startup_ms: Math.round(performance.now() - startedAt),
       });

@@ -311,6 +311,11 @@ function splitListen(s: string): { hostname: string; port: number } | string {
   return { hostname: host, port: Number(port) };
 }
 
+/** HOST:PORT, with an IPv6 host in brackets: the inverse of parseListen. */
+export function joinHostPort(host: string, port: number): string {
+  return host.includes(":") ? `[${host}]:${port}` : `${host}:${port}`;
+}
+
 /** Host and port of a valid `api.listen` value, in the form Deno.serve takes them. */
 export function parseListen(s: string): { hostname: string; port: number } {
   const r = splitListen(s);

@@ -7,6 +7,7 @@
  * It runs at every snapshot over every flow, so it groups by numeric address ids and formats
  * addresses only for the sources it reports (at 100k flows a pass costs tens of ms).
  */
+import { joinHostPort } from "../config/schema.ts";
 import type { FlowTable } from "../collect/flowtable.ts";
 import type { PeerSnapshot } from "../mesh/node.ts";
 import type { Snapshot } from "../state/snapshot.ts";
@@ -109,7 +110,7 @@ export class Monitor {
       opened.add(src, i, t);
       if (first < halfOpenSince) continue;
       const d = t.address(i, "daddr"), port = t.port(i, "dport");
-      const dst = d.includes(":") ? `[${d}]:${port}` : `${d}:${port}`;
+      const dst = joinHostPort(d, port);
       halfOpen.set(src, (halfOpen.get(src) ?? 0) + 1);
       let m = halfOpenByDestination.get(dst);
       if (!m) halfOpenByDestination.set(dst, m = new Map());

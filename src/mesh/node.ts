@@ -6,6 +6,7 @@
  * from what others claim, so one lossy link cannot make a healthy peer "dead" elsewhere.
  */
 import dgram from "node:dgram";
+import { joinHostPort } from "../config/schema.ts";
 import {
   decode,
   decodeGossip,
@@ -124,10 +125,6 @@ function splitHostPort(a: string): { host: string; port: number } {
   const m = a.match(/^\[([^\]]+)\]:(\d+)$/) ?? a.match(/^([^:]+):(\d+)$/);
   if (!m) throw new Error(`not host:port: ${a}`);
   return { host: m[1], port: Number(m[2]) };
-}
-
-function joinHostPort(host: string, port: number): string {
-  return host.includes(":") ? `[${host}]:${port}` : `${host}:${port}`;
 }
 
 export class MeshNode {

@@ -3,7 +3,7 @@
  * snapshot attributes traffic to peers and reports mesh health.
  */
 import { hostname } from "node:os";
-import { parseListen } from "../config/schema.ts";
+import { joinHostPort, parseListen } from "../config/schema.ts";
 import type { Config } from "../config/schema.ts";
 import type { StateStore } from "../state/store.ts";
 import { MeshNode, type MeshSnapshot } from "./node.ts";
@@ -45,7 +45,7 @@ function advertisedMetrics(c: Config): string {
   if (!WILDCARD.has(api.hostname)) return c.api.listen;
   const mesh = parseListen(c.mesh.listen);
   const host = WILDCARD.has(mesh.hostname) ? hostname() : mesh.hostname;
-  return host.includes(":") ? `[${host}]:${api.port}` : `${host}:${api.port}`;
+  return joinHostPort(host, api.port);
 }
 
 export class MeshService {
