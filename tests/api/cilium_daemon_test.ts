@@ -9,8 +9,6 @@ import { Daemon } from "../helpers/daemon.ts";
 import { udpSend, VethPair } from "../helpers/netns.ts";
 import { GOOD, recorded, withAgent } from "../helpers/cilium_agent.ts";
 
-const DATA = new URL("../testdata/cilium/", import.meta.url).pathname;
-
 interface Endpoint {
   id: number;
   status: { networking?: { addressing: { ipv4?: string; ipv6?: string }[] } };
