@@ -10,7 +10,8 @@ import { bundle } from "./src/cli/bundle.ts";
 import { upgrade } from "./src/cli/upgrade.ts";
 import { serve } from "./src/cli/serve.ts";
 import { ConfigError, flagSpecs, loadConfig } from "./src/config/load.ts";
-import { joinHostPort, parseListen, tokenFilePath } from "./src/config/schema.ts";
+import { tokenFilePath } from "./src/config/schema.ts";
+import { joinHostPort, parseHostPort } from "./src/net/hostport.ts";
 import { TokenError } from "./src/api/token.ts";
 import { KernelError } from "./src/datapath/errors.ts";
 import { defaultRouteInterface } from "./src/datapath/netdev.ts";
@@ -200,7 +201,7 @@ function clientBase(
     env: Deno.env.toObject(),
     flags,
   });
-  const { hostname, port } = parseListen(cfg.api.listen);
+  const { hostname, port } = parseHostPort(cfg.api.listen);
   const host = hostname === "0.0.0.0" ? "127.0.0.1" : hostname === "::" ? "::1" : hostname;
   return {
     base: `http://${joinHostPort(host, port)}`,

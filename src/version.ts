@@ -5,4 +5,3 @@ import build from "./build_info.json" with { type: "json" };
 export const VERSION = "0.1.0";
 /** The release key and address are stamped by scripts/build; empty in a development tree. */
 export const BUILD: { commit: string; date: string; publicKey: string; baseUrl: string } = build;
-export const PROTO_NAMES: Record<number, string> = { 1: "icmp", 6: "tcp", 17: "udp", 58: "icmpv6" };

@@ -15,7 +15,7 @@ import type { MapekLoop } from "../mapek/loop.ts";
 import { type CiliumIdentities, enrichFlow } from "../cilium/cilium.ts";
 import type { LiveEvent } from "../state/events.ts";
 import type { StateStore } from "../state/store.ts";
-import { parseAddress } from "../datapath/netdev.ts";
+import { parseAddress } from "../net/address.ts";
 import { flowSignals } from "../datapath/signals.ts";
 import { CONTENT_TYPE } from "../metrics/exposition.ts";
 import { OPENAPI } from "./openapi.ts";

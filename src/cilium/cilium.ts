@@ -4,7 +4,6 @@
  * agent's REST API on its UNIX socket), and the `cilium` field of a flow (`enrichFlow`).
  * Everything here only reads: no Cilium map, program, filter or setting is ever touched.
  */
-export { normalizeAddress } from "./address.ts";
 export {
   CiliumApiError,
   CiliumClient,

@@ -6,7 +6,7 @@
  * keeps the last good map for `keepForMs` (default 5 min) and says so, after which the map is
  * dropped rather than shown as if it were current. `refresh()` never throws.
  */
-import { normalizeAddress } from "./address.ts";
+import { normalizeAddress } from "../net/address.ts";
 import { CiliumApiError, CiliumClient, type CiliumClientOptions } from "./client.ts";
 import type { CiliumPresence } from "./detect.ts";
 import type { AgentHealth, EndpointInfo } from "./model.ts";

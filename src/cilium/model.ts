@@ -11,7 +11,7 @@
  * naming the endpoint and the field (`[3] (endpoint 1234) status.identity.id: expected an
  * integer, got string "x"`), so one bad refresh never half-replaces a good map.
  */
-import { normalizeAddress } from "./address.ts";
+import { normalizeAddress } from "../net/address.ts";
 
 /** One endpoint as x0tta6bl4 uses it. */
 export interface EndpointInfo {

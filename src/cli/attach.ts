@@ -7,7 +7,8 @@ import type { XdpModeRequest } from "../datapath/attach.ts";
 import { type AttachMode, FlowDatapath } from "../datapath/flow.ts";
 import { ifindexOf } from "../datapath/netdev.ts";
 import { RingBuffer } from "../datapath/ringbuf.ts";
-import { endpoint, protoName, si, table } from "./format.ts";
+import { endpoint, si, table } from "./format.ts";
+import { protocolName } from "../net/protocol.ts";
 
 export interface AttachOptions {
   interfaces: string[];
@@ -95,7 +96,7 @@ export async function runAttach(o: AttachOptions): Promise<number> {
         flowRows.push([
           names.get(f.ifindex) ?? `#${f.ifindex}`,
           f.hook === "tcEgress" ? "out" : "in",
-          icmp ? `${protoName(f.proto)} ${f.sport}/${f.dport}` : protoName(f.proto),
+          icmp ? `${protocolName(f.proto)} ${f.sport}/${f.dport}` : protocolName(f.proto),
           endpoint(f.saddr, f.sport, f.family, f.proto),
           endpoint(f.daddr, f.dport, f.family, f.proto),
           `${si(rate * 8)}b`,

@@ -3,7 +3,8 @@
  * its HTTP API (never the kernel), so they work without privileges.
  */
 import type { FlowSnapshot } from "../state/snapshot.ts";
-import { endpoint, protoName, si, table } from "./format.ts";
+import { endpoint, si, table } from "./format.ts";
+import { protocolName } from "../net/protocol.ts";
 
 async function get(base: string, path: string): Promise<unknown> {
   let res: Response;
@@ -202,7 +203,7 @@ export async function top(base: string, intervalMs: number, limit: number, count
         ...rows.map(({ f, rate }) => [
           f.interface,
           f.direction,
-          protoName(f.proto),
+          protocolName(f.proto),
           endpoint(f.saddr, f.sport, f.family, f.proto),
           endpoint(f.daddr, f.dport, f.family, f.proto),
           `${si(rate)}b`,

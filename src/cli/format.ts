@@ -1,5 +1,4 @@
 /** Human formatting for the terminal commands. */
-import { PROTO_NAMES } from "../version.ts";
 
 const UNITS = ["", "k", "M", "G", "T"];
 
@@ -11,10 +10,6 @@ export function si(n: number): string {
     i++;
   }
   return `${i === 0 ? Math.round(n) : n.toFixed(n >= 100 ? 0 : n >= 10 ? 1 : 2)} ${UNITS[i]}`;
-}
-
-export function protoName(proto: number): string {
-  return PROTO_NAMES[proto] ?? `ip-${proto}`;
 }
 
 export function endpoint(addr: string, port: number, family: 4 | 6, proto: number): string {

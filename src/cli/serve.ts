@@ -8,10 +8,12 @@ import { SummaryBuilder } from "../api/summary.ts";
 import { loadOrCreateToken } from "../api/token.ts";
 import { Collector, type CollectorOptions } from "../collect/collector.ts";
 import { loadConfig } from "../config/load.ts";
-import { type Config, joinHostPort, parseListen, tokenFilePath } from "../config/schema.ts";
+import { type Config, tokenFilePath } from "../config/schema.ts";
+import { joinHostPort, parseHostPort } from "../net/hostport.ts";
 import { defaultRouteInterface } from "../datapath/netdev.ts";
 import { monotonicNs } from "../datapath/enforce.ts";
-import { type AllowEntry, AllowList, localEntries, parseCidr } from "../mapek/allow.ts";
+import { type AllowEntry, AllowList, localEntries } from "../mapek/allow.ts";
+import { parseCidr } from "../net/cidr.ts";
 import { Knowledge } from "../mapek/knowledge.ts";
 import { MapekLoop } from "../mapek/loop.ts";
 import { mapekOptions } from "../mapek/options.ts";
@@ -75,7 +77,7 @@ function collectorOptions(c: Config): CollectorOptions {
 function meshPeerEntries(peers: { hostPort: string; why: string }[]): AllowEntry[] {
   return peers.flatMap(({ hostPort, why }) => {
     try {
-      return [{ cidr: parseCidr(parseListen(hostPort).hostname), why }];
+      return [{ cidr: parseCidr(parseHostPort(hostPort).hostname), why }];
     } catch {
       return [];
     }
@@ -158,7 +160,7 @@ export async function serve(inputs: ServeInputs): Promise<number> {
     const peers = config.mapek.allow_mesh_peers;
     if (full) {
       localAllow = [
-        ...localEntries(parseListen(config.api.listen).hostname, config.mapek.allow_management),
+        ...localEntries(parseHostPort(config.api.listen).hostname, config.mapek.allow_management),
         ...config.mapek.allow.map((c) => ({ cidr: parseCidr(c), why: "configured (mapek.allow)" })),
         ...(peers
           ? meshPeerEntries(
@@ -300,7 +302,7 @@ export async function serve(inputs: ServeInputs): Promise<number> {
     logError: (e) => log("error", "request failed", { error: String(e) }),
   });
 
-  const { hostname, port } = parseListen(config.api.listen);
+  const { hostname, port } = parseHostPort(config.api.listen);
   const stop = new AbortController();
   const server = Deno.serve({
     hostname,

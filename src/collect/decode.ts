@@ -17,7 +17,7 @@ import {
   type MalformedReason,
 } from "../../ffi/layout.ts";
 import type { FlowDatapath } from "../datapath/flow.ts";
-import { formatAddress } from "../datapath/netdev.ts";
+import { formatAddress } from "../net/address.ts";
 import type { FlowSnapshot } from "../state/snapshot.ts";
 import { type FlowCounters, FlowTable } from "./flowtable.ts";
 

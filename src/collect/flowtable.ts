@@ -7,7 +7,7 @@
 import { FLOW_KEY, Hook } from "../../ffi/layout.ts";
 import type { FlowSnapshot } from "../state/snapshot.ts";
 import { decodeFlowKey } from "./decode.ts";
-import { formatAddress, parseAddress } from "../datapath/netdev.ts";
+import { formatAddress, parseAddress } from "../net/address.ts";
 
 const K = FLOW_KEY.members;
 export type FlowOrder = "bytes" | "packets" | "lastSeenNs";

@@ -18,7 +18,7 @@ import {
   splitList,
 } from "./schema.ts";
 
-export { type Config, DEFAULT_CONFIG, parseListen, tokenFilePath } from "./schema.ts";
+export { type Config, DEFAULT_CONFIG, tokenFilePath } from "./schema.ts";
 
 /** Invalid configuration; `message` has one line per problem, `problems` the same lines. */
 export class ConfigError extends Error {

@@ -4,9 +4,9 @@
  * error messages (src/config/load.ts), `--help` (flagSpecs) and docs/CONFIG.md
  * (src/config/doc.ts) are all derived from SCHEMA below.
  */
-import { isIPv4, isIPv6 } from "node:net";
 import { z } from "zod";
-import { parseAddress } from "../datapath/netdev.ts";
+import { cidrProblem } from "../net/cidr.ts";
+import { checkHostPort, HOST_PORT_EXPECTED } from "../net/hostport.ts";
 
 export type FieldKind = "integer" | "string" | "boolean" | "enum" | "list";
 
@@ -281,48 +281,6 @@ function checkGlob(s: string): Problem | undefined {
   return undefined;
 }
 
-const LISTEN_EXPECTED = "HOST:PORT or [IPv6]:PORT with a port 0..65535";
-
-/** Splits and checks `HOST:PORT` (`[IPv6]:PORT`); a string result is the problem. */
-function splitListen(s: string): { hostname: string; port: number } | string {
-  let host: string, port: string;
-  const v6 = /^\[([^\]]*)\]:(.*)$/.exec(s);
-  if (v6) {
-    [, host, port] = v6;
-    if (!isIPv6(host)) return "bad IPv6 address";
-  } else {
-    const colon = s.lastIndexOf(":");
-    if (colon < 0) return "missing port";
-    host = s.slice(0, colon);
-    port = s.slice(colon + 1);
-    if (host.includes(":")) return "IPv6 address not in brackets";
-    if (host === "") return "missing host; 0.0.0.0 or [::] means all addresses";
-    if (/^[\d.]+$/.test(host)) {
-      if (!isIPv4(host)) return "bad IPv4 address";
-    } else if (
-      host.length > 253 ||
-      !host.split(".").every((l) => /^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/i.test(l))
-    ) {
-      return "bad host name";
-    }
-  }
-  if (!/^\d{1,5}$/.test(port)) return port === "" ? "missing port" : "bad port";
-  if (Number(port) > 65535) return "port out of range";
-  return { hostname: host, port: Number(port) };
-}
-
-/** HOST:PORT, with an IPv6 host in brackets: the inverse of parseListen. */
-export function joinHostPort(host: string, port: number): string {
-  return host.includes(":") ? `[${host}]:${port}` : `${host}:${port}`;
-}
-
-/** Host and port of a valid `api.listen` value, in the form Deno.serve takes them. */
-export function parseListen(s: string): { hostname: string; port: number } {
-  const r = splitListen(s);
-  if (typeof r === "string") throw new TypeError(`${JSON.stringify(s)}: ${r}`);
-  return r;
-}
-
 const SOURCE_ACTIONS = ["block", "rate_limit", "none"] as const;
 
 function policy<const V extends readonly [string, ...string[]]>(
@@ -333,21 +291,11 @@ function policy<const V extends readonly [string, ...string[]]>(
   return oneOf({ values, default: def, description: `Action on ${what}.` });
 }
 
-/** Addresses are read by the parser the MAPE-K allow-list uses (parseAddress), so that what
- * validation accepts, the loop can use (node:net would also take a zone, "fe80::1%eth0"). */
+/** Networks are read by the parser the MAPE-K allow-list uses, so that what validation
+ * accepts, the loop can use (node:net would also take a zone, "fe80::1%eth0"). */
 function checkCidr(s: string): Problem | undefined {
-  const [addr, bits, extra] = s.split("/");
-  if (extra !== undefined) return { what: "more than one /" };
-  let max: number;
-  try {
-    max = parseAddress(addr).family === 4 ? 32 : 128;
-  } catch {
-    return { what: "not an IPv4 or IPv6 address" };
-  }
-  if (bits !== undefined && (!/^\d{1,3}$/.test(bits) || Number(bits) > max)) {
-    return { what: `prefix length not 0..${max}` };
-  }
-  return undefined;
+  const what = cidrProblem(s);
+  return what === undefined ? undefined : { what };
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -359,12 +307,12 @@ export const SCHEMA = {
       default: "127.0.0.1:9477",
       description: "Address and port of the HTTP API; IPv6 in brackets ([::1]:9477); port 0 " +
         "picks a free port.",
-      expected: LISTEN_EXPECTED,
+      expected: HOST_PORT_EXPECTED,
       allowed: "HOST:PORT (IPv4, [IPv6] or host name; port 0..65535)",
       value: "ADDR:PORT",
       aliases: ["listen"],
       check(s) {
-        const r = splitListen(s);
+        const r = checkHostPort(s);
         return typeof r === "string" ? { what: `bad listen address: ${r}` } : undefined;
       },
     }),
@@ -498,11 +446,11 @@ export const SCHEMA = {
     listen: string({
       default: "0.0.0.0:5000",
       description: "UDP address and port of the mesh protocol (docs/PROTOCOL.md).",
-      expected: LISTEN_EXPECTED,
+      expected: HOST_PORT_EXPECTED,
       allowed: "HOST:PORT (IPv4, [IPv6] or host name; port 0..65535)",
       value: "ADDR:PORT",
       check(s) {
-        const r = splitListen(s);
+        const r = checkHostPort(s);
         return typeof r === "string" ? { what: `bad listen address: ${r}` } : undefined;
       },
     }),
@@ -516,9 +464,9 @@ export const SCHEMA = {
       default: [],
       description: "Static peers and seeds (HOST:PORT); others are learned by gossip.",
       item: "peer address",
-      itemExpected: LISTEN_EXPECTED,
+      itemExpected: HOST_PORT_EXPECTED,
       check(s) {
-        const r = splitListen(s);
+        const r = checkHostPort(s);
         return typeof r === "string" ? { what: `bad peer address: ${r}` } : undefined;
       },
     }),
@@ -534,12 +482,12 @@ export const SCHEMA = {
       default: "",
       description: "Metrics address (HOST:PORT) this node gives the fleet's Prometheus; empty " +
         "means api.listen, with the mesh address's host when the API listens on all addresses.",
-      expected: '"" or ' + LISTEN_EXPECTED,
+      expected: '"" or ' + HOST_PORT_EXPECTED,
       allowed: "HOST:PORT, or empty",
       value: "ADDR:PORT",
       check(s) {
         if (s === "") return undefined;
-        const r = splitListen(s);
+        const r = checkHostPort(s);
         return typeof r === "string" ? { what: `bad address: ${r}` } : undefined;
       },
     }),

@@ -13,7 +13,7 @@ import {
 } from "../../ffi/layout.ts";
 import { KernelError } from "./errors.ts";
 import type { BpfMap } from "./object.ts";
-import { formatAddress, parseAddress } from "./netdev.ts";
+import { formatAddress, parseAddress } from "../net/address.ts";
 
 export type EnforceKind = keyof typeof ENFORCE_KIND;
 

@@ -7,7 +7,7 @@
 import signalsObject from "../../bpf/build/signals.bpf.o" with { type: "bytes" };
 import { RTT_BUCKET_COUNT, SIG_KEY, SIG_VALUE } from "../../ffi/layout.ts";
 import { type Btf, parseBtf } from "./btf.ts";
-import { formatAddress } from "./netdev.ts";
+import { formatAddress } from "../net/address.ts";
 import { Collection, type TracingLink, VMLINUX_BTF } from "./object.ts";
 
 export type SignalName = "drops" | "retransmits" | "rtt";

@@ -7,7 +7,8 @@
  * It runs at every snapshot over every flow, so it groups by numeric address ids and formats
  * addresses only for the sources it reports (at 100k flows a pass costs tens of ms).
  */
-import { joinHostPort } from "../config/schema.ts";
+import { joinHostPort } from "../net/hostport.ts";
+import { formatIPv4Number } from "../net/address.ts";
 import type { FlowTable } from "../collect/flowtable.ts";
 import type { PeerSnapshot } from "../mesh/node.ts";
 import type { Snapshot } from "../state/snapshot.ts";
@@ -60,8 +61,7 @@ export interface MonitorOptions {
   scanPorts: number;
 }
 
-const v4 = (n: number) => `${n >>> 24}.${(n >>> 16) & 255}.${(n >>> 8) & 255}.${n & 255}`;
-const text = (id: Id) => typeof id === "number" ? v4(id) : id;
+const text = (id: Id) => typeof id === "number" ? formatIPv4Number(id) : id;
 
 export class Monitor {
   #prevAt = 0;

@@ -6,7 +6,7 @@
  * from what others claim, so one lossy link cannot make a healthy peer "dead" elsewhere.
  */
 import dgram from "node:dgram";
-import { joinHostPort } from "../config/schema.ts";
+import { joinHostPort, parseHostPort } from "../net/hostport.ts";
 import {
   decode,
   decodeGossip,
@@ -121,12 +121,6 @@ interface Peer {
   bytesReceived: number;
 }
 
-function splitHostPort(a: string): { host: string; port: number } {
-  const m = a.match(/^\[([^\]]+)\]:(\d+)$/) ?? a.match(/^([^:]+):(\d+)$/);
-  if (!m) throw new Error(`not host:port: ${a}`);
-  return { host: m[1], port: Number(m[2]) };
-}
-
 export class MeshNode {
   readonly #peers = new Map<string, Peer>();
   /** Seeds not yet known as members, by address. */
@@ -152,7 +146,7 @@ export class MeshNode {
   }
 
   async start(): Promise<void> {
-    const { host, port } = splitHostPort(this.o.listen);
+    const { hostname: host, port } = parseHostPort(this.o.listen);
     const sock = dgram.createSocket({ type: host.includes(":") ? "udp6" : "udp4" });
     await new Promise<void>((resolve, reject) => {
       sock.once("error", reject);
@@ -204,7 +198,7 @@ export class MeshNode {
       timestampNs: BigInt(Date.now()) * 1_000_000n,
     }, payload);
     try {
-      const { host, port } = splitHostPort(to);
+      const { hostname: host, port } = parseHostPort(to);
       this.#socket?.send(d, port, host, (err) => {
         if (err) this.#drop("send_failed");
       });
@@ -471,13 +465,13 @@ export class MeshNode {
   meshPorts(): Set<number> {
     return new Set([
       this.port,
-      ...[...this.#peers.values()].map((p) => splitHostPort(p.mesh).port),
+      ...[...this.#peers.values()].map((p) => parseHostPort(p.mesh).port),
     ]);
   }
 
   /** Each peer's IP address → its id, to attribute the datapath's flows to peers. */
   peerAddresses(): Map<string, string> {
-    return new Map([...this.#peers.values()].map((p) => [splitHostPort(p.mesh).host, p.id]));
+    return new Map([...this.#peers.values()].map((p) => [parseHostPort(p.mesh).hostname, p.id]));
   }
 
   #snap(p: Peer, traffic?: { sent: number; received: number }): PeerSnapshot {

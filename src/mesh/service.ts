@@ -3,7 +3,7 @@
  * snapshot attributes traffic to peers and reports mesh health.
  */
 import { hostname } from "node:os";
-import { joinHostPort, parseListen } from "../config/schema.ts";
+import { joinHostPort, parseHostPort } from "../net/hostport.ts";
 import type { Config } from "../config/schema.ts";
 import type { StateStore } from "../state/store.ts";
 import { MeshNode, type MeshSnapshot } from "./node.ts";
@@ -41,9 +41,9 @@ function readMeshKey(file: string): Uint8Array {
 /** The metrics address this node advertises to the fleet's Prometheus. */
 function advertisedMetrics(c: Config): string {
   if (c.mesh.advertise) return c.mesh.advertise;
-  const api = parseListen(c.api.listen);
+  const api = parseHostPort(c.api.listen);
   if (!WILDCARD.has(api.hostname)) return c.api.listen;
-  const mesh = parseListen(c.mesh.listen);
+  const mesh = parseHostPort(c.mesh.listen);
   const host = WILDCARD.has(mesh.hostname) ? hostname() : mesh.hostname;
   return joinHostPort(host, api.port);
 }

@@ -1,6 +1,6 @@
 /** Bytes exchanged with each mesh peer, from the flows the datapath saw on watched interfaces. */
 import type { FlowTable } from "../collect/flowtable.ts";
-import { parseAddress } from "../datapath/netdev.ts";
+import { parseAddress } from "../net/address.ts";
 
 /**
  * For each peer IP (→ peer id): bytes of flows received from it (source = peer, seen

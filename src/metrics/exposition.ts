@@ -11,7 +11,7 @@ import { type MeshSnapshot, RTT_BUCKETS } from "../mesh/node.ts";
 import { SYMPTOM_KINDS } from "../mapek/analyze.ts";
 import { ACTION_KINDS } from "../mapek/plan.ts";
 import type { ComponentHealth, HealthState, MapekSnapshot, Snapshot } from "../state/snapshot.ts";
-import { PROTO_NAMES } from "../version.ts";
+import { protocolLabel } from "../net/protocol.ts";
 import { escapeLabelValue, type MetricFamily, type MetricGroup, MetricSet } from "./writer.ts";
 import { ProcessMetrics } from "./process.ts";
 
@@ -81,15 +81,6 @@ export class InterfaceFilter {
     this.#lastOk = ok;
     return ok;
   }
-}
-
-const PROTO_LABELS: string[] = [];
-/** A flow's protocol label: its name (tcp, udp, icmp, icmpv6) or its number. */
-export function protocolLabel(proto: number): string {
-  if (proto >= 0 && proto < 256 && Number.isInteger(proto)) {
-    return PROTO_LABELS[proto] ??= PROTO_NAMES[proto] ?? String(proto);
-  }
-  return String(proto);
 }
 
 const PORT_LABELS: string[] = [];

@@ -13,7 +13,7 @@ import {
   detectCilium,
   enrichFlow,
 } from "../../src/cilium/cilium.ts";
-import { formatAddress } from "../../src/datapath/netdev.ts";
+import { formatAddress } from "../../src/net/address.ts";
 import { FakeAgent, GOOD, json, recorded, type Route, withAgent } from "../helpers/cilium_agent.ts";
 
 function identities(agent: FakeAgent, o: CiliumIdentitiesOptions = {}) {

@@ -10,11 +10,10 @@ import {
   type CiliumStatus,
   detectCilium,
   enrichFlow,
-  normalizeAddress,
   parseEndpoints,
   parseHealth,
 } from "../../src/cilium/cilium.ts";
-import { formatAddress } from "../../src/datapath/netdev.ts";
+import { formatAddress, normalizeAddress } from "../../src/net/address.ts";
 
 const DATA = new URL("../testdata/cilium/", import.meta.url);
 const recorded = (name: string): unknown => JSON.parse(Deno.readTextFileSync(new URL(name, DATA)));

@@ -7,10 +7,10 @@ import {
   flagSpecs,
   loadConfig,
   parseConfigText,
-  parseListen,
   tokenFilePath,
 } from "../../src/config/load.ts";
 import { CONFIG_SCHEMA, KEYS } from "../../src/config/schema.ts";
+import { parseHostPort } from "../../src/net/hostport.ts";
 
 /** The problems a failing call reports; fails when it does not throw ConfigError. */
 function problems(f: () => unknown): string[] {
@@ -506,9 +506,9 @@ Deno.test("config: flag specs cover every key once, plus the short aliases", () 
 });
 
 Deno.test("config: helpers for listen and token file", () => {
-  assert.deepEqual(parseListen("127.0.0.1:9477"), { hostname: "127.0.0.1", port: 9477 });
-  assert.deepEqual(parseListen("[::1]:0"), { hostname: "::1", port: 0 });
-  assert.throws(() => parseListen("::1"), TypeError);
+  assert.deepEqual(parseHostPort("127.0.0.1:9477"), { hostname: "127.0.0.1", port: 9477 });
+  assert.deepEqual(parseHostPort("[::1]:0"), { hostname: "::1", port: 0 });
+  assert.throws(() => parseHostPort("::1"), TypeError);
   assert.equal(tokenFilePath(DEFAULT_CONFIG), "/var/lib/x0tta6bl4/api-token");
   assert.equal(tokenFilePath(parse("api:\n  token_file: /etc/t\n")), "/etc/t");
 });

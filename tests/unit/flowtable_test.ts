@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { FlowTable } from "../../src/collect/flowtable.ts";
-import { ipv4Bytes, ipv6Bytes } from "../../src/datapath/netdev.ts";
+import { ipv4Bytes, ipv6Bytes } from "../../src/net/address.ts";
 import type { FlowSnapshot } from "../../src/state/snapshot.ts";
 
 function flow(i: number, over: Partial<FlowSnapshot> = {}): FlowSnapshot {

@@ -5,8 +5,8 @@ import {
   InterfaceFilter,
   type MetricsOptions,
   MetricsRenderer,
-  protocolLabel,
 } from "../../src/metrics/exposition.ts";
+import { protocolLabel } from "../../src/net/protocol.ts";
 import {
   escapeHelp,
   escapeLabelValue,
