@@ -30,7 +30,7 @@ import { defaultConfig } from "../src/config/schema.ts";
 import { MetricsRenderer } from "../src/metrics/exposition.ts";
 import { StateStore } from "../src/state/store.ts";
 import type { Snapshot } from "../src/state/snapshot.ts";
-import { decodeEvent } from "../src/collect/decode.ts";
+import { decodeEvent } from "../src/flows/key.ts";
 import { RingBuffer } from "../src/datapath/ringbuf.ts";
 import { readFlows } from "../src/collect/decode.ts";
 import { FlowDatapath } from "../src/datapath/flow.ts";

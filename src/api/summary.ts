@@ -2,7 +2,7 @@
  * What the status page needs of one snapshot, small enough to send every interval over SSE:
  * health, per-interface rates, the top 50 flows with their rates, and the mesh's peers.
  */
-import { flowId } from "../collect/decode.ts";
+import { flowId } from "../flows/key.ts";
 import { flowSignals } from "../datapath/signals.ts";
 import type { StateStore } from "../state/store.ts";
 

@@ -2,7 +2,8 @@
  * `x0tta6bl4 attach IFACE…`: attaches the flow programs, prints per-interface rates and the
  * top flows every second, and detaches cleanly on Ctrl-C or SIGTERM.
  */
-import { decodeEvent, flowId, readFlows, readIfaceStats, totals } from "../collect/decode.ts";
+import { readFlows, readIfaceStats, totals } from "../collect/decode.ts";
+import { decodeEvent, directionOf, flowId } from "../flows/key.ts";
 import type { XdpModeRequest } from "../datapath/attach.ts";
 import { type AttachMode, FlowDatapath } from "../datapath/flow.ts";
 import { ifindexOf } from "../datapath/netdev.ts";
@@ -64,7 +65,7 @@ export async function runAttach(o: AttachOptions): Promise<number> {
         nextIface.set(key, t);
         rows.push([
           names.get(s.ifindex) ?? `#${s.ifindex}`,
-          s.hook === "tcEgress" ? "out" : "in",
+          directionOf(s.hook) === "tx" ? "out" : "in",
           `${si(((t.bytes - p.bytes) * 8) / secs)}b`,
           si((t.packets - p.packets) / secs),
           String(t.packets),
@@ -95,7 +96,7 @@ export async function runAttach(o: AttachOptions): Promise<number> {
         const icmp = f.proto === 1 || f.proto === 58;
         flowRows.push([
           names.get(f.ifindex) ?? `#${f.ifindex}`,
-          f.hook === "tcEgress" ? "out" : "in",
+          directionOf(f.hook) === "tx" ? "out" : "in",
           icmp ? `${protocolName(f.proto)} ${f.sport}/${f.dport}` : protocolName(f.proto),
           endpoint(f.saddr, f.sport, f.family, f.proto),
           endpoint(f.daddr, f.dport, f.family, f.proto),

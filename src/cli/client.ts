@@ -2,7 +2,7 @@
  * `x0tta6bl4 status` and `x0tta6bl4 top`: the terminal's view of a running appliance, through
  * its HTTP API (never the kernel), so they work without privileges.
  */
-import type { FlowSnapshot } from "../state/snapshot.ts";
+import type { FlowSnapshot } from "../flows/key.ts";
 import { endpoint, si, table } from "./format.ts";
 import { protocolName } from "../net/protocol.ts";
 

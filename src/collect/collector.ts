@@ -12,8 +12,9 @@ import { RingBuffer } from "../datapath/ringbuf.ts";
 import { type SignalName, SignalsProbe } from "../datapath/signals.ts";
 import type { EventLog } from "../state/events.ts";
 import type { HealthBoard } from "../state/health.ts";
+import { decodeEvent, directionOf } from "../flows/key.ts";
+import { FlowTable } from "../flows/table.ts";
 import type {
-  Direction,
   Family,
   InterfaceSnapshot,
   Protocol,
@@ -21,8 +22,7 @@ import type {
   Snapshot,
   TrafficCounter,
 } from "../state/snapshot.ts";
-import { decodeEvent, readFlowTable, readIfaceStats } from "./decode.ts";
-import { FlowTable } from "./flowtable.ts";
+import { readFlowTable, readIfaceStats } from "./decode.ts";
 import { readSysfsInterface } from "./fallback.ts";
 
 export interface CollectorOptions {
@@ -354,7 +354,7 @@ export class Collector {
         };
         byIf.set(s.ifindex, snap);
       }
-      const direction: Direction = s.hook === "tcEgress" ? "tx" : "rx";
+      const direction = directionOf(s.hook);
       for (const [cls, c] of Object.entries(s.classes)) {
         const [family, protocol] = CLASS_LABELS[cls];
         snap.traffic.push({ direction, family, protocol, packets: c.packets, bytes: c.bytes });
@@ -377,7 +377,13 @@ export class Collector {
       this.#table.clear();
       throw e;
     }
-    flows.ifname = (i) => this.#ifname(i);
+    // Names are resolved now, once per interface seen: a reader never asks the kernel.
+    const flowNames = new Map<number, string>();
+    for (let i = 0; i < flows.size; i++) {
+      const x = flows.ifindex(i);
+      if (!flowNames.has(x)) flowNames.set(x, this.#ifname(x));
+    }
+    flows.names = flowNames;
     const programs = [
       dp.xdp,
       dp.tcIngress,

@@ -1,13 +1,12 @@
 /**
- * Domain values from the datapath's maps and events: per-interface counters and flows, with
- * per-CPU values summed. Everything here reads bytes laid out as in bpf/x0tta6bl4.h.
+ * Readers of the datapath's maps: per-interface counters and the flow table, with per-CPU
+ * values summed. Everything here reads bytes laid out as in bpf/x0tta6bl4.h; the flow key and
+ * event codecs are in src/flows/key.ts.
  */
 import {
   CLASSES,
   type ClassName,
-  EVENT_NEW_FLOW,
   FLOW_CACHE,
-  FLOW_EVENT,
   FLOW_KEY,
   FLOW_VALUE,
   HOOK_NAMES,
@@ -17,9 +16,8 @@ import {
   type MalformedReason,
 } from "../../ffi/layout.ts";
 import type { FlowDatapath } from "../datapath/flow.ts";
-import { formatAddress } from "../net/address.ts";
-import type { FlowSnapshot } from "../state/snapshot.ts";
-import { type FlowCounters, FlowTable } from "./flowtable.ts";
+import { type FlowSnapshot, u64 } from "../flows/key.ts";
+import { type FlowCounters, FlowTable } from "../flows/table.ts";
 
 export interface Counter {
   packets: number;
@@ -39,58 +37,6 @@ export interface IfaceStats {
   eventsSent: number;
   eventsSuppressed: number;
   eventsLost: number;
-}
-
-export interface FlowKey {
-  ifindex: number;
-  hook: HookName;
-  family: 4 | 6;
-  proto: number;
-  saddr: string;
-  daddr: string;
-  /** Host byte order. For ICMP: sport is the type, dport the code. */
-  sport: number;
-  dport: number;
-}
-
-export interface Flow extends FlowKey {
-  packets: number;
-  bytes: number;
-  firstSeenNs: number;
-  lastSeenNs: number;
-  tcpFlags: number;
-  fragment: boolean;
-}
-
-export interface FlowEvent {
-  type: "new_flow";
-  tsNs: number;
-  flow: FlowKey;
-  packetBytes: number;
-  tcpFlags: number;
-}
-
-/** A little-endian u64 as a number (exact below 2^53), without allocating a BigInt. */
-function u64(v: DataView, o: number): number {
-  return v.getUint32(o, true) + v.getUint32(o + 4, true) * 0x1_0000_0000;
-}
-
-const K = FLOW_KEY.members;
-
-export function decodeFlowKey(b: Uint8Array, at = 0): FlowKey {
-  const v = new DataView(b.buffer, b.byteOffset + at, FLOW_KEY.size);
-  const family = v.getUint8(K.family[0]) === 6 ? 6 : 4;
-  const base = b.byteOffset + at;
-  return {
-    ifindex: v.getUint32(K.ifindex[0], true),
-    hook: HOOK_NAMES[v.getUint8(K.hook[0])] ?? "xdp",
-    family,
-    proto: v.getUint8(K.proto[0]),
-    saddr: formatAddress(new Uint8Array(b.buffer, base + K.saddr[0], 16), family),
-    daddr: formatAddress(new Uint8Array(b.buffer, base + K.daddr[0], 16), family),
-    sport: v.getUint16(K.sport[0], false),
-    dport: v.getUint16(K.dport[0], false),
-  };
 }
 
 /** Sums a per-CPU flow value (`stride` bytes per CPU, at byte `at` of `v`) into `into`. */
@@ -125,11 +71,6 @@ const zeroCounters = (): FlowCounters => ({
   tcpFlags: 0,
   fragment: 0,
 });
-
-/** A flow's identity across snapshots: interface, hook and 5-tuple. */
-export function flowId(f: Flow): string {
-  return `${f.ifindex}/${f.hook}/${f.proto}/${f.saddr}/${f.sport}/${f.daddr}/${f.dport}`;
-}
 
 /**
  * Every flow: the table's per-CPU values summed, plus what each CPU's flow cache still holds,
@@ -183,11 +124,8 @@ export function readFlowTable(dp: FlowDatapath, table: FlowTable = new FlowTable
 }
 
 /** Every flow as an object (for the CLI and tests; the daemon keeps the columns). */
-export function readFlows(
-  dp: FlowDatapath,
-  ifname: (ifindex: number) => string = String,
-): FlowSnapshot[] {
-  return readFlowTable(dp, new FlowTable(1024, ifname)).toArray();
+export function readFlows(dp: FlowDatapath): FlowSnapshot[] {
+  return readFlowTable(dp).toArray();
 }
 
 /** Per-interface, per-hook counters, per-CPU values summed; slots never used are left out. */
@@ -233,24 +171,6 @@ export function readIfaceStats(dp: FlowDatapath): IfaceStats[] {
     }
   }
   return out;
-}
-
-/** Decodes one ring buffer record; throws on a record of the wrong size or type. */
-export function decodeEvent(b: Uint8Array): FlowEvent {
-  if (b.length < FLOW_EVENT.size) {
-    throw new Error(`flow event of ${b.length} bytes, expected ${FLOW_EVENT.size}`);
-  }
-  const v = new DataView(b.buffer, b.byteOffset, FLOW_EVENT.size);
-  const E = FLOW_EVENT.members;
-  const type = v.getUint8(E.type[0]);
-  if (type !== EVENT_NEW_FLOW) throw new Error(`unknown flow event type ${type}`);
-  return {
-    type: "new_flow",
-    tsNs: u64(v, E.ts_ns[0]),
-    flow: decodeFlowKey(b, E.key[0]),
-    packetBytes: v.getUint32(E.pkt_len[0], true),
-    tcpFlags: v.getUint8(E.tcp_flags[0]),
-  };
 }
 
 /** Totals over every class of one interface record. */

@@ -9,13 +9,13 @@
  */
 import { joinHostPort } from "../net/hostport.ts";
 import { formatIPv4Number } from "../net/address.ts";
-import type { FlowTable } from "../collect/flowtable.ts";
+import { isEgressHook } from "../flows/key.ts";
+import type { FlowTable } from "../flows/table.ts";
 import type { PeerSnapshot } from "../mesh/node.ts";
 import type { Snapshot } from "../state/snapshot.ts";
 
-const TCP = 6, UDP = 17;
+import { TCP, UDP } from "../net/protocol.ts";
 const SYN = 0x02, ACK = 0x10;
-const EGRESS = 2;
 
 type Id = number | string;
 
@@ -91,7 +91,7 @@ export class Monitor {
     const opened = new Opened();
     const udpCandidates: number[] = [];
     for (let i = 0; i < t.size; i++) {
-      if (t.hook(i) === EGRESS) {
+      if (isEgressHook(t.hook(i))) {
         replies.add(t.addressId(i, "daddr"), t.packets(i), t.bytes(i));
         continue;
       }
@@ -163,7 +163,7 @@ export class Monitor {
     if (floodIds.size) {
       const perDest = new Map<Id, Map<string, number>>();
       for (let i = 0; i < t.size; i++) {
-        if (t.hook(i) === EGRESS) continue;
+        if (isEgressHook(t.hook(i))) continue;
         const src = t.addressId(i, "saddr");
         if (!floodIds.has(src)) continue;
         let m = perDest.get(src);
@@ -359,7 +359,7 @@ class Opened {
 function egressUdp(t: FlowTable): Set<string> {
   const out = new Set<string>();
   for (let i = 0; i < t.size; i++) {
-    if (t.hook(i) !== EGRESS || t.proto(i) !== UDP) continue;
+    if (!isEgressHook(t.hook(i)) || t.proto(i) !== UDP) continue;
     out.add(
       `${t.addressId(i, "saddr")}/${t.port(i, "sport")}/${t.addressId(i, "daddr")}/${
         t.port(i, "dport")

@@ -1,5 +1,5 @@
 /** Bytes exchanged with each mesh peer, from the flows the datapath saw on watched interfaces. */
-import type { FlowTable } from "../collect/flowtable.ts";
+import type { FlowTable } from "../flows/table.ts";
 import { parseAddress } from "../net/address.ts";
 
 /**

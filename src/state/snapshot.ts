@@ -2,12 +2,11 @@
  * The knowledge every reader shares: one snapshot of what the appliance sees, taken at a fixed
  * interval by the collector (eBPF or fallback) and read by the API, /metrics and the CLI.
  */
-import type { Flow } from "../collect/decode.ts";
-import type { FlowTable } from "../collect/flowtable.ts";
+import type { Direction } from "../flows/key.ts";
+import type { FlowTable } from "../flows/table.ts";
 import type { MeshSnapshot } from "../mesh/node.ts";
 import type { FlowSignal } from "../datapath/signals.ts";
 
-export type Direction = "rx" | "tx";
 /** "ipv4" | "ipv6" | "other" (non-IP) | "malformed", or "all" where only totals are known. */
 export type Family = "ipv4" | "ipv6" | "other" | "malformed" | "all";
 /** "tcp" | "udp" | "icmp" | "other" | "none" (non-IP, malformed), or "all" for totals. */
@@ -34,12 +33,6 @@ export interface InterfaceSnapshot {
   malformed: Record<string, number>;
   fragments: number;
   vlanTagged: number;
-}
-
-export interface FlowSnapshot extends Flow {
-  /** Name of the interface the flow was seen on. */
-  interface: string;
-  direction: Direction;
 }
 
 export type HealthState = "healthy" | "degraded" | "unhealthy";

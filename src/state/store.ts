@@ -2,10 +2,11 @@
  * The current snapshot and the one before it (for rates), the health board and the event log:
  * what every reader (API, /metrics, status page) shares.
  */
-import { FlowTable } from "../collect/flowtable.ts";
+import { FlowTable } from "../flows/table.ts";
 import { EventLog } from "./events.ts";
 import { HealthBoard } from "./health.ts";
-import type { Direction, InterfaceSnapshot, Snapshot } from "./snapshot.ts";
+import type { Direction } from "../flows/key.ts";
+import type { InterfaceSnapshot, Snapshot } from "./snapshot.ts";
 
 export interface Rates {
   bitsPerSecond: number;

@@ -3,7 +3,8 @@
  * events the kernel could not reserve (ring full) are counted, never silently lost.
  */
 import assert from "node:assert/strict";
-import { decodeEvent, type FlowEvent, readIfaceStats } from "../../src/collect/decode.ts";
+import { readIfaceStats } from "../../src/collect/decode.ts";
+import { decodeEvent, type FlowEvent } from "../../src/flows/key.ts";
 import { FlowDatapath } from "../../src/datapath/flow.ts";
 import { RingBuffer } from "../../src/datapath/ringbuf.ts";
 import { eth, ETH_P, IPPROTO, ipv4, udp } from "./frames.ts";

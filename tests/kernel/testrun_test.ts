@@ -14,13 +14,12 @@ import {
 } from "../../ffi/layout.ts";
 import {
   type Counter,
-  type Flow,
   type IfaceStats,
   readFlows,
   readIfaceStats,
 } from "../../src/collect/decode.ts";
+import type { Flow, FlowSnapshot } from "../../src/flows/key.ts";
 import { KernelError } from "../../src/datapath/errors.ts";
-import type { FlowSnapshot } from "../../src/state/snapshot.ts";
 import { FlowDatapath } from "../../src/datapath/flow.ts";
 import {
   arp,

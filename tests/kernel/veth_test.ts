@@ -4,7 +4,8 @@
  * (ingress of veth-b) and TC (ingress and egress of veth-a). Afterwards nothing is attached.
  */
 import assert from "node:assert/strict";
-import { type Flow, readFlows, readIfaceStats, totals } from "../../src/collect/decode.ts";
+import { readFlows, readIfaceStats, totals } from "../../src/collect/decode.ts";
+import type { Flow } from "../../src/flows/key.ts";
 import { FlowDatapath } from "../../src/datapath/flow.ts";
 import { ifindexOf } from "../../src/datapath/netdev.ts";
 import { withNetns } from "../../src/datapath/netns.ts";

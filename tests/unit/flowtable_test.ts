@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
-import { FlowTable } from "../../src/collect/flowtable.ts";
+import { FlowTable } from "../../src/flows/table.ts";
 import { ipv4Bytes, ipv6Bytes } from "../../src/net/address.ts";
-import type { FlowSnapshot } from "../../src/state/snapshot.ts";
+import type { FlowSnapshot } from "../../src/flows/key.ts";
 
 function flow(i: number, over: Partial<FlowSnapshot> = {}): FlowSnapshot {
   return {

@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { FlowTable } from "../../src/collect/flowtable.ts";
+import { FlowTable } from "../../src/flows/table.ts";
 import {
   globToRegExp,
   InterfaceFilter,
@@ -17,12 +17,8 @@ import {
   MetricGroup,
   MetricSet,
 } from "../../src/metrics/writer.ts";
-import type {
-  ComponentHealth,
-  FlowSnapshot,
-  InterfaceSnapshot,
-  Snapshot,
-} from "../../src/state/snapshot.ts";
+import type { FlowSnapshot } from "../../src/flows/key.ts";
+import type { ComponentHealth, InterfaceSnapshot, Snapshot } from "../../src/state/snapshot.ts";
 
 // ---------------------------------------------------------------- hand-built snapshots
 

@@ -4,10 +4,10 @@
  * megabytes of heap; columns cost 80 bytes a flow. Flows become objects only when read: the
  * top N for the API or /metrics.
  */
-import { FLOW_KEY, Hook } from "../../ffi/layout.ts";
-import type { FlowSnapshot } from "../state/snapshot.ts";
-import { decodeFlowKey } from "./decode.ts";
-import { formatAddress, parseAddress } from "../net/address.ts";
+import { FLOW_KEY } from "../../ffi/layout.ts";
+import { type Address, formatAddress } from "../net/address.ts";
+import { hasPorts } from "../net/protocol.ts";
+import { decodeFlowKey, directionOf, encodeFlowKey, type FlowSnapshot } from "./key.ts";
 
 const K = FLOW_KEY.members;
 export type FlowOrder = "bytes" | "packets" | "lastSeenNs";
@@ -22,6 +22,20 @@ export interface FlowCounters {
   fragment: number;
 }
 
+/** Which flows a query wants; a condition left out accepts every flow. */
+export interface FlowFilter {
+  /** Flows seen on one of these interfaces. */
+  ifindexes?: ReadonlySet<number>;
+  /** Flows on an interface whose name passes (e.g. /metrics' allow and deny patterns). */
+  interfaceName?: (name: string) => boolean;
+  /** IP protocol number. */
+  proto?: number;
+  /** Flows from or to this address. */
+  address?: Address;
+  /** TCP or UDP flows from or to this port. */
+  port?: number;
+}
+
 export class FlowTable {
   #size = 0;
   #keys: Uint8Array;
@@ -32,7 +46,13 @@ export class FlowTable {
   #flags: Uint8Array;
   #fragment: Uint8Array;
 
-  constructor(capacity = 1024, public ifname: (ifindex: number) => string = String) {
+  /**
+   * Interface names by ifindex, resolved when the snapshot was taken (never by a reader: a
+   * scrape or an API call asks the kernel nothing); an ifindex without one shows as its number.
+   */
+  names: ReadonlyMap<number, string> = new Map();
+
+  constructor(capacity = 1024) {
     capacity = Math.max(16, capacity);
     this.#keys = new Uint8Array(capacity * FLOW_KEY.size);
     this.#packets = new Float64Array(capacity);
@@ -45,22 +65,10 @@ export class FlowTable {
 
   /** A table of objects (for tests and small callers). */
   static from(flows: FlowSnapshot[]): FlowTable {
-    const names = new Map(flows.map((f) => [f.ifindex, f.interface]));
-    const t = new FlowTable(flows.length, (i) => names.get(i) ?? String(i));
+    const t = new FlowTable(flows.length);
+    t.names = new Map(flows.map((f) => [f.ifindex, f.interface]));
     const key = new Uint8Array(FLOW_KEY.size);
-    const v = new DataView(key.buffer);
-    for (const f of flows) {
-      key.fill(0);
-      key.set(parseAddress(f.saddr).bytes, K.saddr[0]);
-      key.set(parseAddress(f.daddr).bytes, K.daddr[0]);
-      v.setUint16(K.sport[0], f.sport, false);
-      v.setUint16(K.dport[0], f.dport, false);
-      v.setUint32(K.ifindex[0], f.ifindex, true);
-      key[K.proto[0]] = f.proto;
-      key[K.family[0]] = f.family;
-      key[K.hook[0]] = Hook[f.hook];
-      t.push(key, 0, { ...f, fragment: f.fragment ? 1 : 0 });
-    }
+    for (const f of flows) t.push(encodeFlowKey(f, key), 0, { ...f, fragment: f.fragment ? 1 : 0 });
     return t;
   }
 
@@ -208,6 +216,39 @@ export class FlowTable {
     return this.addressSide(i, family, addr) !== undefined;
   }
 
+  /** The name of interface `ifindex` as the snapshot knew it, else its number. */
+  ifname(ifindex: number): string {
+    return this.names.get(ifindex) ?? String(ifindex);
+  }
+
+  /**
+   * A matcher of the flows a filter accepts (every condition given must hold), or undefined
+   * when the filter has no condition: the one place the API and /metrics filter flows.
+   */
+  matcher(f: FlowFilter): ((i: number) => boolean) | undefined {
+    const { ifindexes, proto, address, port, interfaceName } = f;
+    if (
+      ifindexes === undefined && proto === undefined && address === undefined &&
+      port === undefined && interfaceName === undefined
+    ) return undefined;
+    return (i) =>
+      (ifindexes === undefined || ifindexes.has(this.ifindex(i))) &&
+      (interfaceName === undefined || interfaceName(this.ifname(this.ifindex(i)))) &&
+      (proto === undefined || this.proto(i) === proto) &&
+      (address === undefined || this.hasAddress(i, address.family, address.bytes)) &&
+      (port === undefined || (hasPorts(this.proto(i)) &&
+        (this.port(i, "sport") === port || this.port(i, "dport") === port)));
+  }
+
+  /** The `limit` flows a filter accepts with the largest `order`, and how many it accepts. */
+  query(
+    filter: FlowFilter,
+    order: FlowOrder,
+    limit: number,
+  ): { total: number; flows: FlowSnapshot[] } {
+    return this.top(order, limit, this.matcher(filter));
+  }
+
   /** Flow i as an object. */
   get(i: number): FlowSnapshot {
     const k = decodeFlowKey(this.#keys, i * FLOW_KEY.size);
@@ -220,7 +261,7 @@ export class FlowTable {
       tcpFlags: this.#flags[i],
       fragment: this.#fragment[i] !== 0,
       interface: this.ifname(k.ifindex),
-      direction: k.hook === "tcEgress" ? "tx" : "rx",
+      direction: directionOf(k.hook),
     };
   }
 
