@@ -82,7 +82,9 @@ export type Libc = Deno.DynamicLibrary<typeof LIBC_SYMBOLS>["symbols"];
 /** Thrown when a shared library cannot be opened; carries the fix. */
 export class LibraryError extends Error {
   constructor(readonly library: string, readonly hint: string, cause: unknown) {
-    super(`cannot load ${library}: ${cause instanceof Error ? cause.message : cause}. ${hint}`);
+    super(`cannot load ${library}: ${cause instanceof Error ? cause.message : cause}. ${hint}`, {
+      cause,
+    });
     this.name = "LibraryError";
   }
 }

@@ -1,8 +1,7 @@
 /** RFC 9457 problem details: every API error, with no stack trace. */
 import type { Context } from "hono";
 import type { ContentfulStatusCode } from "hono/utils/http-status";
-import { LibraryError } from "../../ffi/libbpf.ts";
-import { KernelError } from "../datapath/errors.ts";
+import { KernelError, LibraryError } from "../datapath/errors.ts";
 
 export function problem(
   c: Context,

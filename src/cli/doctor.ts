@@ -2,8 +2,8 @@
  * `x0tta6bl4 doctor`: probes every kernel and privilege feature the appliance needs and says
  * what is missing and how to fix it. Exit 0 when eBPF can run, 1 when something it needs fails.
  */
-import { LibraryError, loadLibbpf } from "../../ffi/libbpf.ts";
-import { KernelError } from "../datapath/errors.ts";
+import { loadLibbpf } from "../../ffi/libbpf.ts";
+import { KernelError, LibraryError } from "../datapath/errors.ts";
 import { FlowDatapath } from "../datapath/flow.ts";
 import { defaultRouteInterface } from "../datapath/netdev.ts";
 import { VMLINUX_BTF } from "../datapath/object.ts";

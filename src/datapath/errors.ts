@@ -2,6 +2,10 @@
  * One error type for kernel and libbpf failures: the operation, the errno name and a fix.
  * The API turns it into application/problem+json; the CLI prints message and hint.
  */
+import { LibraryError } from "../../ffi/libbpf.ts";
+
+/** A shared library (libbpf, libc) that cannot be loaded: defined beside the FFI symbols. */
+export { LibraryError };
 
 const ERRNO_NAMES: Record<number, string> = {
   1: "EPERM",
@@ -103,4 +107,10 @@ export class KernelError extends Error {
 export function check(op: string, ret: number, detail = ""): number {
   if (ret < 0) throw new KernelError(op, -ret, detail);
   return ret;
+}
+
+/** Why something in the datapath cannot run, in one line, from whatever it threw. */
+export function reasonOf(e: unknown): string {
+  if (e instanceof KernelError || e instanceof LibraryError) return e.message.split("\n")[0];
+  return e instanceof Error ? e.message : String(e);
 }
