@@ -45,6 +45,7 @@ const LIBBPF_SYMBOLS = {
   },
   bpf_prog_get_fd_by_id: { parameters: ["u32"], result: "i32" },
   bpf_obj_get_info_by_fd: { parameters: ["i32", "buffer", "buffer"], result: "i32" },
+  bpf_obj_get: { parameters: ["buffer"], result: "i32" },
   bpf_link_create: { parameters: ["i32", "i32", "u32", "buffer"], result: "i32" },
   bpf_xdp_query: { parameters: ["i32", "i32", "buffer"], result: "i32" },
   bpf_tc_hook_create: { parameters: ["buffer"], result: "i32" },
@@ -185,7 +186,8 @@ export const OPTS = {
   /** struct bpf_prog_info (uapi/linux/bpf.h), the members we read. */
   progInfo: { size: 232, type: 0, id: 4, name: 64, nameLen: 16, runTimeNs: 192, runCnt: 200 },
   /** struct bpf_map_info (uapi/linux/bpf.h), the members we read. */
-  mapInfo: { size: 88, id: 4 },
+  // struct bpf_map_info: type, id, key_size, value_size, max_entries (u32 each) lead it.
+  mapInfo: { size: 88, type: 0, id: 4, keySize: 8, valueSize: 12, maxEntries: 16 },
 } as const;
 
 /** uapi constants used by the datapath. */

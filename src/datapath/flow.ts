@@ -20,7 +20,7 @@ import {
 import { Enforcer } from "./enforce.ts";
 import { KernelError } from "./errors.ts";
 import { ifnameOf } from "./netdev.ts";
-import { type BpfMap, Collection, type Program } from "./object.ts";
+import { type BpfMap, Collection, PinMismatchError, type Program } from "./object.ts";
 
 export const FLOW_OBJECT: Uint8Array<ArrayBuffer> = flowObject as Uint8Array<ArrayBuffer>;
 
@@ -99,7 +99,7 @@ export class FlowDatapath implements Disposable {
         this.collection = load();
       } catch (e) {
         // Pins of another shape (the flow table was resized, or an older version): start over.
-        if (!(e instanceof KernelError) || !/reuse pinned map/.test(e.message)) throw e;
+        if (!(e instanceof PinMismatchError)) throw e;
         for (const m of PINNED) Deno.removeSync(`${o.pinDir}/${m}`, { recursive: true });
         this.adopted = false;
         this.resetReason = "the pinned maps did not match this configuration; counters restarted";

@@ -8,6 +8,7 @@ import {
   lastErrno,
   type Libbpf,
   loadLibbpf,
+  loadLibc,
   OPTS,
   opts,
   readCstr,
@@ -244,6 +245,47 @@ export class BpfMap {
   }
 }
 
+/** Maps pinned by an earlier run whose shape differs from this object's: they cannot be reused. */
+export class PinMismatchError extends KernelError {
+  constructor(object: string, readonly maps: string[]) {
+    super(
+      `load ${object}`,
+      22,
+      `pinned maps of another shape: ${maps.join(", ")}`,
+      "remove the pins (or let the appliance start its counters over)",
+    );
+    this.name = "PinMismatchError";
+  }
+}
+
+/**
+ * How the map pinned at `path` differs from map `m` of the object being opened ("" when it
+ * matches or nothing is pinned there): type, key size, value size, max entries.
+ */
+function pinnedDiffers(lib: Libbpf, m: Deno.PointerValue, path: string): string {
+  const fd = lib.bpf_obj_get(cstr(path));
+  if (fd < 0) return "";
+  try {
+    const o = OPTS.mapInfo;
+    const buf = new Uint8Array(o.size);
+    check(
+      `query pinned map ${path}`,
+      lib.bpf_obj_get_info_by_fd(fd, buf, new Uint32Array([o.size])),
+    );
+    const v = new DataView(buf.buffer);
+    const want: [string, number, number][] = [
+      ["type", lib.bpf_map__type(m), o.type],
+      ["key size", lib.bpf_map__key_size(m), o.keySize],
+      ["value size", lib.bpf_map__value_size(m), o.valueSize],
+      ["max entries", lib.bpf_map__max_entries(m), o.maxEntries],
+    ];
+    return want.filter(([, x, at]) => v.getUint32(at, true) !== x)
+      .map(([what, x, at]) => `${what} ${v.getUint32(at, true)}, not ${x}`).join(", ");
+  } finally {
+    loadLibc().close(fd);
+  }
+}
+
 /** Writes `const volatile` globals into the object's .rodata before load, at their ELF offsets. */
 function setRodata(
   lib: Libbpf,
@@ -336,11 +378,15 @@ export class Collection implements Disposable {
         if (m === null) throw new Error(`${o.name} has no map ${mapName}`);
         check(`size map ${mapName}`, lib.bpf_map__set_max_entries(m, n));
       }
+      const mismatched: string[] = [];
       for (const [mapName, path] of Object.entries(o.pins ?? {})) {
         const m = lib.bpf_object__find_map_by_name(obj, cstr(mapName));
         if (m === null) throw new Error(`${o.name} has no map ${mapName}`);
+        const differs = pinnedDiffers(lib, m, path);
+        if (differs) mismatched.push(`${mapName} (${differs})`);
         check(`pin map ${mapName} at ${path}`, lib.bpf_map__set_pin_path(m, cstr(path)));
       }
+      if (mismatched.length) throw new PinMismatchError(o.name, mismatched);
       if (o.rodata) setRodata(lib, obj, bytes, o.name, o.rodata);
       for (const prog of o.skip ?? []) {
         const p = lib.bpf_object__find_program_by_name(obj, cstr(prog));

@@ -4,10 +4,11 @@
 import assert from "node:assert/strict";
 import rejectObject from "../../bpf/build/testdata/reject.bpf.o" with { type: "bytes" };
 import { KernelError } from "../../src/datapath/errors.ts";
-import { FlowDatapath } from "../../src/datapath/flow.ts";
+import { FLOW_OBJECT, FlowDatapath } from "../../src/datapath/flow.ts";
 import { ifindexOf } from "../../src/datapath/netdev.ts";
 import { withNetns } from "../../src/datapath/netns.ts";
-import { Collection } from "../../src/datapath/object.ts";
+import { Collection, PinMismatchError } from "../../src/datapath/object.ts";
+import { Bpffs } from "../helpers/daemon.ts";
 import { udpSend, VethPair } from "../helpers/netns.ts";
 import { readFlows } from "../../src/collect/decode.ts";
 
@@ -139,4 +140,37 @@ Deno.test("errors: a foreign TC filter (like Cilium's, priority 1) runs first an
   const after = v.run(v.b, "tc", ["filter", "show", "dev", v.b.dev, "ingress"]);
   assert.match(after, /pref 1 bpf .*x0_tc_pass/s);
   assert.doesNotMatch(after, /pref 49152/);
+});
+
+Deno.test("errors: pins of another shape are found by their map info, not a log message, and start over", () => {
+  using fs = new Bpffs();
+  const pinDir = `${fs.path}/x0tta6bl4`;
+  const first = new FlowDatapath({ flowTableSize: 1024, pinDir });
+  assert.equal(first.adopted, false);
+  first.close();
+  // The same shape: adopted.
+  const same = new FlowDatapath({ flowTableSize: 1024, pinDir });
+  assert.equal(same.adopted, true);
+  assert.equal(same.resetReason, "");
+  same.close();
+  // The flow table resized: the load itself says which maps differ, and how.
+  const e = kernelError(() =>
+    Collection.load(FLOW_OBJECT, {
+      name: "x0tta6bl4_flow",
+      maxEntries: { x0_flows: 2048 },
+      pins: { x0_flows: `${pinDir}/x0_flows` },
+    })
+  );
+  assert.ok(e instanceof PinMismatchError);
+  assert.match(e.message, /x0_flows \(max entries 1024, not 2048\)/);
+  // The datapath starts its counters over, and says so.
+  const resized = new FlowDatapath({ flowTableSize: 2048, pinDir });
+  try {
+    assert.equal(resized.adopted, false);
+    assert.match(resized.resetReason, /did not match/);
+    assert.equal(resized.flows.maxEntries, 2048);
+  } finally {
+    resized.close();
+    Deno.removeSync(pinDir, { recursive: true });
+  }
 });
