@@ -25,7 +25,6 @@ import { readFlowTable } from "../src/collect/decode.ts";
 import { AllowList } from "../src/mapek/allow.ts";
 import { Knowledge } from "../src/mapek/knowledge.ts";
 import { MapekLoop } from "../src/mapek/loop.ts";
-import { mapekOptions } from "../src/mapek/options.ts";
 import { defaultConfig } from "../src/config/schema.ts";
 import { MetricsRenderer } from "../src/metrics/exposition.ts";
 import { StateStore } from "../src/state/store.ts";
@@ -587,7 +586,7 @@ async function mapek() {
     using dp = new FlowDatapath({ flowTableSize: n + n / 4 });
     fillFlows(dp, n);
     const store = new StateStore();
-    const loop = new MapekLoop(mapekOptions(defaultConfig()), {
+    const loop = new MapekLoop(MapekLoop.optionsFrom(defaultConfig()), {
       knowledge: new Knowledge(":memory:"),
       allow: new AllowList(),
       events: store.events,

@@ -792,3 +792,10 @@ export const DEFAULT_CONFIG: Config = deepFreeze(defaultConfig());
 export function tokenFilePath(c: Config): string {
   return c.api.token_file || `${c.state_dir.replace(/\/+$/, "")}/api-token`;
 }
+
+/** The keys whose values differ between two configurations, in schema order. */
+export function changedKeys(a: Config, b: Config): string[] {
+  const at = (c: Config, path: readonly string[]) =>
+    JSON.stringify(path.reduce<unknown>((v, k) => (v as Record<string, unknown>)[k], c));
+  return KEYS.filter((k) => at(a, k.path) !== at(b, k.path)).map((k) => k.key);
+}

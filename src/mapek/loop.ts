@@ -11,7 +11,8 @@ import type { HealthBoard } from "../state/health.ts";
 import type { MapekSnapshot, Snapshot } from "../state/snapshot.ts";
 import type { AllowList } from "./allow.ts";
 import { Analyzer, type AnalyzerOptions, type Symptom, type SymptomKind } from "./analyze.ts";
-import type { Knowledge } from "./knowledge.ts";
+import type { Config } from "../config/schema.ts";
+import { Knowledge } from "./knowledge.ts";
 import { Monitor } from "./monitor.ts";
 import {
   type Action,
@@ -58,6 +59,48 @@ export class MapekLoop {
   constructor(public o: MapekOptions, readonly d: MapekDeps) {
     this.analyzer = new Analyzer(o, d.knowledge.baselines());
     this.#monitor = new Monitor(o);
+  }
+
+  /** The loop's options from the configuration. */
+  static optionsFrom(c: Config): MapekOptions {
+    const m = c.mapek;
+    return {
+      mode: m.mode,
+      // A rise of drops has no one source to act on: it is reported, never acted on.
+      policies: { ...m.policy, drop_rise: "none" },
+      ttlS: m.action_ttl_s,
+      maxActions: m.max_actions,
+      ratePps: m.rate_limit_pps,
+      shrinkTopN: Math.max(1, Math.floor(c.metrics.top_flows / 10)),
+      sampleShift: 3,
+      floodPps: m.flood_pps,
+      halfOpenPerS: m.half_open_per_s,
+      scanPorts: m.scan_ports,
+      scanWindowS: m.scan_window_s,
+      dropsPerS: m.drops_per_s,
+      meshLoss: m.mesh_loss_percent / 100,
+      flowTableFill: m.flow_table_fill_percent / 100,
+    };
+  }
+
+  /**
+   * The loop of a configuration, its knowledge in `<state_dir>/knowledge.db`, or in memory when
+   * that cannot be opened (`onMemoryOnly` says why). Call `restore()` once its effectors work.
+   */
+  static fromConfig(
+    c: Config,
+    d: Omit<MapekDeps, "knowledge">,
+    onMemoryOnly: (e: unknown) => void,
+  ): MapekLoop {
+    let knowledge: Knowledge;
+    try {
+      Deno.mkdirSync(c.state_dir, { recursive: true });
+      knowledge = new Knowledge(`${c.state_dir.replace(/\/+$/, "")}/knowledge.db`);
+    } catch (e) {
+      onMemoryOnly(e);
+      knowledge = new Knowledge(":memory:");
+    }
+    return new MapekLoop(MapekLoop.optionsFrom(c), { ...d, knowledge });
   }
 
   /**

@@ -49,25 +49,31 @@ function advertisedMetrics(c: Config): string {
 }
 
 export class MeshService {
-  readonly node: MeshNode;
   last?: MeshSnapshot;
 
-  constructor(c: Config, private readonly store: StateStore) {
-    this.node = new MeshNode({
-      listen: c.mesh.listen,
-      key: readMeshKey(c.mesh.key_file),
-      peers: [...c.mesh.peers],
-      id: nodeId(c.state_dir),
-      name: c.mesh.name || hostname(),
-      metrics: advertisedMetrics(c),
-      probeIntervalMs: c.mesh.probe_interval_ms,
-      suspectAfterMs: c.mesh.suspect_after_ms,
-      deadAfterMs: c.mesh.dead_after_ms,
-      indirectProbes: c.mesh.indirect_probes,
-      gossipIntervalMs: c.mesh.gossip_interval_ms,
-    });
+  constructor(readonly node: MeshNode, private readonly store: StateStore) {
     this.node.onChange = (p, previous) =>
       store.events.append("peer", { id: p.id, name: p.name, state: p.state, previous });
+  }
+
+  /** The mesh of a configuration: its key, this node's id (kept in the state directory). */
+  static fromConfig(c: Config, store: StateStore): MeshService {
+    return new MeshService(
+      new MeshNode({
+        listen: c.mesh.listen,
+        key: readMeshKey(c.mesh.key_file),
+        peers: [...c.mesh.peers],
+        id: nodeId(c.state_dir),
+        name: c.mesh.name || hostname(),
+        metrics: advertisedMetrics(c),
+        probeIntervalMs: c.mesh.probe_interval_ms,
+        suspectAfterMs: c.mesh.suspect_after_ms,
+        deadAfterMs: c.mesh.dead_after_ms,
+        indirectProbes: c.mesh.indirect_probes,
+        gossipIntervalMs: c.mesh.gossip_interval_ms,
+      }),
+      store,
+    );
   }
 
   async start(): Promise<void> {

@@ -1,0 +1,370 @@
+/**
+ * The Appliance: the graph of parts a configuration asks for (collector, mesh, Cilium, MAPE-K,
+ * metrics, HTTP API) and their life: a snapshot every interval (`tick`), readiness, a reload
+ * that applies what it can and says what it cannot, and a stop that detaches everything. The
+ * command line around it (src/cli/serve.ts) serves its `app` and routes signals to it.
+ */
+import type { Hono } from "hono";
+import { buildApp } from "../api/app.ts";
+import { SummaryBuilder } from "../api/summary.ts";
+import { loadOrCreateToken } from "../api/token.ts";
+import { ciliumFromConfig, type CiliumIdentities } from "../cilium/cilium.ts";
+import { lastUpgrade } from "../cli/upgrade.ts";
+import { Collector, watchedInterfaces } from "../collect/collector.ts";
+import { changedKeys, type Config, tokenFilePath } from "../config/schema.ts";
+import { monotonicNs } from "../datapath/enforce.ts";
+import { MapekLoop } from "../mapek/loop.ts";
+import { MeshService } from "../mesh/service.ts";
+import { MetricsRenderer } from "../metrics/exposition.ts";
+import { StateStore } from "../state/store.ts";
+import { BUILD, VERSION } from "../version.ts";
+import { AllowListSources } from "./allowlist.ts";
+import type { Log } from "./log.ts";
+
+/** What the appliance drives of the collector (a fake in unit tests). */
+export type CollectorPart = Pick<
+  Collector,
+  "collect" | "attach" | "detach" | "retry" | "watched" | "mode" | "fallbackReason" | "stop"
+>;
+
+/** The parts of an appliance; `fromConfig` makes the real ones, a test may pass fakes. */
+export interface ApplianceParts {
+  config: Config;
+  store: StateStore;
+  collector: CollectorPart;
+  token: string;
+  log: Log;
+  mesh?: MeshService;
+  mapek?: MapekLoop;
+  allow?: AllowListSources;
+  cilium?: CiliumIdentities;
+  /** The datapath's clock in ns (flow times use it), for MAPE-K. */
+  monoNs?: () => number;
+}
+
+/**
+ * Keys a reload applies (a key, or a section with every key below it); a change to any other
+ * key is logged as waiting for a restart.
+ */
+const RELOADABLE = [
+  "datapath.interfaces",
+  "collect.interval_ms",
+  "metrics",
+  ...[
+    "mode",
+    "action_ttl_s",
+    "max_actions",
+    "allow",
+    "allow_mesh_peers",
+    "allow_management",
+    "flood_pps",
+    "half_open_per_s",
+    "scan_ports",
+    "scan_window_s",
+    "drops_per_s",
+    "mesh_loss_percent",
+    "flow_table_fill_percent",
+    "rate_limit_pps",
+    "policy",
+  ].map((k) => `mapek.${k}`),
+];
+
+const reloadable = (key: string) => RELOADABLE.some((r) => key === r || key.startsWith(`${r}.`));
+
+/** The learned mesh peers enter the allow-list every tick; the box's addresses every 30th. */
+const FULL_ALLOW_REFRESH_TICKS = 30;
+/** How often the last upgrade's record is read again. */
+const UPGRADE_READ_MS = 30_000;
+
+export class Appliance {
+  readonly store: StateStore;
+  readonly app: Hono;
+  #config: Config;
+  #renderer: MetricsRenderer;
+  readonly #p: ApplianceParts;
+  readonly #summaries: SummaryBuilder;
+  readonly #build = { version: VERSION, commit: BUILD.commit, denoVersion: Deno.version.deno };
+  #timer?: ReturnType<typeof setInterval>;
+  #ticks = 0;
+  #upgrade: ReturnType<typeof lastUpgrade>;
+  #upgradeReadAt = -Infinity;
+
+  constructor(parts: ApplianceParts) {
+    this.#p = parts;
+    this.#config = parts.config;
+    this.store = parts.store;
+    this.#renderer = metricsRenderer(parts.config);
+    this.#summaries = new SummaryBuilder(this.store);
+    const c = parts.collector;
+    this.app = buildApp({
+      store: this.store,
+      collector: c,
+      mesh: parts.mesh,
+      mapek: parts.mapek,
+      cilium: parts.cilium,
+      token: parts.token,
+      maxBodyBytes: parts.config.api.max_body_bytes,
+      metrics: () => this.metrics(),
+      ready: () => this.ready(),
+      summary: () => this.#summaries.build(c.mode, c.fallbackReason),
+      logError: (e) => parts.log("error", "request failed", { error: String(e) }),
+    });
+  }
+
+  /**
+   * The appliance of a configuration, with every part started: the collector (eBPF, or the
+   * fallback with its reason), the mesh, Cilium's identities and the MAPE-K loop. A part that
+   * cannot start is reported in health; only the collector's failure (with fallback off)
+   * throws.
+   */
+  static async fromConfig(config: Config, log: Log): Promise<Appliance> {
+    const store = new StateStore();
+    const health = store.health;
+    const tokenFile = tokenFilePath(config);
+    const { token, created } = loadOrCreateToken(tokenFile);
+    if (created) log("info", "generated an API token", { file: tokenFile });
+
+    const collector = Collector.fromConfig(config, health, store.events);
+    collector.start();
+    const dp = collector.datapath;
+    const pins = { dir: config.datapath.bpffs_dir };
+    if (dp?.adopted) log("info", "counters adopted from the previous run", pins);
+    if (dp?.resetReason) log("warn", dp.resetReason, pins);
+    if (collector.mode === "fallback") {
+      log("warn", "eBPF cannot run: fallback collector active", {
+        reason: collector.fallbackReason,
+      });
+    }
+    if (collector.options.interfaces.length === 0) {
+      health.set(
+        "datapath",
+        "degraded",
+        "no interface to watch: no default route and none configured",
+      );
+    }
+
+    const cilium = ciliumFromConfig(config, (state, reason) => health.set("cilium", state, reason));
+
+    let mesh: MeshService | undefined;
+    if (config.mesh.enabled) {
+      try {
+        mesh = MeshService.fromConfig(config, store);
+        await mesh.start();
+        log("info", `mesh listening on udp ${config.mesh.listen}`, { id: mesh.node.o.id });
+      } catch (e) {
+        mesh = undefined;
+        health.set("mesh", "unhealthy", `cannot start: ${(e as Error).message}`);
+        log("error", "mesh cannot start", { error: String(e) });
+      }
+    }
+
+    let mapek: MapekLoop | undefined, allow: AllowListSources | undefined;
+    if (config.mapek.enabled) {
+      allow = new AllowListSources(config);
+      allow.refresh([], false);
+      mapek = MapekLoop.fromConfig(
+        config,
+        {
+          allow: allow.list,
+          events: store.events,
+          health,
+          effectors: {
+            enforcer: () => collector.datapath?.enforcer,
+            setTopFlows: (n) => appliance.capTopFlows(n),
+          },
+        },
+        (e) =>
+          log("error", "knowledge store unavailable: MAPE-K keeps its knowledge in memory only", {
+            error: String(e),
+          }),
+      );
+    } else health.set("mapek", "healthy", "switched off in the configuration (mapek.enabled)");
+
+    const appliance: Appliance = new Appliance({
+      config,
+      store,
+      collector,
+      token,
+      log,
+      mesh,
+      mapek,
+      allow,
+      cilium,
+      monoNs: () => Number(monotonicNs()),
+    });
+    // Live actions from the last run are applied again (some act on the appliance itself).
+    mapek?.restore();
+    return appliance;
+  }
+
+  get config(): Config {
+    return this.#config;
+  }
+
+  /** Where the numbers come from: the eBPF datapath or the fallback collector. */
+  get mode(): "ebpf" | "fallback" {
+    return this.#p.collector.mode;
+  }
+
+  /** A lower number of flows on /metrics while the box is under pressure (undefined: none). */
+  capTopFlows(n: number | undefined): void {
+    this.#renderer.topFlowsCap = n;
+  }
+
+  /** The first snapshot now, then one every `collect.interval_ms`. */
+  start(): void {
+    this.tick();
+    this.#timer = setInterval(() => this.tick(), this.#config.collect.interval_ms);
+  }
+
+  /** One snapshot and everything that follows it: mesh, MAPE-K, summaries, health. */
+  tick(): void {
+    const { collector, mesh, mapek, allow } = this.#p;
+    const store = this.store, health = store.health;
+    try {
+      store.put(collector.collect());
+      const s = store.current!;
+      if (mesh) s.mesh = mesh.refresh();
+      if (mapek) {
+        try {
+          allow?.refresh(s.mesh?.peers ?? [], ++this.#ticks % FULL_ALLOW_REFRESH_TICKS === 0);
+          mapek.step(s, this.#p.monoNs?.() ?? performance.now() * 1e6);
+          s.mapek = mapek.snapshot();
+        } catch (e) {
+          health.set("mapek", "unhealthy", `loop failed: ${(e as Error).message}`);
+          this.#p.log("error", "MAPE-K step failed", { error: String(e) });
+        }
+      }
+      if (store.events.summaryListeners > 0) {
+        store.events.broadcast(
+          "summary",
+          this.#summaries.build(collector.mode, collector.fallbackReason),
+        );
+      }
+      health.set("collector", "healthy", `snapshot every ${this.#config.collect.interval_ms} ms`);
+      this.#upgradeHealth();
+      if (collector.mode === "ebpf") {
+        const ev = s.events;
+        const lost = ev.lostKernel > 0 || ev.lostConsumer > 0;
+        health.set(
+          "ringbuf",
+          lost ? "degraded" : "healthy",
+          lost
+            ? `events lost: ${ev.lostKernel} in the kernel (ring full), ${ev.lostConsumer} by slow clients`
+            : `consumed ${ev.consumed} events, none lost`,
+        );
+      }
+    } catch (e) {
+      health.set("collector", "unhealthy", `snapshot failed: ${(e as Error).message}`);
+      this.#p.log("error", "snapshot failed", { error: String(e) });
+    }
+  }
+
+  /** Upgrades never fail silently; their record is re-read every 30 s, not every snapshot. */
+  #upgradeHealth(): void {
+    if (Date.now() - this.#upgradeReadAt >= UPGRADE_READ_MS) {
+      this.#upgradeReadAt = Date.now();
+      this.#upgrade = lastUpgrade(this.#config.state_dir);
+    }
+    const up = this.#upgrade;
+    if (!up) return;
+    this.store.health.set(
+      "upgrade",
+      up.ok ? "healthy" : "degraded",
+      `last check ${up.at}: ${up.outcome}${up.error ? `: ${up.error}` : ""}`,
+    );
+  }
+
+  /** Ready: a fresh snapshot exists. */
+  ready(): { ready: boolean; reason: string } {
+    const s = this.store.current;
+    if (!s) return { ready: false, reason: "no snapshot yet" };
+    const age = Date.now() - s.takenAt;
+    if (age > 3 * this.#config.collect.interval_ms + 1000) {
+      return { ready: false, reason: `last snapshot ${age} ms old` };
+    }
+    const c = this.#p.collector;
+    return {
+      ready: true,
+      reason: c.mode === "ebpf" ? "eBPF datapath" : `fallback: ${c.fallbackReason}`,
+    };
+  }
+
+  /** The /metrics page of the current snapshot; a failure marks the metrics unhealthy. */
+  metrics(): string {
+    const health = this.store.health;
+    try {
+      const s = this.store.current;
+      const text = s ? this.#renderer.render(s, health.list(), this.#build) : "";
+      health.set("metrics", "healthy", "rendering");
+      return text;
+    } catch (e) {
+      health.set("metrics", "unhealthy", `render failed: ${(e as Error).message}`);
+      throw e;
+    }
+  }
+
+  /**
+   * Applies a new configuration: interfaces, metrics, the interval and MAPE-K's settings and
+   * allow-list. Changes to other keys wait for a restart, and the log says which. Returns the
+   * keys that were not applied.
+   */
+  reload(next: Config): string[] {
+    const { collector, mapek, allow, log } = this.#p;
+    const changed = changedKeys(this.#config, next);
+    const wanted = new Set(watchedInterfaces(next));
+    for (const name of collector.watched()) if (!wanted.has(name)) collector.detach(name);
+    for (const name of wanted) {
+      if (collector.watched().includes(name)) continue;
+      try {
+        collector.attach(name);
+      } catch (e) {
+        log("warn", "attach on reload failed", { interface: name, error: String(e) });
+      }
+    }
+    this.#renderer = metricsRenderer(next, this.#renderer.topFlowsCap);
+    mapek?.reconfigure(MapekLoop.optionsFrom(next));
+    const intervalChanged = next.collect.interval_ms !== this.#config.collect.interval_ms;
+    this.#config = next;
+    if (intervalChanged && this.#timer !== undefined) {
+      clearInterval(this.#timer);
+      this.#timer = setInterval(() => this.tick(), next.collect.interval_ms);
+    }
+    allow?.reconfigure(next);
+    allow?.refresh(this.store.current?.mesh?.peers ?? [], false);
+    const notApplied = changed.filter((k) => !reloadable(k));
+    log("info", "configuration reloaded (interfaces, metrics, interval, mapek)");
+    if (notApplied.length) {
+      log("warn", "changed keys that apply only after a restart", { keys: notApplied });
+    }
+    this.store.events.append("reload", { ok: true, ...(notApplied.length ? { notApplied } : {}) });
+    return notApplied;
+  }
+
+  /**
+   * Stops the snapshots and every part: detaches everything (pinned counters stay). The event
+   * streams are closed first; `requestsDone` (the HTTP server's end) is awaited before the
+   * parts that requests read are stopped.
+   */
+  async stop(requestsDone?: Promise<void>): Promise<void> {
+    if (this.#timer !== undefined) clearInterval(this.#timer);
+    this.#timer = undefined;
+    this.store.events.closeAll();
+    await requestsDone;
+    await this.#p.mesh?.stop();
+    await this.#p.cilium?.stop();
+    this.#p.mapek?.close();
+    await this.#p.collector.stop();
+  }
+}
+
+/** The /metrics renderer of a configuration, keeping a MAPE-K cap on the top flows. */
+function metricsRenderer(c: Config, topFlowsCap?: number): MetricsRenderer {
+  const r = new MetricsRenderer({
+    topFlows: c.metrics.top_flows,
+    interfaceAllow: [...c.metrics.interface_allow],
+    interfaceDeny: [...c.metrics.interface_deny],
+  });
+  r.topFlowsCap = topFlowsCap;
+  return r;
+}
