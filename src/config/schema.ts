@@ -291,6 +291,8 @@ function policy<const V extends readonly [string, ...string[]]>(
   return oneOf({ values, default: def, description: `Action on ${what}.` });
 }
 
+const CIDR_EXPECTED = "an IPv4 or IPv6 address or network: 192.0.2.0/24, 2001:db8::/32";
+
 /** Networks are read by the parser the MAPE-K allow-list uses, so that what validation
  * accepts, the loop can use (node:net would also take a zone, "fe80::1%eth0"). */
 function checkCidr(s: string): Problem | undefined {
@@ -487,9 +489,33 @@ export const SCHEMA = {
       value: "ADDR:PORT",
       check(s) {
         if (s === "") return undefined;
+        // It travels in one length-prefixed string of the mesh's hello and gossip.
+        if (new TextEncoder().encode(s).length > 255) return { what: "longer than 255 bytes" };
         const r = checkHostPort(s);
         return typeof r === "string" ? { what: `bad address: ${r}` } : undefined;
       },
+    }),
+    networks: list({
+      default: [],
+      description: "Networks (CIDRs) mesh members and the metrics addresses given to " +
+        "Prometheus must be in; a member outside them is refused. Empty means the networks of " +
+        "the configured peers (the connected network each is on, else its own address).",
+      item: "CIDR",
+      itemExpected: CIDR_EXPECTED,
+      check: checkCidr,
+    }),
+    max_members: int({
+      default: 1024,
+      min: 1,
+      max: 65536,
+      description: "Most members this node keeps; members beyond it are refused and counted.",
+    }),
+    max_clock_skew_s: int({
+      default: 30,
+      min: 1,
+      max: 3600,
+      description: "Datagrams stamped further than this from this node's clock are refused " +
+        "(replays of old datagrams, also across restarts); keep the fleet's clocks in sync.",
     }),
     probe_interval_ms: int({
       default: 100,
@@ -552,7 +578,7 @@ export const SCHEMA = {
       description: "Addresses and networks (CIDR) never acted on, besides this box's own, the " +
         "loopback, mesh peers and the management network.",
       item: "CIDR",
-      itemExpected: "an IPv4 or IPv6 address or network: 192.0.2.0/24, 2001:db8::/32",
+      itemExpected: CIDR_EXPECTED,
       check: checkCidr,
     }),
     allow_mesh_peers: bool({

@@ -6,7 +6,9 @@
  * from what others claim, so one lossy link cannot make a healthy peer "dead" elsewhere.
  */
 import dgram from "node:dgram";
-import { joinHostPort, parseHostPort } from "../net/hostport.ts";
+import { parseAddress } from "../net/address.ts";
+import { type Cidr, cidrContains } from "../net/cidr.ts";
+import { checkHostPort, joinHostPort, parseHostPort } from "../net/hostport.ts";
 import {
   decode,
   decodeGossip,
@@ -40,7 +42,33 @@ export interface MeshOptions {
   /** Helpers asked to probe a suspect peer. */
   indirectProbes: number;
   gossipIntervalMs: number;
+  /**
+   * Networks a member must be in: its mesh address, and its metrics address (which is handed
+   * to Prometheus). Empty: any address (tests on loopback only).
+   */
+  networks: Cidr[];
+  /** Most members kept; more are refused and counted. */
+  maxMembers: number;
+  /** Datagrams stamped further than this from our clock are refused (old replays). */
+  maxClockSkewMs: number;
+  /** Sends a datagram instead of the UDP socket (tests; start() then binds nothing). */
+  transport?: (b: Uint8Array, host: string, port: number) => void;
 }
+
+/** Why a datagram or a member in it was refused, besides the wire format's reasons. */
+export type NodeDropReason =
+  | DropReason
+  | "stale"
+  | "bad_member"
+  | "outside_networks"
+  | "members_full"
+  | "unknown_target"
+  | "socket_error"
+  | "send_failed"
+  | "tick_failed";
+
+/** Most characters of a member's name (as mesh.name allows). */
+const MAX_NAME = 64;
 
 export type PeerState = "alive" | "suspect" | "dead" | "left";
 
@@ -136,6 +164,8 @@ export class MeshNode {
   readonly #incarnation = Math.floor(Date.now() / 1000) >>> 0;
   /** Where the next gossip's member list starts, so that every member gets its turn. */
   #gossipFrom = 0;
+  /** The last error a timer threw (counted as tick_failed). */
+  lastError?: string;
   /** Called when a peer's state changes. */
   onChange?: (p: PeerSnapshot, previous: PeerState | undefined) => void;
 
@@ -146,6 +176,22 @@ export class MeshNode {
   }
 
   async start(): Promise<void> {
+    const guarded = (tick: () => void) => () => {
+      try {
+        tick();
+      } catch (e) {
+        // A timer that throws would end the process: count it and go on.
+        this.lastError = String(e);
+        this.#drop("tick_failed");
+      }
+    };
+    this.#timers.push(setInterval(guarded(() => this.probe()), this.o.probeIntervalMs));
+    this.#timers.push(setInterval(guarded(() => this.gossip()), this.o.gossipIntervalMs));
+    if (!this.o.transport) await this.#bind();
+    guarded(() => this.gossip())();
+  }
+
+  async #bind(): Promise<void> {
     const { hostname: host, port } = parseHostPort(this.o.listen);
     const sock = dgram.createSocket({ type: host.includes(":") ? "udp6" : "udp4" });
     await new Promise<void>((resolve, reject) => {
@@ -155,12 +201,12 @@ export class MeshNode {
         resolve();
       });
     });
-    sock.on("message", (msg, rinfo) => this.#receive(new Uint8Array(msg), rinfo));
+    sock.on("message", (msg, rinfo) => {
+      const from = joinHostPort(rinfo.address.replace(/^::ffff:/, ""), rinfo.port);
+      this.receive(new Uint8Array(msg), from);
+    });
     sock.on("error", () => this.#drop("socket_error"));
     this.#socket = sock;
-    this.#timers.push(setInterval(() => this.#probeTick(), this.o.probeIntervalMs));
-    this.#timers.push(setInterval(() => this.#gossipTick(), this.o.gossipIntervalMs));
-    this.#gossipTick();
   }
 
   /** The UDP port actually bound (for listen port 0). */
@@ -172,10 +218,10 @@ export class MeshNode {
   async stop(): Promise<void> {
     for (const t of this.#timers) clearInterval(t);
     this.#timers = [];
-    if (!this.#socket) return;
     for (const p of this.#peers.values()) {
       if (p.state !== "left") this.#send("leave", p.mesh, encodeHello(this.#self()));
     }
+    if (!this.#socket) return;
     await new Promise((r) => setTimeout(r, 20));
     await new Promise<void>((r) => this.#socket!.close(() => r()));
     this.#socket = undefined;
@@ -185,7 +231,7 @@ export class MeshNode {
     return { name: this.o.name, metrics: this.o.metrics, incarnation: this.#incarnation };
   }
 
-  #drop(reason: DropReason | "socket_error" | "send_failed") {
+  #drop(reason: NodeDropReason) {
     this.#dropped[reason] = (this.#dropped[reason] ?? 0) + 1;
   }
 
@@ -199,9 +245,12 @@ export class MeshNode {
     }, payload);
     try {
       const { hostname: host, port } = parseHostPort(to);
-      this.#socket?.send(d, port, host, (err) => {
-        if (err) this.#drop("send_failed");
-      });
+      if (this.o.transport) this.o.transport(d, host, port);
+      else {
+        this.#socket?.send(d, port, host, (err) => {
+          if (err) this.#drop("send_failed");
+        });
+      }
       this.#stats.sent++;
       this.#stats.bytesSent += d.length;
       const peer = this.#byAddress(to);
@@ -225,9 +274,44 @@ export class MeshNode {
     this.onChange?.(this.#snap(p), prev);
   }
 
-  #learn(id: string, name: string, mesh: string, metrics: string, incarnation: number): Peer {
+  /** Why a member (as hello or gossip gives it) cannot be one, or undefined when it can. */
+  #refusal(name: string, mesh: string, metrics: string): NodeDropReason | undefined {
+    if (name.length === 0 || name.length > MAX_NAME || /[\p{Cc}]/u.test(name)) return "bad_member";
+    for (const addr of [mesh, metrics]) {
+      const hp = checkHostPort(addr);
+      if (typeof hp === "string") return "bad_member";
+      let a: ReturnType<typeof parseAddress>;
+      try {
+        a = parseAddress(hp.hostname); // a name could point anywhere: members are addresses
+      } catch {
+        return "bad_member";
+      }
+      const inside = this.o.networks.length === 0 ||
+        this.o.networks.some((n) => cidrContains(n, a.family, a.bytes));
+      if (!inside) return "outside_networks";
+    }
+    return undefined;
+  }
+
+  /** The member, learned or updated; undefined (and counted) when it is refused. */
+  #learn(
+    id: string,
+    name: string,
+    mesh: string,
+    metrics: string,
+    incarnation: number,
+  ): Peer | undefined {
+    const refused = this.#refusal(name, mesh, metrics);
+    if (refused) {
+      this.#drop(refused);
+      return undefined;
+    }
     let p = this.#peers.get(id);
     if (!p) {
+      if (this.#peers.size >= this.o.maxMembers) {
+        this.#drop("members_full");
+        return undefined;
+      }
       p = {
         id,
         name,
@@ -263,12 +347,18 @@ export class MeshNode {
     return p;
   }
 
-  #receive(b: Uint8Array, rinfo: { address: string; port: number }) {
+  /**
+   * One datagram from `from` (HOST:PORT). Never throws: whatever is refused is counted with
+   * its reason.
+   */
+  receive(b: Uint8Array, from: string): void {
     this.#stats.received++;
     this.#stats.bytesReceived += b.length;
     const d = decode(this.o.key, b);
     if (typeof d === "string") return this.#drop(d);
-    const from = joinHostPort(rinfo.address.replace(/^::ffff:/, ""), rinfo.port);
+    // A datagram from another time is a replay (our replay windows do not survive a restart).
+    const skewMs = Math.abs(Date.now() - Number(d.timestampNs / 1_000_000n));
+    if (skewMs > this.o.maxClockSkewMs) return this.#drop("stale");
     if (d.sender === this.o.id) {
       this.#seeds.delete(from); // a seed that is this very node: no more hellos to it
       return this.#drop("own");
@@ -295,6 +385,7 @@ export class MeshNode {
     if (type === "hello" || type === "leave") {
       const h = decodeHello(payload);
       p = this.#learn(sender, h.name, from, h.metrics, h.incarnation);
+      if (!p) return;
       if (!known) p.replay.accept(seq);
       if (type === "leave") return this.#setState(p, "left");
       this.#send("gossip", from, encodeGossip(this.#members()).payload);
@@ -317,6 +408,7 @@ export class MeshNode {
             m.metrics,
             m.incarnation,
           );
+          if (!q) continue;
           q.lastHeard = now; // give it the full timeout to answer our probes
           if (m.id === sender) q.replay.accept(seq);
         }
@@ -369,10 +461,13 @@ export class MeshNode {
       }
       case "probeRequest": {
         const r = decodeProbeRequest(payload);
+        // Only a member we know, at the address we know: a request never points us elsewhere.
+        const target = this.#peers.get(r.target);
+        if (!target || target.state === "left") return this.#drop("unknown_target");
         const probeSeq = this.#seq + 1n;
         this.#relays.set(probeSeq, { to: from, probeSeq: r.probeSeq, sentNs: r.sentNs });
         if (this.#relays.size > 1000) this.#relays.delete(this.#relays.keys().next().value!);
-        this.#send("probe", r.address, encodeProbe({ probeSeq, sentNs: r.sentNs }));
+        this.#send("probe", target.mesh, encodeProbe({ probeSeq, sentNs: r.sentNs }));
         break;
       }
       case "gossip": // handled above
@@ -420,7 +515,8 @@ export class MeshNode {
     ];
   }
 
-  #probeTick() {
+  /** One probe round: every member probed, silence turned into suspicion and death. */
+  probe(): void {
     const now = performance.now();
     for (const p of this.#peers.values()) {
       if (p.state === "left") continue;
@@ -446,7 +542,8 @@ export class MeshNode {
     }
   }
 
-  #gossipTick() {
+  /** One gossip round: members to every peer, hellos to seeds not yet members. */
+  gossip(): void {
     // Ourselves first, then the others from a rotating start: lists longer than one datagram
     // go out in turns.
     const [self, ...others] = this.#members();

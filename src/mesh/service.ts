@@ -3,6 +3,8 @@
  * snapshot attributes traffic to peers and reports mesh health.
  */
 import { hostname } from "node:os";
+import { parseAddress } from "../net/address.ts";
+import { type Cidr, cidrContains, parseCidr } from "../net/cidr.ts";
 import { joinHostPort, parseHostPort } from "../net/hostport.ts";
 import type { Config } from "../config/schema.ts";
 import type { StateStore } from "../state/store.ts";
@@ -11,6 +13,41 @@ import { nodeIdHex } from "./protocol.ts";
 import { peerTraffic } from "./traffic.ts";
 
 const WILDCARD = new Set(["0.0.0.0", "::", ""]);
+
+/** The networks of this box's interfaces (zones dropped), each with the interface's name. */
+function connectedNetworks(): Cidr[] {
+  return Deno.networkInterfaces().flatMap((i) => {
+    try {
+      return [parseCidr(i.cidr.replace(/%[^/]*/, ""))];
+    } catch {
+      return [];
+    }
+  });
+}
+
+/**
+ * The networks mesh members must be in: `mesh.networks`, else the connected network each
+ * configured peer is on (or the peer's own address when none is), else, with no peer
+ * configured, every connected network of this box.
+ */
+export function meshNetworks(c: Config): Cidr[] {
+  if (c.mesh.networks.length) return c.mesh.networks.map(parseCidr);
+  const connected = connectedNetworks();
+  if (c.mesh.peers.length === 0) return connected;
+  const out = new Map<string, Cidr>();
+  for (const peer of c.mesh.peers) {
+    let a: ReturnType<typeof parseAddress>;
+    try {
+      a = parseAddress(parseHostPort(peer).hostname);
+    } catch {
+      continue; // a peer given by name: its members' addresses must be in another's network
+    }
+    const net = connected.find((n) => cidrContains(n, a.family, a.bytes)) ??
+      parseCidr(parseHostPort(peer).hostname);
+    out.set(net.text, net);
+  }
+  return [...out.values()];
+}
 
 /** This node's id: 16 random bytes kept in the state directory, so restarts keep identity. */
 function nodeId(stateDir: string): string {
@@ -58,6 +95,10 @@ export class MeshService {
 
   /** The mesh of a configuration: its key, this node's id (kept in the state directory). */
   static fromConfig(c: Config, store: StateStore): MeshService {
+    const metrics = advertisedMetrics(c);
+    if (new TextEncoder().encode(metrics).length > 255) {
+      throw new Error(`the metrics address ${metrics.slice(0, 40)}… is longer than 255 bytes`);
+    }
     return new MeshService(
       new MeshNode({
         listen: c.mesh.listen,
@@ -65,12 +106,15 @@ export class MeshService {
         peers: [...c.mesh.peers],
         id: nodeId(c.state_dir),
         name: c.mesh.name || hostname(),
-        metrics: advertisedMetrics(c),
+        metrics,
         probeIntervalMs: c.mesh.probe_interval_ms,
         suspectAfterMs: c.mesh.suspect_after_ms,
         deadAfterMs: c.mesh.dead_after_ms,
         indirectProbes: c.mesh.indirect_probes,
         gossipIntervalMs: c.mesh.gossip_interval_ms,
+        networks: meshNetworks(c),
+        maxMembers: c.mesh.max_members,
+        maxClockSkewMs: c.mesh.max_clock_skew_s * 1000,
       }),
       store,
     );

@@ -21,7 +21,7 @@ const header = {
 const good = encode(
   key,
   header,
-  encodeHello({ name: "intruder", metrics: "10.0.0.1:1", incarnation: 1 }),
+  encodeHello({ name: "intruder", metrics: `${host}:1`, incarnation: 1 }),
 );
 const badMac = good.slice();
 badMac[good.length - 1] ^= 1;
@@ -43,7 +43,7 @@ await send(
   encode(
     key,
     { ...header, type: "leave", seq: header.seq + 5n },
-    encodeHello({ name: "intruder", metrics: "10.0.0.1:1", incarnation: 1 }),
+    encodeHello({ name: "intruder", metrics: `${host}:1`, incarnation: 1 }),
   ),
 );
 sock.close();

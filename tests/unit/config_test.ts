@@ -93,6 +93,9 @@ mesh:
   dead_after_ms: 2000
   indirect_probes: 3
   gossip_interval_ms: 1000
+  networks: ["10.0.0.0/24", "fd00::/64"]
+  max_members: 64
+  max_clock_skew_s: 5
 metrics:
   top_flows: 0
   interface_allow:
@@ -160,6 +163,9 @@ cilium:
       dead_after_ms: 2000,
       indirect_probes: 3,
       gossip_interval_ms: 1000,
+      networks: ["10.0.0.0/24", "fd00::/64"],
+      max_members: 64,
+      max_clock_skew_s: 5,
     },
     metrics: { top_flows: 0, interface_allow: ["eth*", "wlan?"], interface_deny: ["eth9"] },
     mapek: {
