@@ -3,44 +3,21 @@
  * /metrics and the OpenAPI document. Handlers read the state store and call the collector;
  * they never touch the kernel themselves.
  */
-import { Hono } from "hono";
-import { bodyLimit } from "hono/body-limit";
-import { bearerAuth } from "hono/bearer-auth";
-import { HTTPException } from "hono/http-exception";
+import { type Context, Hono } from "hono";
 import { streamSSE } from "hono/streaming";
 import * as z from "zod";
-import type { Collector } from "../collect/collector.ts";
-import type { MeshService } from "../mesh/service.ts";
-import type { MapekLoop } from "../mapek/loop.ts";
-import { type CiliumIdentities, enrichFlow } from "../cilium/cilium.ts";
+import { enrichFlow } from "../cilium/cilium.ts";
 import type { LiveEvent } from "../state/events.ts";
-import type { StateStore } from "../state/store.ts";
 import { parseAddress } from "../net/address.ts";
 import { flowSignals } from "../datapath/signals.ts";
 import { CONTENT_TYPE } from "../metrics/exposition.ts";
 import { OPENAPI } from "./openapi.ts";
 import { mountUi } from "./ui.ts";
 import { problem, problemFor } from "./problem.ts";
+import type { ApiDeps } from "./deps.ts";
+import { issues, limitBody, parseQuery, requireToken } from "./middleware.ts";
 
-export interface ApiDeps {
-  store: StateStore;
-  collector: Pick<Collector, "attach" | "detach" | "retry" | "mode" | "fallbackReason" | "watched">;
-  /** The mesh, when enabled. */
-  mesh?: Pick<MeshService, "last" | "discovery">;
-  /** Cilium endpoint identities, when a Cilium agent runs on the box. */
-  cilium?: Pick<CiliumIdentities, "lookup">;
-  /** The MAPE-K loop, when enabled. */
-  mapek?: Pick<MapekLoop, "status" | "decisions" | "actions" | "revoke" | "degradedPeers">;
-  token: string;
-  maxBodyBytes: number;
-  metrics: () => string;
-  /** Ready: a fresh snapshot exists and nothing is unhealthy. */
-  ready: () => { ready: boolean; reason: string };
-  /** The status page's summary of the current snapshot, if there is one. */
-  summary: () => unknown;
-  /** Log an unexpected error (the client gets a problem without details). */
-  logError: (e: unknown) => void;
-}
+export type { ApiDeps } from "./deps.ts";
 
 const PROTOCOLS = new Map([["tcp", 6], ["udp", 17], ["icmp", 1], ["icmpv6", 58]]);
 
@@ -60,38 +37,10 @@ const AttachBody = z.object({
   name: z.string().regex(/^[^\s/]{1,15}$/, "expected an interface name (1-15 characters)"),
 }).strict();
 
-function issues(e: z.ZodError): string {
-  return e.issues.map((i) => `${i.path.join(".") || "(body)"}: ${i.message}`).join("; ");
-}
-
 export function buildApp(d: ApiDeps): Hono {
   const app = new Hono();
-  const auth = bearerAuth({
-    token: d.token,
-    noAuthenticationHeader: {
-      message: "a bearer token is required for this call (Authorization: Bearer TOKEN)",
-    },
-    invalidAuthenticationHeader: { message: "malformed Authorization header" },
-    invalidToken: { message: "wrong token" },
-  });
-  // bearerAuth throws an HTTPException whose response carries our message: re-issue it as a
-  // problem, with the WWW-Authenticate challenge.
-  const authProblem = async (c: Parameters<typeof auth>[0], next: () => Promise<void>) => {
-    try {
-      return await auth(c, next);
-    } catch (e) {
-      if (!(e instanceof HTTPException)) throw e;
-      const msg = await e.getResponse().text() || "unauthorized";
-      const res = problem(c, e.status === 400 ? 400 : 401, "unauthorized", msg);
-      res.headers.set("www-authenticate", 'Bearer realm="x0tta6bl4"');
-      return res;
-    }
-  };
-  const limit = bodyLimit({
-    maxSize: d.maxBodyBytes,
-    onError: (c) =>
-      problem(c, 413, "request body too large", `the limit is ${d.maxBodyBytes} bytes`),
-  });
+  const authProblem = requireToken(d.token);
+  const limit = limitBody(d.maxBodyBytes);
 
   app.onError((e, c) => {
     d.logError(e);
@@ -135,9 +84,9 @@ export function buildApp(d: ApiDeps): Hono {
   });
 
   app.get("/api/v1/flows", (c) => {
-    const q = FlowQuery.safeParse(c.req.query());
-    if (!q.success) return problem(c, 400, "bad query", issues(q.error));
-    const { sort, limit, interface: iface, protocol, address, port } = q.data;
+    const q = parseQuery(c, FlowQuery);
+    if (q instanceof Response) return q;
+    const { sort, limit, interface: iface, protocol, address, port } = q;
     const proto = protocol === undefined ? undefined : PROTOCOLS.get(protocol) ?? Number(protocol);
     const table = d.store.current?.flows;
     if (!table) return c.json({ total: 0, sort, flows: [] });
@@ -222,7 +171,7 @@ export function buildApp(d: ApiDeps): Hono {
     });
   });
 
-  const meshOff = (c: Parameters<typeof auth>[0]) =>
+  const meshOff = (c: Context) =>
     problem(c, 404, "mesh not enabled", "set mesh.enabled (and mesh.key_file) to join a mesh");
   app.get("/api/v1/mesh/status", (c) => {
     const m = d.mesh?.last;
@@ -255,7 +204,7 @@ export function buildApp(d: ApiDeps): Hono {
     return c.json(d.mesh.discovery());
   });
 
-  const mapekOff = (c: Parameters<typeof auth>[0]) =>
+  const mapekOff = (c: Context) =>
     problem(c, 404, "MAPE-K not enabled", "set mapek.enabled to run the loop");
   const Limit = z.object({
     limit: z.coerce.number().int().min(1).max(5000).default(100),
@@ -263,9 +212,9 @@ export function buildApp(d: ApiDeps): Hono {
   app.get("/api/v1/mapek", (c) => d.mapek ? c.json(d.mapek.status()) : mapekOff(c));
   app.get("/api/v1/mapek/decisions", (c) => {
     if (!d.mapek) return mapekOff(c);
-    const q = Limit.safeParse(c.req.query());
-    if (!q.success) return problem(c, 400, "bad query", issues(q.error));
-    return c.json({ decisions: d.mapek.decisions(q.data.limit) });
+    const q = parseQuery(c, Limit);
+    if (q instanceof Response) return q;
+    return c.json({ decisions: d.mapek.decisions(q.limit) });
   });
   app.get("/api/v1/mapek/actions", (c) => {
     if (!d.mapek) return mapekOff(c);
