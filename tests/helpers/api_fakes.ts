@@ -102,7 +102,7 @@ export class FakeCollector implements CollectorApi {
   }
 }
 
-export function peer(name: string, state: PeerSnapshot["state"]): PeerSnapshot {
+function peer(name: string, state: PeerSnapshot["state"]): PeerSnapshot {
   return {
     id: `id-${name}`,
     name,
@@ -156,7 +156,7 @@ function decision(n: number): Decision {
   };
 }
 
-export function action(id: string, over: Partial<Action> = {}): Action {
+function action(id: string, over: Partial<Action> = {}): Action {
   return {
     id,
     kind: "block",
@@ -174,9 +174,11 @@ type MapekApi = NonNullable<ApiDeps["mapek"]>;
 export class FakeMapek implements MapekApi {
   readonly live = [action("a-1"), action("a-2", { kind: "mark_degraded", target: "b" })];
   readonly ended = [action("a-0", { state: "expired", endedAt: DECISION_AT + 1 })];
-  readonly all = Array.from({ length: 250 }, (_, i) => decision(250 - i));
-  /** The limits decisions() was asked for, and who revoked what. */
+  /** 250 decisions, newest first, as the knowledge store returns them. */
+  readonly decisionLog = Array.from({ length: 250 }, (_, i) => decision(250 - i));
+  /** The limits decisions() was asked for. */
   readonly asked: number[] = [];
+  /** Who revoked each action revoke() ended. */
   readonly revokedBy: string[] = [];
 
   status(): ReturnType<MapekLoop["status"]> {
@@ -198,7 +200,7 @@ export class FakeMapek implements MapekApi {
   }
   decisions(limit: number): Decision[] {
     this.asked.push(limit);
-    return this.all.slice(0, limit);
+    return this.decisionLog.slice(0, limit);
   }
   actions(all: boolean): Action[] {
     return all ? [...this.live, ...this.ended] : [...this.live];

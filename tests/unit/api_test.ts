@@ -259,30 +259,16 @@ Deno.test("api: interfaces: listed with rates, attached, detached, retried", asy
 
   const post = (body: string) =>
     app.request("/api/v1/interfaces", { method: "POST", body, headers: AUTH });
-  await assertProblem(
-    await post("{nope"),
-    400,
-    "bad body",
-    'expected a JSON object like {"name": "eth0"}',
-  );
-  await assertProblem(
-    await post('{"name":"a/b"}'),
-    422,
-    "invalid body",
-    "name: expected an interface name (1-15 characters)",
-  );
-  await assertProblem(
-    await post('{"name":"eth0","x":1}'),
-    422,
-    "invalid body",
-    '(body): Unrecognized key: "x"',
-  );
-  await assertProblem(
-    await post(JSON.stringify({ name: "x".repeat(100) })),
-    413,
-    "request body too large",
-    "the limit is 64 bytes",
-  );
+  const refused: [string, number, string, string][] = [
+    ["{nope", 400, "bad body", 'expected a JSON object like {"name": "eth0"}'],
+    ['{"name":"a/b"}', 422, "invalid body", "name: expected an interface name (1-15 characters)"],
+    ['{"name":"eth0","x":1}', 422, "invalid body", '(body): Unrecognized key: "x"'],
+    [`{"name":"${"x".repeat(100)}"}`, 413, "request body too large", "the limit is 64 bytes"],
+  ];
+  for (const [body, status, title, detail] of refused) {
+    await assertProblem(await post(body), status, title, detail);
+  }
+  assert.deepEqual(f.collector.watched(), ["eth0", "eth7"]);
   f.collector.attachError = new KernelError("attach eth9", 19);
   const nodev = await assertProblem(await post('{"name":"eth9"}'), 404, "attach eth9");
   assert.equal(nodev.errno, "ENODEV");
