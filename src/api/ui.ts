@@ -2,7 +2,7 @@
  * The built-in status page, embedded with the rest: static imports of src/ui/, so `deno run`,
  * `deno test` and `deno compile` serve the same bytes, and nothing is fetched from elsewhere.
  */
-import type { Hono } from "hono";
+import { Hono } from "hono";
 import html from "../ui/index.html" with { type: "text" };
 import script from "../ui/app.js" with { type: "text" };
 import css from "../ui/style.css" with { type: "text" };
@@ -16,17 +16,19 @@ const SECURITY = {
   "cache-control": "no-cache",
 };
 
-export function mountUi(app: Hono): void {
-  app.get(
+export function uiRoutes(): Hono {
+  const r = new Hono();
+  r.get(
     "/",
     (c) => c.body(html, 200, { ...SECURITY, "content-type": "text/html; charset=utf-8" }),
   );
-  app.get(
+  r.get(
     "/ui/app.js",
     (c) => c.body(script, 200, { ...SECURITY, "content-type": "text/javascript; charset=utf-8" }),
   );
-  app.get(
+  r.get(
     "/ui/style.css",
     (c) => c.body(css, 200, { ...SECURITY, "content-type": "text/css; charset=utf-8" }),
   );
+  return r;
 }
