@@ -3,7 +3,7 @@
  * health, per-interface rates, the top 50 flows with their rates, and the mesh's peers.
  */
 import { flowId } from "../flows/key.ts";
-import { flowSignals } from "../datapath/signals.ts";
+import { flowSignals } from "../flows/signals.ts";
 import type { StateStore } from "../state/store.ts";
 
 const TOP = 50;

@@ -8,6 +8,7 @@ import signalsObject from "../../bpf/build/signals.bpf.o" with { type: "bytes" }
 import { RTT_BUCKET_COUNT, SIG_KEY, SIG_VALUE } from "../../ffi/layout.ts";
 import { type Btf, parseBtf } from "./btf.ts";
 import { formatAddress } from "../net/address.ts";
+import { type FlowSignal, flowSignalKey } from "../flows/signals.ts";
 import { Collection, type TracingLink, VMLINUX_BTF } from "./object.ts";
 
 export type SignalName = "drops" | "retransmits" | "rtt";
@@ -16,15 +17,6 @@ export const SIGNALS: Record<SignalName, { program: string; tracepoint: string }
   retransmits: { program: "x0_tcp_retransmit", tracepoint: "tcp_retransmit_skb" },
   rtt: { program: "x0_tcp_probe", tracepoint: "tcp_probe" },
 };
-
-export interface FlowSignal {
-  drops: number;
-  retransmits: number;
-  rttSamples: number;
-  srttUs: number;
-  ifindex: number;
-  lastDropReason: number;
-}
 
 /**
  * The running kernel's BTF, parsed anew on each call: about 17 MB with its index, so callers
@@ -44,32 +36,6 @@ export function dropReasonNames(btf = vmlinuxBtf()): Map<number, string> {
 }
 
 const u64 = (v: DataView, o: number) => v.getUint32(o, true) + v.getUint32(o + 4, true) * 2 ** 32;
-
-/** "family/proto/saddr/sport/daddr/dport" with host-order ports: how flows are matched. */
-export function flowSignalKey(
-  family: number,
-  proto: number,
-  saddr: string,
-  sport: number,
-  daddr: string,
-  dport: number,
-): string {
-  return `${family}/${proto}/${saddr}/${sport}/${daddr}/${dport}`;
-}
-
-/**
- * The signals of a flow (drops, TCP retransmits, last smoothed RTT), matched in either
- * direction: a socket's signals are recorded as it sends, flows are seen both ways.
- */
-export function flowSignals(
-  signals: Map<string, FlowSignal> | undefined,
-  f: { family: number; proto: number; saddr: string; sport: number; daddr: string; dport: number },
-): { drops: number; retransmits: number; srttUs?: number } | undefined {
-  const s = signals?.get(flowSignalKey(f.family, f.proto, f.saddr, f.sport, f.daddr, f.dport)) ??
-    signals?.get(flowSignalKey(f.family, f.proto, f.daddr, f.dport, f.saddr, f.sport));
-  return s &&
-    { drops: s.drops, retransmits: s.retransmits, srttUs: s.rttSamples ? s.srttUs : undefined };
-}
 
 export class SignalsProbe implements Disposable {
   readonly collection: Collection;

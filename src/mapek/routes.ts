@@ -5,8 +5,8 @@
  */
 import { type Context, Hono, type MiddlewareHandler } from "hono";
 import * as z from "zod";
-import { parseQuery } from "../api/middleware.ts";
-import { problem } from "../api/problem.ts";
+import { parseQuery } from "../http/middleware.ts";
+import { problem } from "../http/problem.ts";
 import type { MapekLoop } from "./loop.ts";
 
 const off = (c: Context) =>

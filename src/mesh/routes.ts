@@ -3,7 +3,7 @@
  * degraded) and Prometheus HTTP service discovery. Each is a 404 problem while the mesh is off.
  */
 import { type Context, Hono } from "hono";
-import { problem } from "../api/problem.ts";
+import { problem } from "../http/problem.ts";
 import type { MeshService } from "./service.ts";
 
 const off = (c: Context) =>

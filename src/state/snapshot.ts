@@ -5,7 +5,7 @@
 import type { Direction } from "../flows/key.ts";
 import type { FlowTable } from "../flows/table.ts";
 import type { MeshSnapshot } from "../mesh/node.ts";
-import type { FlowSignal } from "../datapath/signals.ts";
+import type { FlowSignal } from "../flows/signals.ts";
 
 /** "ipv4" | "ipv6" | "other" (non-IP) | "malformed", or "all" where only totals are known. */
 export type Family = "ipv4" | "ipv6" | "other" | "malformed" | "all";

@@ -4,7 +4,8 @@
  * on a veth pair, and drop reason names read from this kernel's BTF.
  */
 import assert from "node:assert/strict";
-import { dropReasonNames, flowSignalKey, SignalsProbe } from "../../src/datapath/signals.ts";
+import { dropReasonNames, SignalsProbe } from "../../src/datapath/signals.ts";
+import { flowSignalKey } from "../../src/flows/signals.ts";
 import { withNetns } from "../../src/datapath/netns.ts";
 import { nft, nftInputRule, sh, type Side, trafficCommand, VethPair } from "../helpers/netns.ts";
 

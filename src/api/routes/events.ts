@@ -7,7 +7,7 @@ import { Hono } from "hono";
 import { streamSSE } from "hono/streaming";
 import type { LiveEvent } from "../../state/events.ts";
 import type { ApiDeps } from "../deps.ts";
-import { problem } from "../problem.ts";
+import { problem } from "../../http/problem.ts";
 
 export function eventRoutes(d: Pick<ApiDeps, "store" | "summary">): Hono {
   const r = new Hono();

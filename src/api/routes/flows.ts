@@ -5,12 +5,12 @@
 import { Hono } from "hono";
 import * as z from "zod";
 import { enrichFlow } from "../../cilium/cilium.ts";
-import { flowSignals } from "../../datapath/signals.ts";
+import { flowSignals } from "../../flows/signals.ts";
 import { type Address, parseAddress } from "../../net/address.ts";
 import { protocolNumber } from "../../net/protocol.ts";
 import type { ApiDeps } from "../deps.ts";
-import { parseQuery } from "../middleware.ts";
-import { problem } from "../problem.ts";
+import { parseQuery } from "../../http/middleware.ts";
+import { problem } from "../../http/problem.ts";
 
 const FlowQuery = z.object({
   sort: z.enum(["bytes", "packets", "recent"]).default("bytes"),

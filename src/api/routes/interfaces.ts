@@ -5,8 +5,8 @@
 import { Hono, type MiddlewareHandler } from "hono";
 import * as z from "zod";
 import type { ApiDeps } from "../deps.ts";
-import { issues } from "../middleware.ts";
-import { problem, problemFor } from "../problem.ts";
+import { issues } from "../../http/middleware.ts";
+import { problem, problemFor } from "../../http/problem.ts";
 
 const AttachBody = z.object({
   name: z.string().regex(/^[^\s/]{1,15}$/, "expected an interface name (1-15 characters)"),
