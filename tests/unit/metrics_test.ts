@@ -515,6 +515,86 @@ Deno.test("exposition: interfaces filtered by allow/deny globs (deny wins, no al
   ]);
 });
 
+Deno.test("exposition: the mesh and TCP RTT histograms, last on the page, exact text", () => {
+  const zeros = (n: number) => Array.from({ length: n }, () => 0);
+  const meshBuckets = zeros(13);
+  meshBuckets[0] = 1;
+  meshBuckets[3] = 2;
+  const rtt = (name: string) => {
+    const buckets = zeros(24);
+    buckets[0] = 1;
+    buckets[2] = 2;
+    return { interface: name, buckets };
+  };
+  const s = snapshot({
+    mesh: {
+      id: "me",
+      name: "me",
+      listen: "0.0.0.0:7946",
+      peers: [{
+        id: "p1",
+        name: 'site"a',
+        mesh: "10.0.0.9:7946",
+        metrics: "",
+        state: "alive",
+        since: 0,
+        lastHeardMsAgo: 5,
+        rtt: {
+          lastSeconds: 0.001,
+          ewmaSeconds: 0.001,
+          jitterSeconds: null,
+          buckets: meshBuckets,
+          count: 4, // one above the last bound
+          sumSeconds: 1.5,
+        },
+        loss: { ratio: 0, window: 200 },
+        probes: { sent: 4, acked: 4, indirectAcks: 0 },
+        probeBytes: { sent: 400, received: 400 },
+        bytes: { sent: 0, received: 0 },
+      }],
+      dropped: {},
+      datagrams: { sent: 4, received: 4, bytesSent: 400, bytesReceived: 400 },
+    },
+    signals: {
+      drops: [],
+      flows: new Map(),
+      rtt: [rtt("eth0"), rtt("lo")],
+      retransmitsByInterface: {},
+      unavailable: {},
+    },
+  });
+  const text = renderer({ interfaceDeny: ["lo"] }).renderSnapshot(s, [], BUILD);
+  const mesh = "x0tta6bl4_mesh_peer_rtt_seconds";
+  const meshLes = "0.0001 0.00025 0.0005 0.001 0.0025 0.005 0.01 0.025 0.05 0.1 0.25 0.5 1";
+  const tcp = "x0tta6bl4_tcp_rtt_seconds";
+  const tcpLes = Array.from({ length: 24 }, (_, b) => String(2 ** (b + 1) / 1e6));
+  assert.equal(tcpLes[0], "0.000002");
+  assert.equal(tcpLes[23], "16.777216");
+  const expected = [
+    `# HELP ${mesh} Round-trip time of direct probes to a mesh peer.`,
+    `# TYPE ${mesh} histogram`,
+    ...meshLes.split(" ").map((le, i) =>
+      `${mesh}_bucket{peer="site\\"a",le="${le}"} ${i < 3 ? 1 : 3}`
+    ),
+    `${mesh}_bucket{peer="site\\"a",le="+Inf"} 4`,
+    `${mesh}_sum{peer="site\\"a"} 1.5`,
+    `${mesh}_count{peer="site\\"a"} 4`,
+    `# HELP ${tcp} Smoothed RTT of TCP sockets at each received segment, by interface.`,
+    `# TYPE ${tcp} histogram`,
+    ...tcpLes.map((le, b) => `${tcp}_bucket{interface="eth0",le="${le}"} ${b < 2 ? 1 : 3}`),
+    `${tcp}_bucket{interface="eth0",le="+Inf"} 3`,
+    `${tcp}_sum{interface="eth0"} 0.0000135`,
+    `${tcp}_count{interface="eth0"} 3`,
+    "",
+  ].join("\n");
+  const build = 'x0tta6bl4_build_info{version="0.1.0",commit="0123abc",deno="2.9.6"} 1\n';
+  assert.equal(text.slice(text.indexOf(build) + build.length), expected);
+  // Without series a histogram is left out, HELP and TYPE included.
+  const bare = renderer().renderSnapshot(snapshot(), [], BUILD);
+  assert.ok(bare.endsWith(build));
+  assert.doesNotMatch(bare, /_rtt_seconds /);
+});
+
 Deno.test("exposition: 100k flows with topFlows 100000 render", () => {
   const N = 100_000;
   const flows = Array.from({ length: N }, (_, i) =>
