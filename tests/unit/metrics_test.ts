@@ -15,6 +15,7 @@ import {
   hashValues,
   MetricFamily,
   MetricGroup,
+  MetricHistogram,
   MetricSet,
 } from "../../src/metrics/writer.ts";
 import type { FlowSnapshot } from "../../src/flows/key.ts";
@@ -266,6 +267,63 @@ Deno.test("writer: names are checked", () => {
   const set = new MetricSet();
   set.gauge("t_x", "h");
   assert.throws(() => set.counter("t_y_total", "h") && set.gauge("t_x", "h"), /added twice/);
+});
+
+Deno.test("writer: histograms: cumulative buckets, +Inf, _sum, _count; nothing when empty", () => {
+  const h = new MetricHistogram("t_rtt_seconds", "RTT.", [0.001, 0.25, 1], ["peer"], {
+    retainCycles: 1,
+  });
+  assert.equal(h.render(), "", "no series: not even HELP and TYPE");
+  h.set(['a"b'], [1, 0, 2], 1.5, 4); // one observation above the last bound
+  h.set(["c"], [0, 3, 0], 0.75); // count: the buckets' total
+  h.set(["c"], [0, 2, 0], 0.5); // set again: replaced
+  assert.equal(h.size, 2);
+  assert.equal(
+    h.render(),
+    [
+      "# HELP t_rtt_seconds RTT.",
+      "# TYPE t_rtt_seconds histogram",
+      't_rtt_seconds_bucket{peer="a\\"b",le="0.001"} 1',
+      't_rtt_seconds_bucket{peer="a\\"b",le="0.25"} 1',
+      't_rtt_seconds_bucket{peer="a\\"b",le="1"} 3',
+      't_rtt_seconds_bucket{peer="a\\"b",le="+Inf"} 4',
+      't_rtt_seconds_sum{peer="a\\"b"} 1.5',
+      't_rtt_seconds_count{peer="a\\"b"} 4',
+      't_rtt_seconds_bucket{peer="c",le="0.001"} 0',
+      't_rtt_seconds_bucket{peer="c",le="0.25"} 2',
+      't_rtt_seconds_bucket{peer="c",le="1"} 2',
+      't_rtt_seconds_bucket{peer="c",le="+Inf"} 2',
+      't_rtt_seconds_sum{peer="c"} 0.5',
+      't_rtt_seconds_count{peer="c"} 2',
+      "",
+    ].join("\n"),
+  );
+  // A series not set again disappears, and with retainCycles 1 its text is forgotten.
+  h.set(["c"], [1, 0, 0], 0.0005);
+  assert.doesNotMatch(h.render(), /peer="a/);
+  assert.equal(h.cached, 1);
+
+  const bare = new MetricHistogram("t_wait_seconds", "Wait.", [0.5]);
+  bare.set([], [2], 0.25);
+  assert.equal(
+    bare.render(),
+    "# HELP t_wait_seconds Wait.\n# TYPE t_wait_seconds histogram\n" +
+      't_wait_seconds_bucket{le="0.5"} 2\nt_wait_seconds_bucket{le="+Inf"} 2\n' +
+      "t_wait_seconds_sum 0.25\nt_wait_seconds_count 2\n",
+  );
+
+  assert.throws(() => new MetricHistogram("t_h", "h", [1], ["le"]), /label le/);
+  assert.throws(() => new MetricHistogram("t_h", "h", [1, 1]), /increasing/);
+  assert.throws(() => new MetricHistogram("t_h", "h", [1, Infinity]), /finite/);
+  assert.throws(() => new MetricHistogram("t-h", "h", [1]), /invalid metric name/);
+  assert.throws(() => bare.set([], [1, 2], 0), /2 counts for 1 buckets/);
+  assert.throws(() => bare.set(["x"], [1], 0), /1 label values for 0 labels/);
+
+  const set = new MetricSet();
+  set.gauge("t_up", "Up.");
+  set.histogram("t_wait_seconds", "Wait.", [1]);
+  assert.deepEqual(set.names, ["t_up", "t_wait_seconds"]);
+  assert.throws(() => set.gauge("t_wait_seconds", "h"), /added twice/);
 });
 
 Deno.test("exposition: exact lines of the snapshot families", () => {
