@@ -13,9 +13,9 @@ import { ACTION_KINDS } from "../mapek/plan.ts";
 import type { ComponentHealth, HealthState, MapekSnapshot, Snapshot } from "../state/snapshot.ts";
 import { protocolLabel } from "../net/protocol.ts";
 import { escapeLabelValue, type MetricFamily, type MetricGroup, MetricSet } from "./writer.ts";
+import { PREFIX } from "./collector.ts";
 import { ProcessMetrics } from "./process.ts";
 
-export const PREFIX = "x0tta6bl4_";
 /** The Content-Type of what `render` returns. */
 export const CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8";
 
