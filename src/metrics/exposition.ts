@@ -19,6 +19,7 @@ import {
   TopFlowMetrics,
 } from "../collect/metrics.ts";
 import { SignalMetrics, TcpRttMetrics } from "../collect/signals_metrics.ts";
+import type { Config } from "../config/schema.ts";
 import type { FlowFilter } from "../flows/table.ts";
 import { MapekMetrics } from "../mapek/metrics.ts";
 import { MeshMetrics, MeshRttMetrics } from "../mesh/metrics.ts";
@@ -137,6 +138,17 @@ export class MetricsRenderer {
       const clash = this.#process.names.filter((n) => this.#set.has(n));
       if (clash.length) throw new Error(`metric families defined twice: ${clash.join(", ")}`);
     }
+  }
+
+  /** The renderer of a configuration's `metrics` section, with a MAPE-K cap on the top flows. */
+  static fromConfig(c: Config, topFlowsCap?: number): MetricsRenderer {
+    const r = new MetricsRenderer({
+      topFlows: c.metrics.top_flows,
+      interfaceAllow: [...c.metrics.interface_allow],
+      interfaceDeny: [...c.metrics.interface_deny],
+    });
+    r.topFlowsCap = topFlowsCap;
+    return r;
   }
 
   /** Names of the families this renderer writes itself, in order. */

@@ -1,4 +1,5 @@
 import assert from "node:assert/strict";
+import { defaultConfig } from "../../src/config/schema.ts";
 import { FlowTable } from "../../src/flows/table.ts";
 import {
   globToRegExp,
@@ -571,6 +572,35 @@ Deno.test("exposition: interfaces filtered by allow/deny globs (deny wins, no al
     true,
     false,
   ]);
+});
+
+Deno.test("exposition: fromConfig takes the metrics section and the MAPE-K cap", () => {
+  const c = defaultConfig();
+  c.metrics.top_flows = 3;
+  c.metrics.interface_allow = ["eth*"];
+  c.metrics.interface_deny = ["eth1"];
+  const flows = ["eth0", "eth1", "eth0", "eth0", "lo"].map((n, i) =>
+    flow({ interface: n, ifindex: n === "eth0" ? 2 : 3 + i, saddr: `10.0.0.${i}`, bytes: 10 + i })
+  );
+  const s = snapshot({ interfaces: [iface("eth0"), iface("eth1"), iface("lo")], flows });
+  const exported = (r: MetricsRenderer) => {
+    const text = r.renderSnapshot(s, [], BUILD);
+    return samples(text, "x0tta6bl4_flow_bytes_total").concat(
+      samples(text, "x0tta6bl4_interface_fragments_total"),
+    ).map((l) => `${/interface="([^"]+)"/.exec(l)?.[1]} ${/src="([^"]+)"/.exec(l)?.[1]}`);
+  };
+  const r = MetricsRenderer.fromConfig(c);
+  assert.equal(r.topFlowsCap, undefined);
+  assert.ok(r.processFamilyNames.length > 0, "process metrics on");
+  assert.deepEqual(exported(r), [
+    "eth0 10.0.0.3",
+    "eth0 10.0.0.2",
+    "eth0 10.0.0.0",
+    "eth0 undefined",
+  ]);
+  const capped = MetricsRenderer.fromConfig(c, 1);
+  assert.equal(capped.topFlowsCap, 1);
+  assert.deepEqual(exported(capped), ["eth0 10.0.0.3", "eth0 undefined"]);
 });
 
 Deno.test("exposition: the mesh and TCP RTT histograms, last on the page, exact text", () => {
