@@ -4,7 +4,7 @@
  * which cost the appliance about 24 MiB of RSS for these few numbers.
  */
 import { cpuUsage } from "node:process";
-import { PREFIX } from "./exposition.ts";
+import { Families } from "./collector.ts";
 import { type MetricFamily, MetricSet } from "./writer.ts";
 
 /** When this process started, in seconds since the epoch (its time origin). */
@@ -32,25 +32,23 @@ export class ProcessMetrics {
   readonly #f: Record<string, MetricFamily>;
 
   constructor() {
-    const g = (name: string, help: string, labels: string[] = []) =>
-      this.#set.gauge(PREFIX + name, help, labels);
+    const f = new Families(this.#set);
     this.#f = {
-      cpu: this.#set.counter(
-        `${PREFIX}process_cpu_seconds_total`,
+      cpu: f.counter(
+        "process_cpu_seconds_total",
         "CPU time the appliance used, user and system, in seconds.",
-        [],
       ),
-      rss: g("process_resident_memory_bytes", "Resident memory of the appliance, in bytes."),
-      vsz: g("process_virtual_memory_bytes", "Virtual memory of the appliance, in bytes."),
-      heap: g(
+      rss: f.gauge("process_resident_memory_bytes", "Resident memory of the appliance, in bytes."),
+      vsz: f.gauge("process_virtual_memory_bytes", "Virtual memory of the appliance, in bytes."),
+      heap: f.gauge(
         "process_heap_bytes",
         "JavaScript heap of the appliance: used and total (V8), and external memory (typed " +
           "arrays and other buffers).",
         ["kind"],
       ),
-      fds: g("process_open_fds", "Open file descriptors."),
-      maxFds: g("process_max_fds", "Limit of open file descriptors."),
-      start: g("process_start_time_seconds", "When the appliance started, since the epoch."),
+      fds: f.gauge("process_open_fds", "Open file descriptors."),
+      maxFds: f.gauge("process_max_fds", "Limit of open file descriptors."),
+      start: f.gauge("process_start_time_seconds", "When the appliance started, since the epoch."),
     };
   }
 

@@ -11,7 +11,8 @@
  *
  * Usage: `const f = new MetricFamily("x_bytes_total", "counter", "Bytes.", ["if"]);` then per
  * scrape `f.set(["eth0"], 123)` for each series and `f.render()`. A MetricGroup does the same
- * for families that share their labels (one lookup for all), and a MetricSet renders several.
+ * for families that share their labels (one lookup for all), a MetricHistogram for a histogram
+ * (its buckets, sum and count per series), and a MetricSet renders several.
  */
 
 export type MetricType = "counter" | "gauge";
@@ -118,15 +119,135 @@ function labelsMatch(labels: string, names: readonly string[], values: readonly 
   return true;
 }
 
+function checkName(name: string): void {
+  if (!METRIC_NAME.test(name)) throw new Error(`invalid metric name "${name}"`);
+}
+
 function checkFamily(f: FamilySpec): void {
   const { name, type } = f;
-  if (!METRIC_NAME.test(name)) throw new Error(`invalid metric name "${name}"`);
+  checkName(name);
   if (type !== "counter" && type !== "gauge") throw new Error(`${name}: unknown type ${type}`);
   if (type === "counter" && !name.endsWith("_total")) {
     throw new Error(`counter ${name} must end in _total`);
   }
   if (type === "gauge" && name.endsWith("_total")) {
     throw new Error(`gauge ${name} must not end in _total`);
+  }
+}
+
+/** A family's `# HELP` and `# TYPE` lines. */
+function header(name: string, type: string, help: string): string {
+  return `# HELP ${name} ${escapeHelp(help)}\n# TYPE ${name} ${type}\n`;
+}
+
+/**
+ * The series of a group or a histogram: each one's label string, cached by a hash of its label
+ * values across cycles (see MetricGroup), and this cycle's series in the order they were first
+ * set, each one's slot its index there.
+ */
+class SeriesIndex {
+  readonly labelNames: readonly string[];
+  /** The family named in errors. */
+  readonly #owner: string;
+  readonly #retain: number;
+  /** Series by hash of their label values (colliding ones chained), across cycles. */
+  readonly #cache = new Map<number, Series>();
+  #cached = 0;
+  /** This cycle's series in the order they were first set. */
+  active: Series[] = [];
+  #cycle = 0;
+
+  /** Throws on an invalid label name or one given twice. */
+  constructor(owner: string, labelNames: readonly string[], options: MetricFamilyOptions) {
+    const seen = new Set<string>();
+    for (const l of labelNames) {
+      if (!LABEL_NAME.test(l) || l.startsWith("__")) {
+        throw new Error(`${owner}: invalid label name "${l}"`);
+      }
+      if (seen.has(l)) throw new Error(`${owner}: label ${l} given twice`);
+      seen.add(l);
+    }
+    this.#owner = owner;
+    this.labelNames = [...labelNames];
+    this.#retain = Math.max(1, Math.floor(options.retainCycles ?? 3));
+  }
+
+  /** The series' slot in this cycle; a series not set yet in this cycle takes the next one. */
+  slot(labelValues: readonly string[]): number {
+    const s = this.#series(labelValues);
+    if (s.cycle === this.#cycle) return s.slot;
+    s.cycle = this.#cycle;
+    s.slot = this.active.length;
+    this.active.push(s);
+    return s.slot;
+  }
+
+  /** Whether the series was set in this cycle. */
+  has(labelValues: readonly string[]): boolean {
+    if (labelValues.length !== this.labelNames.length) return false;
+    for (let s = this.#cache.get(hashValues(labelValues)); s; s = s.next) {
+      if (this.#matches(s, labelValues)) return s.cycle === this.#cycle;
+    }
+    return false;
+  }
+
+  /** Series whose text is cached (this cycle's and recent ones). */
+  get cached(): number {
+    return this.#cached;
+  }
+
+  /** Starts the next cycle, forgetting series not set for retainCycles cycles. */
+  endCycle(): void {
+    const cycle = this.#cycle;
+    if (this.#cached > this.active.length) {
+      // Something cached was not set in this cycle: forget what is too old.
+      const retain = this.#retain;
+      for (const [hash, first] of this.#cache) {
+        let head: Series | undefined, tail: Series | undefined;
+        for (let s: Series | undefined = first; s; s = s.next) {
+          if (cycle - s.cycle >= retain) {
+            this.#cached--;
+            continue;
+          }
+          if (tail) tail.next = s;
+          else head = s;
+          tail = s;
+        }
+        if (tail) tail.next = undefined;
+        if (head === undefined) this.#cache.delete(hash);
+        else if (head !== first) this.#cache.set(hash, head);
+      }
+    }
+    this.#cycle = cycle + 1;
+    this.active = [];
+  }
+
+  #matches(s: Series, labelValues: readonly string[]): boolean {
+    return labelsMatch(s.labels, this.labelNames, labelValues);
+  }
+
+  #series(labelValues: readonly string[]): Series {
+    if (labelValues.length !== this.labelNames.length) {
+      throw new Error(
+        `${this.#owner}: ${labelValues.length} label values for ` +
+          `${this.labelNames.length} labels`,
+      );
+    }
+    const hash = hashValues(labelValues);
+    const first = this.#cache.get(hash);
+    for (let s = first; s; s = s.next) if (this.#matches(s, labelValues)) return s;
+    const labels = formatLabels(this.labelNames, labelValues);
+    const s: Series = {
+      // Joined, not concatenated: join makes a flat string, where `${a}${b}` makes a rope that
+      // every render and encoding would walk again (together they took about twice as long).
+      labels: [labels, " "].join(""),
+      cycle: -1,
+      slot: 0,
+      next: first,
+    };
+    this.#cache.set(hash, s);
+    this.#cached++;
+    return s;
   }
 }
 
@@ -147,14 +268,9 @@ export class MetricGroup {
   readonly families: readonly Readonly<FamilySpec>[];
   readonly labelNames: readonly string[];
   readonly #headers: readonly string[];
-  readonly #retain: number;
-  /** Series by hash of their label values (colliding ones chained), across cycles. */
-  readonly #cache = new Map<number, Series>();
-  #cached = 0;
-  /** This cycle's series in the order they were first set, and per family their values. */
-  #active: Series[] = [];
+  readonly #series: SeriesIndex;
+  /** Per family, the values of this cycle's series by slot. */
   #columns: number[][];
-  #cycle = 0;
 
   /**
    * Counter names must end in `_total`, and gauge names must not. Throws on an invalid metric
@@ -169,21 +285,11 @@ export class MetricGroup {
     families.forEach(checkFamily);
     const names = new Set(families.map((f) => f.name));
     if (names.size !== families.length) throw new Error("a family twice in one group");
-    const seen = new Set<string>();
-    for (const l of labelNames) {
-      if (!LABEL_NAME.test(l) || l.startsWith("__")) {
-        throw new Error(`${families[0].name}: invalid label name "${l}"`);
-      }
-      if (seen.has(l)) throw new Error(`${families[0].name}: label ${l} given twice`);
-      seen.add(l);
-    }
+    this.#series = new SeriesIndex(families[0].name, labelNames, options);
     this.families = families.map(({ name, type, help }) => ({ name, type, help }));
-    this.labelNames = [...labelNames];
-    this.#headers = families.map(({ name, type, help }) =>
-      `# HELP ${name} ${escapeHelp(help)}\n# TYPE ${name} ${type}\n`
-    );
+    this.labelNames = this.#series.labelNames;
+    this.#headers = families.map(({ name, type, help }) => header(name, type, help));
     this.#columns = families.map(() => []);
-    this.#retain = Math.max(1, Math.floor(options.retainCycles ?? 3));
   }
 
   /**
@@ -191,13 +297,8 @@ export class MetricGroup {
    * added to it, at 0 in every family.
    */
   slot(labelValues: readonly string[]): number {
-    const s = this.#series(labelValues);
-    if (s.cycle === this.#cycle) return s.slot;
-    const slot = this.#active.length;
-    s.cycle = this.#cycle;
-    s.slot = slot;
-    this.#active.push(s);
-    for (const c of this.#columns) c.push(0);
+    const slot = this.#series.slot(labelValues);
+    if (slot === this.#columns[0].length) { for (const c of this.#columns) c.push(0); }
     return slot;
   }
 
@@ -227,21 +328,17 @@ export class MetricGroup {
 
   /** Whether the series was set in this cycle. */
   has(labelValues: readonly string[]): boolean {
-    if (labelValues.length !== this.labelNames.length) return false;
-    for (let s = this.#cache.get(hashValues(labelValues)); s; s = s.next) {
-      if (this.#matches(s, labelValues)) return s.cycle === this.#cycle;
-    }
-    return false;
+    return this.#series.has(labelValues);
   }
 
   /** Series set in this cycle. */
   get size(): number {
-    return this.#active.length;
+    return this.#series.active.length;
   }
 
   /** Series whose text is cached (this cycle's and recent ones). */
   get cached(): number {
-    return this.#cached;
+    return this.#series.cached;
   }
 
   /**
@@ -250,7 +347,7 @@ export class MetricGroup {
    */
   render(): string {
     let out = "";
-    const active = this.#active;
+    const active = this.#series.active;
     for (let f = 0; f < this.#headers.length; f++) {
       out += this.#headers[f];
       const values = this.#columns[f];
@@ -273,63 +370,14 @@ export class MetricGroup {
   }
 
   #endCycle(): void {
-    const cycle = this.#cycle;
-    if (this.#cached > this.#active.length) {
-      // Something cached was not set in this cycle: forget what is too old.
-      const retain = this.#retain;
-      for (const [hash, first] of this.#cache) {
-        let head: Series | undefined, tail: Series | undefined;
-        for (let s: Series | undefined = first; s; s = s.next) {
-          if (cycle - s.cycle >= retain) {
-            this.#cached--;
-            continue;
-          }
-          if (tail) tail.next = s;
-          else head = s;
-          tail = s;
-        }
-        if (tail) tail.next = undefined;
-        if (head === undefined) this.#cache.delete(hash);
-        else if (head !== first) this.#cache.set(hash, head);
-      }
-    }
-    this.#cycle = cycle + 1;
-    this.#active = [];
+    this.#series.endCycle();
     this.#columns = this.#columns.map(() => []);
-  }
-
-  #matches(s: Series, labelValues: readonly string[]): boolean {
-    return labelsMatch(s.labels, this.labelNames, labelValues);
   }
 
   #checkCount(n: number): void {
     if (n > this.families.length) {
       throw new Error(`${this.families[0].name}: ${n} values for ${this.families.length} families`);
     }
-  }
-
-  #series(labelValues: readonly string[]): Series {
-    if (labelValues.length !== this.labelNames.length) {
-      throw new Error(
-        `${this.families[0].name}: ${labelValues.length} label values for ` +
-          `${this.labelNames.length} labels`,
-      );
-    }
-    const hash = hashValues(labelValues);
-    const first = this.#cache.get(hash);
-    for (let s = first; s; s = s.next) if (this.#matches(s, labelValues)) return s;
-    const labels = formatLabels(this.labelNames, labelValues);
-    const s: Series = {
-      // Joined, not concatenated: join makes a flat string, where `${a}${b}` makes a rope that
-      // every render and encoding would walk again (together they took about twice as long).
-      labels: [labels, " "].join(""),
-      cycle: -1,
-      slot: 0,
-      next: first,
-    };
-    this.#cache.set(hash, s);
-    this.#cached++;
-    return s;
   }
 }
 
@@ -358,12 +406,107 @@ export class MetricFamily extends MetricGroup {
   }
 }
 
+/**
+ * A histogram family: per series, a cumulative `_bucket` line for each upper bound and for `+Inf`,
+ * then `_sum` and `_count`, under one HELP and TYPE; label sets are cached as in MetricGroup.
+ * Without a series in a cycle it renders nothing, not even HELP and TYPE.
+ */
+export class MetricHistogram {
+  /** The family, for MetricSet. */
+  readonly families: readonly Readonly<{ name: string; type: "histogram"; help: string }>[];
+  /** The buckets' upper bounds, increasing (`+Inf` is implied). */
+  readonly bounds: readonly number[];
+  readonly #series: SeriesIndex;
+  readonly #header: string;
+  /** Per bound and `+Inf`: the end of a `_bucket` line's labels, `,le="0.5"} `. */
+  readonly #le: readonly string[];
+  /** Per slot: the cumulative counts per bound, then the count (`+Inf`) and the sum. */
+  #rows: number[][] = [];
+
+  /**
+   * Throws on an invalid metric or label name, a label name given twice or named `le`, or
+   * bounds that are not finite and increasing.
+   */
+  constructor(
+    readonly name: string,
+    readonly help: string,
+    bounds: readonly number[],
+    labelNames: readonly string[] = [],
+    options: MetricFamilyOptions = {},
+  ) {
+    checkName(name);
+    if (labelNames.includes("le")) throw new Error(`${name}: the label le is the histogram's`);
+    if (!bounds.every((b, i) => Number.isFinite(b) && (i === 0 || bounds[i - 1] < b))) {
+      throw new Error(`${name}: bucket bounds must be finite and increasing`);
+    }
+    this.#series = new SeriesIndex(name, labelNames, options);
+    this.families = [{ name, type: "histogram", help }];
+    this.bounds = [...bounds];
+    this.#header = header(name, "histogram", help);
+    const comma = labelNames.length ? "," : "";
+    this.#le = [...bounds.map(formatValue), "+Inf"].map((le) => `${comma}le="${le}"} `);
+  }
+
+  /**
+   * Sets a series for this cycle: `counts[i]` observations in bucket i (above bounds[i - 1], at
+   * most bounds[i]), their `sum`, and `count` observations in all (by default the counts' total;
+   * more when some were above the last bound).
+   */
+  set(
+    labelValues: readonly string[],
+    counts: readonly number[],
+    sum: number,
+    count?: number,
+  ): void {
+    if (counts.length !== this.bounds.length) {
+      throw new Error(`${this.name}: ${counts.length} counts for ${this.bounds.length} buckets`);
+    }
+    const row: number[] = [];
+    let acc = 0;
+    for (const n of counts) row.push(acc += n);
+    row.push(count ?? acc, sum);
+    this.#rows[this.#series.slot(labelValues)] = row;
+  }
+
+  /** Series set in this cycle. */
+  get size(): number {
+    return this.#series.active.length;
+  }
+
+  /** Series whose text is cached (this cycle's and recent ones). */
+  get cached(): number {
+    return this.#series.cached;
+  }
+
+  /** HELP, TYPE and the lines of each series set in this cycle, if any. Ends the cycle. */
+  render(): string {
+    const active = this.#series.active;
+    let out = active.length ? this.#header : "";
+    const { name } = this;
+    const n = this.bounds.length;
+    const bare = this.#series.labelNames.length === 0;
+    for (let i = 0; i < active.length; i++) {
+      const labels = active[i].labels; // `{a="x"} `, or ` ` without labels
+      const open = bare ? "{" : labels.slice(0, -2);
+      const row = this.#rows[i];
+      for (let b = 0; b <= n; b++) {
+        out += `${name}_bucket${open}${this.#le[b]}${formatValue(row[b])}\n`;
+      }
+      out += `${name}_sum${labels}${formatValue(row[n + 1])}\n`;
+      out += `${name}_count${labels}${formatValue(row[n])}\n`;
+    }
+    this.#series.endCycle();
+    this.#rows = [];
+    return out;
+  }
+}
+
 /** Groups and families rendered together, in the order they were added; names must be unique. */
 export class MetricSet {
-  readonly #groups: MetricGroup[] = [];
+  readonly #groups: (MetricGroup | MetricHistogram)[] = [];
   readonly #names = new Set<string>();
 
-  add<T extends MetricGroup>(group: T): T {
+  add<T extends MetricGroup | MetricHistogram>(group: T): T {
     for (const { name } of group.families) {
       if (this.#names.has(name)) throw new Error(`metric family ${name} added twice`);
     }
@@ -398,6 +541,16 @@ export class MetricSet {
     return this.add(new MetricGroup(families, labelNames, options));
   }
 
+  histogram(
+    name: string,
+    help: string,
+    bounds: readonly number[],
+    labelNames: readonly string[] = [],
+    options?: MetricFamilyOptions,
+  ): MetricHistogram {
+    return this.add(new MetricHistogram(name, help, bounds, labelNames, options));
+  }
+
   /** Family names, in render order. */
   get names(): string[] {
     return this.#groups.flatMap((g) => g.families.map((f) => f.name));
@@ -407,7 +560,7 @@ export class MetricSet {
     return this.#names.has(name);
   }
 
-  /** Every group (see MetricGroup.render); ends the cycle of each. */
+  /** Every group and histogram (see their render); ends the cycle of each. */
   render(): string {
     let out = "";
     for (const g of this.#groups) out += g.render();

@@ -1,4 +1,5 @@
 import assert from "node:assert/strict";
+import { defaultConfig } from "../../src/config/schema.ts";
 import { FlowTable } from "../../src/flows/table.ts";
 import {
   globToRegExp,
@@ -15,6 +16,7 @@ import {
   hashValues,
   MetricFamily,
   MetricGroup,
+  MetricHistogram,
   MetricSet,
 } from "../../src/metrics/writer.ts";
 import type { FlowSnapshot } from "../../src/flows/key.ts";
@@ -268,6 +270,63 @@ Deno.test("writer: names are checked", () => {
   assert.throws(() => set.counter("t_y_total", "h") && set.gauge("t_x", "h"), /added twice/);
 });
 
+Deno.test("writer: histograms: cumulative buckets, +Inf, _sum, _count; nothing when empty", () => {
+  const h = new MetricHistogram("t_rtt_seconds", "RTT.", [0.001, 0.25, 1], ["peer"], {
+    retainCycles: 1,
+  });
+  assert.equal(h.render(), "", "no series: not even HELP and TYPE");
+  h.set(['a"b'], [1, 0, 2], 1.5, 4); // one observation above the last bound
+  h.set(["c"], [0, 3, 0], 0.75); // count: the buckets' total
+  h.set(["c"], [0, 2, 0], 0.5); // set again: replaced
+  assert.equal(h.size, 2);
+  assert.equal(
+    h.render(),
+    [
+      "# HELP t_rtt_seconds RTT.",
+      "# TYPE t_rtt_seconds histogram",
+      't_rtt_seconds_bucket{peer="a\\"b",le="0.001"} 1',
+      't_rtt_seconds_bucket{peer="a\\"b",le="0.25"} 1',
+      't_rtt_seconds_bucket{peer="a\\"b",le="1"} 3',
+      't_rtt_seconds_bucket{peer="a\\"b",le="+Inf"} 4',
+      't_rtt_seconds_sum{peer="a\\"b"} 1.5',
+      't_rtt_seconds_count{peer="a\\"b"} 4',
+      't_rtt_seconds_bucket{peer="c",le="0.001"} 0',
+      't_rtt_seconds_bucket{peer="c",le="0.25"} 2',
+      't_rtt_seconds_bucket{peer="c",le="1"} 2',
+      't_rtt_seconds_bucket{peer="c",le="+Inf"} 2',
+      't_rtt_seconds_sum{peer="c"} 0.5',
+      't_rtt_seconds_count{peer="c"} 2',
+      "",
+    ].join("\n"),
+  );
+  // A series not set again disappears, and with retainCycles 1 its text is forgotten.
+  h.set(["c"], [1, 0, 0], 0.0005);
+  assert.doesNotMatch(h.render(), /peer="a/);
+  assert.equal(h.cached, 1);
+
+  const bare = new MetricHistogram("t_wait_seconds", "Wait.", [0.5]);
+  bare.set([], [2], 0.25);
+  assert.equal(
+    bare.render(),
+    "# HELP t_wait_seconds Wait.\n# TYPE t_wait_seconds histogram\n" +
+      't_wait_seconds_bucket{le="0.5"} 2\nt_wait_seconds_bucket{le="+Inf"} 2\n' +
+      "t_wait_seconds_sum 0.25\nt_wait_seconds_count 2\n",
+  );
+
+  assert.throws(() => new MetricHistogram("t_h", "h", [1], ["le"]), /label le/);
+  assert.throws(() => new MetricHistogram("t_h", "h", [1, 1]), /increasing/);
+  assert.throws(() => new MetricHistogram("t_h", "h", [1, Infinity]), /finite/);
+  assert.throws(() => new MetricHistogram("t-h", "h", [1]), /invalid metric name/);
+  assert.throws(() => bare.set([], [1, 2], 0), /2 counts for 1 buckets/);
+  assert.throws(() => bare.set(["x"], [1], 0), /1 label values for 0 labels/);
+
+  const set = new MetricSet();
+  set.gauge("t_up", "Up.");
+  set.histogram("t_wait_seconds", "Wait.", [1]);
+  assert.deepEqual(set.names, ["t_up", "t_wait_seconds"]);
+  assert.throws(() => set.gauge("t_wait_seconds", "h"), /added twice/);
+});
+
 Deno.test("exposition: exact lines of the snapshot families", () => {
   const s = snapshot({
     interfaces: [
@@ -513,6 +572,115 @@ Deno.test("exposition: interfaces filtered by allow/deny globs (deny wins, no al
     true,
     false,
   ]);
+});
+
+Deno.test("exposition: fromConfig takes the metrics section and the MAPE-K cap", () => {
+  const c = defaultConfig();
+  c.metrics.top_flows = 3;
+  c.metrics.interface_allow = ["eth*"];
+  c.metrics.interface_deny = ["eth1"];
+  const flows = ["eth0", "eth1", "eth0", "eth0", "lo"].map((n, i) =>
+    flow({ interface: n, ifindex: n === "eth0" ? 2 : 3 + i, saddr: `10.0.0.${i}`, bytes: 10 + i })
+  );
+  const s = snapshot({ interfaces: [iface("eth0"), iface("eth1"), iface("lo")], flows });
+  const exported = (r: MetricsRenderer) => {
+    const text = r.renderSnapshot(s, [], BUILD);
+    return samples(text, "x0tta6bl4_flow_bytes_total").concat(
+      samples(text, "x0tta6bl4_interface_fragments_total"),
+    ).map((l) => `${/interface="([^"]+)"/.exec(l)?.[1]} ${/src="([^"]+)"/.exec(l)?.[1]}`);
+  };
+  const r = MetricsRenderer.fromConfig(c);
+  assert.equal(r.topFlowsCap, undefined);
+  assert.ok(r.processFamilyNames.length > 0, "process metrics on");
+  assert.deepEqual(exported(r), [
+    "eth0 10.0.0.3",
+    "eth0 10.0.0.2",
+    "eth0 10.0.0.0",
+    "eth0 undefined",
+  ]);
+  const capped = MetricsRenderer.fromConfig(c, 1);
+  assert.equal(capped.topFlowsCap, 1);
+  assert.deepEqual(exported(capped), ["eth0 10.0.0.3", "eth0 undefined"]);
+});
+
+Deno.test("exposition: the mesh and TCP RTT histograms, last on the page, exact text", () => {
+  const zeros = (n: number) => Array.from({ length: n }, () => 0);
+  const meshBuckets = zeros(13);
+  meshBuckets[0] = 1;
+  meshBuckets[3] = 2;
+  const rtt = (name: string) => {
+    const buckets = zeros(24);
+    buckets[0] = 1;
+    buckets[2] = 2;
+    return { interface: name, buckets };
+  };
+  const s = snapshot({
+    mesh: {
+      id: "me",
+      name: "me",
+      listen: "0.0.0.0:7946",
+      peers: [{
+        id: "p1",
+        name: 'site"a',
+        mesh: "10.0.0.9:7946",
+        metrics: "",
+        state: "alive",
+        since: 0,
+        lastHeardMsAgo: 5,
+        rtt: {
+          lastSeconds: 0.001,
+          ewmaSeconds: 0.001,
+          jitterSeconds: null,
+          buckets: meshBuckets,
+          count: 4, // one above the last bound
+          sumSeconds: 1.5,
+        },
+        loss: { ratio: 0, window: 200 },
+        probes: { sent: 4, acked: 4, indirectAcks: 0 },
+        probeBytes: { sent: 400, received: 400 },
+        bytes: { sent: 0, received: 0 },
+      }],
+      dropped: {},
+      datagrams: { sent: 4, received: 4, bytesSent: 400, bytesReceived: 400 },
+    },
+    signals: {
+      drops: [],
+      flows: new Map(),
+      rtt: [rtt("eth0"), rtt("lo")],
+      retransmitsByInterface: {},
+      unavailable: {},
+    },
+  });
+  const text = renderer({ interfaceDeny: ["lo"] }).renderSnapshot(s, [], BUILD);
+  const mesh = "x0tta6bl4_mesh_peer_rtt_seconds";
+  const meshLes = "0.0001 0.00025 0.0005 0.001 0.0025 0.005 0.01 0.025 0.05 0.1 0.25 0.5 1";
+  const tcp = "x0tta6bl4_tcp_rtt_seconds";
+  const tcpLes = Array.from({ length: 24 }, (_, b) => String(2 ** (b + 1) / 1e6));
+  assert.equal(tcpLes[0], "0.000002");
+  assert.equal(tcpLes[23], "16.777216");
+  const expected = [
+    `# HELP ${mesh} Round-trip time of direct probes to a mesh peer.`,
+    `# TYPE ${mesh} histogram`,
+    ...meshLes.split(" ").map((le, i) =>
+      `${mesh}_bucket{peer="site\\"a",le="${le}"} ${i < 3 ? 1 : 3}`
+    ),
+    `${mesh}_bucket{peer="site\\"a",le="+Inf"} 4`,
+    `${mesh}_sum{peer="site\\"a"} 1.5`,
+    `${mesh}_count{peer="site\\"a"} 4`,
+    `# HELP ${tcp} Smoothed RTT of TCP sockets at each received segment, by interface.`,
+    `# TYPE ${tcp} histogram`,
+    ...tcpLes.map((le, b) => `${tcp}_bucket{interface="eth0",le="${le}"} ${b < 2 ? 1 : 3}`),
+    `${tcp}_bucket{interface="eth0",le="+Inf"} 3`,
+    `${tcp}_sum{interface="eth0"} 0.0000135`,
+    `${tcp}_count{interface="eth0"} 3`,
+    "",
+  ].join("\n");
+  const build = 'x0tta6bl4_build_info{version="0.1.0",commit="0123abc",deno="2.9.6"} 1\n';
+  assert.equal(text.slice(text.indexOf(build) + build.length), expected);
+  // Without series a histogram is left out, HELP and TYPE included.
+  const bare = renderer().renderSnapshot(snapshot(), [], BUILD);
+  assert.ok(bare.endsWith(build));
+  assert.doesNotMatch(bare, /_rtt_seconds /);
 });
 
 Deno.test("exposition: 100k flows with topFlows 100000 render", () => {
