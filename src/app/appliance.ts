@@ -93,7 +93,7 @@ export class Appliance {
     this.#p = parts;
     this.#config = parts.config;
     this.store = parts.store;
-    this.#renderer = metricsRenderer(parts.config);
+    this.#renderer = MetricsRenderer.fromConfig(parts.config);
     this.#summaries = new SummaryBuilder(this.store);
     const c = parts.collector;
     this.app = buildApp({
@@ -322,7 +322,7 @@ export class Appliance {
         log("warn", "attach on reload failed", { interface: name, error: String(e) });
       }
     }
-    this.#renderer = metricsRenderer(next, this.#renderer.topFlowsCap);
+    this.#renderer = MetricsRenderer.fromConfig(next, this.#renderer.topFlowsCap);
     mapek?.reconfigure(MapekLoop.optionsFrom(next));
     const intervalChanged = next.collect.interval_ms !== this.#config.collect.interval_ms;
     this.#config = next;
@@ -356,15 +356,4 @@ export class Appliance {
     this.#p.mapek?.close();
     await this.#p.collector.stop();
   }
-}
-
-/** The /metrics renderer of a configuration, keeping a MAPE-K cap on the top flows. */
-function metricsRenderer(c: Config, topFlowsCap?: number): MetricsRenderer {
-  const r = new MetricsRenderer({
-    topFlows: c.metrics.top_flows,
-    interfaceAllow: [...c.metrics.interface_allow],
-    interfaceDeny: [...c.metrics.interface_deny],
-  });
-  r.topFlowsCap = topFlowsCap;
-  return r;
 }
