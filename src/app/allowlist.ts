@@ -1,10 +1,12 @@
 /**
- * Where the MAPE-K allow-list comes from: the box's own addresses and loopback, the management
- * network, `mapek.allow`, and the mesh peers (configured ones, and the ones learned from the
- * mesh, which come and go every snapshot).
+ * Where the MAPE-K allow-list comes from: what the box depends on (its gateways and nameservers,
+ * read again every snapshot, so a route change is followed), the box's own addresses and
+ * loopback, the management network, `mapek.allow`, and the mesh peers (configured ones, and the
+ * ones learned from the mesh, which come and go every snapshot).
  */
 import type { Config } from "../config/schema.ts";
 import { type AllowEntry, AllowList, localEntries } from "../mapek/allow.ts";
+import { DEPENDENCY_SOURCES, dependencyEntries, type DependencySources } from "../mapek/depends.ts";
 import type { PeerSnapshot } from "../mesh/node.ts";
 import { parseCidr } from "../net/cidr.ts";
 import { parseHostPort } from "../net/hostport.ts";
@@ -26,7 +28,10 @@ export class AllowListSources {
   /** What changes only with the configuration or the box's addresses. */
   #fixed: AllowEntry[] = [];
 
-  constructor(private config: Config) {
+  constructor(
+    private config: Config,
+    private readonly sources: DependencySources = DEPENDENCY_SOURCES,
+  ) {
     this.#refreshFixed();
   }
 
@@ -57,6 +62,7 @@ export class AllowListSources {
     if (full) this.#refreshFixed();
     const peers = this.config.mapek.allow_mesh_peers ? learned : [];
     this.list.set([
+      ...dependencyEntries(this.sources),
       ...this.#fixed,
       ...meshPeerEntries(peers.map((p) => ({ hostPort: p.mesh, why: `mesh peer ${p.name}` }))),
     ]);

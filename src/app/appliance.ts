@@ -178,7 +178,12 @@ export class Appliance {
             error: String(e),
           }),
       );
-    } else health.set("mapek", "healthy", "switched off in the configuration (mapek.enabled)");
+    } else {
+      health.set("mapek", "healthy", "switched off in the configuration (mapek.enabled)");
+      // Sampling of events is a pinned setting an earlier run may have left: nothing explains
+      // it now.
+      collector.datapath?.enforcer.setEventRateShift(0);
+    }
 
     const appliance: Appliance = new Appliance({
       config,
@@ -217,46 +222,69 @@ export class Appliance {
     this.#timer = setInterval(() => this.tick(), this.#config.collect.interval_ms);
   }
 
-  /** One snapshot and everything that follows it: mesh, MAPE-K, summaries, health. */
+  /**
+   * One snapshot and everything that follows it: mesh, MAPE-K, summaries, health. A part that
+   * throws is marked in health with the error, and the others go on; without a snapshot
+   * nothing follows.
+   */
   tick(): void {
-    const { collector, mesh, mapek, allow } = this.#p;
+    const { collector, mesh, mapek, allow, log } = this.#p;
     const store = this.store, health = store.health;
     try {
       store.put(collector.collect());
-      const s = store.current!;
-      if (mesh) s.mesh = mesh.refresh();
-      if (mapek) {
-        try {
-          allow?.refresh(s.mesh?.peers ?? [], ++this.#ticks % FULL_ALLOW_REFRESH_TICKS === 0);
-          mapek.step(s, this.#p.monoNs?.() ?? performance.now() * 1e6);
-          s.mapek = mapek.snapshot();
-        } catch (e) {
-          health.set("mapek", "unhealthy", `loop failed: ${(e as Error).message}`);
-          this.#p.log("error", "MAPE-K step failed", { error: String(e) });
-        }
-      }
-      if (store.events.summaryListeners > 0) {
+    } catch (e) {
+      health.set("collector", "unhealthy", `snapshot failed: ${(e as Error).message}`);
+      log("error", "snapshot failed", { error: String(e) });
+      return;
+    }
+    const s = store.current!;
+    health.set("collector", "healthy", `snapshot every ${this.#config.collect.interval_ms} ms`);
+    if (mesh) this.#part("mesh", "degraded", "refresh failed", () => s.mesh = mesh.refresh());
+    if (mapek) {
+      this.#part("mapek", "unhealthy", "loop failed", () => {
+        allow?.refresh(s.mesh?.peers ?? [], ++this.#ticks % FULL_ALLOW_REFRESH_TICKS === 0);
+        mapek.step(s, this.#p.monoNs?.() ?? performance.now() * 1e6);
+        s.mapek = mapek.snapshot();
+      });
+    }
+    if (store.events.summaryListeners > 0) {
+      this.#part("events", "degraded", "summary failed", () =>
         store.events.broadcast(
           "summary",
           this.#summaries.build(collector.mode, collector.fallbackReason),
-        );
-      }
-      health.set("collector", "healthy", `snapshot every ${this.#config.collect.interval_ms} ms`);
-      this.#upgradeHealth();
-      if (collector.mode === "ebpf") {
-        const ev = s.events;
-        const lost = ev.lostKernel > 0 || ev.lostConsumer > 0;
-        health.set(
-          "ringbuf",
-          lost ? "degraded" : "healthy",
-          lost
-            ? `events lost: ${ev.lostKernel} in the kernel (ring full), ${ev.lostConsumer} by slow clients`
-            : `consumed ${ev.consumed} events, none lost`,
-        );
-      }
+        ));
+    }
+    this.#part(
+      "upgrade",
+      "degraded",
+      "reading the last upgrade failed",
+      () => this.#upgradeHealth(),
+    );
+    if (collector.mode === "ebpf") {
+      const ev = s.events;
+      const lost = ev.lostKernel > 0 || ev.lostConsumer > 0;
+      health.set(
+        "ringbuf",
+        lost ? "degraded" : "healthy",
+        lost
+          ? `events lost: ${ev.lostKernel} in the kernel (ring full), ${ev.lostConsumer} by slow clients`
+          : `consumed ${ev.consumed} events, none lost`,
+      );
+    }
+  }
+
+  /** Runs one part of a tick; if it throws, the part's health says so and the tick goes on. */
+  #part(
+    component: string,
+    state: "degraded" | "unhealthy",
+    what: string,
+    run: () => void,
+  ): void {
+    try {
+      run();
     } catch (e) {
-      health.set("collector", "unhealthy", `snapshot failed: ${(e as Error).message}`);
-      this.#p.log("error", "snapshot failed", { error: String(e) });
+      this.store.health.set(component, state, `${what}: ${(e as Error).message}`);
+      this.#p.log("error", `${component}: ${what}`, { error: String(e) });
     }
   }
 

@@ -573,6 +573,21 @@ export const SCHEMA = {
       max: 4096,
       description: "Most actions in force at once; beyond it, decisions are skipped.",
     }),
+    max_unverified_actions: int({
+      default: 16,
+      min: 0,
+      max: 4096,
+      description: "Most blocks and rate limits at once on sources that never completed a " +
+        "conversation with this box (their address may be spoofed); the rest of " +
+        "mapek.max_actions stays for sources that did.",
+    }),
+    unverified_per_interval: int({
+      default: 4,
+      min: 0,
+      max: 1024,
+      description: "Most new blocks and rate limits per interval on such sources; others wait " +
+        "for a later interval (a real source keeps going, a spoofed flood's addresses do not).",
+    }),
     allow: list({
       default: [],
       description: "Addresses and networks (CIDR) never acted on, besides this box's own, the " +

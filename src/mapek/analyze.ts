@@ -36,6 +36,11 @@ export interface Symptom {
   subject: string;
   /** The address an action on it would target, when there is one. */
   source?: string;
+  /**
+   * With a source: whether it completed a TCP conversation with this box (its address is
+   * real); false: it may be spoofed, and actions on such sources have a budget (plan.ts).
+   */
+  verified?: boolean;
   summary: string;
   evidence: Evidence[];
 }
@@ -164,6 +169,7 @@ export class Analyzer {
           kind: "source_flood",
           subject: s.address,
           source: s.address,
+          verified: s.verified,
           summary: `${s.address} sends ${fmt(s.pps)} packets/s${
             s.topDestination ? ` (mostly to ${s.topDestination})` : ""
           } and gets ${fmt(s.repliesPps)} back, above its threshold of ${fmt(flood.threshold)}`,
@@ -193,6 +199,7 @@ export class Analyzer {
             kind: "port_scan",
             subject: s.address,
             source: s.address,
+            verified: s.verified,
             summary: `${s.address} opened ${s.scanPorts} distinct ports in ${o.scanWindowS} s ` +
               `without completing a connection (threshold ${fmt(scan.threshold)})`,
             evidence: [scan],
@@ -226,6 +233,7 @@ export class Analyzer {
         kind: "syn_flood",
         subject: dst,
         source: share >= 0.5 ? top : undefined,
+        verified: share >= 0.5 ? obs.sources.get(top)?.verified ?? false : undefined,
         summary: `${fmt(h.perS)} half-open TCP connections/s to ${dst} from ${h.sources.size} ` +
           `source(s)${share >= 0.5 ? `, ${Math.round(share * 100)}% from ${top}` : ""}`,
         evidence: [ev, {

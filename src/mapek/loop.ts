@@ -54,6 +54,10 @@ export class MapekLoop {
   /** Counters of blocks and rate limits that ended (live ones are read from the kernel). */
   readonly #endedTotals = { droppedPackets: 0, droppedBytes: 0, passedPackets: 0 };
   #steps = 0;
+  /** A failed write to the knowledge store in the last interval. */
+  #storeError: string | undefined;
+  /** Symptoms of possibly spoofed sources left undecided because their budget was spent. */
+  deferredTotal = 0;
   #lastSymptoms: Symptom[] = [];
 
   constructor(public o: MapekOptions, readonly d: MapekDeps) {
@@ -73,6 +77,8 @@ export class MapekLoop {
       ratePps: m.rate_limit_pps,
       shrinkTopN: Math.max(1, Math.floor(c.metrics.top_flows / 10)),
       sampleShift: 3,
+      maxUnverified: m.max_unverified_actions,
+      unverifiedPerStep: m.unverified_per_interval,
       floodPps: m.flood_pps,
       halfOpenPerS: m.half_open_per_s,
       scanPorts: m.scan_ports,
@@ -148,12 +154,18 @@ export class MapekLoop {
     // appliance was down) are removed: the map belongs to this appliance alone.
     const enf = this.d.effectors.enforcer();
     for (const r of enf?.list() ?? []) if (!kept.has(r.address)) enf!.remove(r.address);
+    // Events are sampled (a pinned setting) only while a live action says so.
+    const sampling = [...this.#live.values()].some((a) =>
+      a.kind === "sample_events" && a.state === "active"
+    );
+    if (!sampling) enf?.setEventRateShift(0);
     this.#health();
   }
 
   /** One turn of the loop on a fresh snapshot. */
   step(s: Snapshot, nowMonoNs: number): Decision[] {
     const now = s.takenAt;
+    this.#storeError = undefined; // until a write of this interval fails
     this.#expire(now);
     this.#readCounters();
     const obs = this.#monitor.observe(s, nowMonoNs);
@@ -164,6 +176,7 @@ export class MapekLoop {
       this.symptomsTotal.set(x.kind, (this.symptomsTotal.get(x.kind) ?? 0) + 1);
     }
     const plans = plan(symptoms, [...this.#live.values()], this.#recent, this.d.allow, this.o, now);
+    this.deferredTotal += plans.deferred;
     const decisions: Decision[] = [];
     for (const p of plans) {
       const d = p.decision;
@@ -180,10 +193,10 @@ export class MapekLoop {
           }
         }
         if (p.action.state !== "failed") this.#live.set(p.action.id, p.action);
-        this.d.knowledge.putAction(p.action);
+        this.#persist(() => this.d.knowledge.putAction(p.action!));
       }
       this.#count(d.symptom.kind, d.outcome);
-      this.d.knowledge.addDecision(d);
+      this.#persist(() => this.d.knowledge.addDecision(d));
       this.d.events.append("mapek", {
         decision: d.id,
         symptom: d.symptom.kind,
@@ -193,10 +206,22 @@ export class MapekLoop {
       });
       decisions.push(d);
     }
-    if (++this.#steps % SAVE_EVERY === 0) this.save();
+    if (++this.#steps % SAVE_EVERY === 0) this.#persist(() => this.save());
     for (const [k, t] of this.#recent) if (now - t > this.o.ttlS * 1000) this.#recent.delete(k);
     this.#health();
     return decisions;
+  }
+
+  /**
+   * A write to the knowledge store. One that fails (a full disk) is reported in health and the
+   * loop goes on: the other plans of the interval still run, and what is live stays in memory.
+   */
+  #persist(write: () => void): void {
+    try {
+      write();
+    } catch (e) {
+      this.#storeError = (e as Error).message;
+    }
   }
 
   #count(kind: SymptomKind, outcome: Outcome): void {
@@ -264,7 +289,7 @@ export class MapekLoop {
       a.state = state;
       a.endedAt = at;
       a.endReason = reason;
-      this.d.knowledge.putAction(a);
+      this.#persist(() => this.d.knowledge.putAction(a));
       this.d.events.append("mapek", {
         action: a.id,
         kind: a.kind,
@@ -366,6 +391,12 @@ export class MapekLoop {
       policies: this.o.policies,
       active: live.filter((a) => a.state === "active").length,
       observed: live.filter((a) => a.state === "observed").length,
+      unverified: {
+        maxLive: this.o.maxUnverified,
+        perInterval: this.o.unverifiedPerStep,
+        live: live.filter((a) => a.verified === false).length,
+        deferred: this.deferredTotal,
+      },
       symptoms: this.#lastSymptoms,
       allow: this.d.allow.entries().map((e) => ({ network: e.cidr.text, why: e.why })),
       baselines: [...this.analyzer.baselines].slice(0, 50).map(([key, b]) => ({
@@ -406,13 +437,15 @@ export class MapekLoop {
     const active = [...this.#live.values()].filter((a) => a.state === "active").length;
     const observed = this.#live.size - active;
     const volatile = this.d.knowledge.path === ":memory:";
+    const store = this.#storeError;
     this.d.health.set(
       "mapek",
-      volatile ? "degraded" : "healthy",
+      volatile || store ? "degraded" : "healthy",
       (this.o.mode === "enforce"
         ? `enforce mode: ${active} action(s) in force`
         : `observe mode: ${observed} plan(s) shown, nothing executed`) +
-        (volatile ? "; knowledge kept in memory only (the store could not be opened)" : ""),
+        (volatile ? "; knowledge kept in memory only (the store could not be opened)" : "") +
+        (store ? `; the knowledge store cannot be written: ${store}` : ""),
     );
   }
 

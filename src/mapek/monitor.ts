@@ -19,6 +19,12 @@ const SYN = 0x02, ACK = 0x10;
 
 type Id = number | string;
 
+/**
+ * Average frame size (bytes) above which TCP segments carry payload: a bare SYN-ACK, ACK or RST
+ * with options is 66 to 78 bytes over IPv4 and 86 to 98 over IPv6 (Ethernet included).
+ */
+const BARE_SEGMENT = { 4: 90, 6: 110 } as const;
+
 export interface SourceObservation {
   address: string;
   /** Packets and bytes per second it sent to this box over the interval (ingress hooks). */
@@ -32,6 +38,12 @@ export interface SourceObservation {
   scanPorts: number;
   /** The destination it sent the most packets to (sources at or above the flood floor). */
   topDestination?: string;
+  /**
+   * Whether this box sent it TCP payload: a conversation completed, which needs the source's
+   * real address (a spoofer never sees our SYN-ACK, and the kernel sends data only once the
+   * handshake is done). Floods and scans from unverified sources may carry spoofed addresses.
+   */
+  verified: boolean;
 }
 
 export interface Observation {
@@ -90,9 +102,14 @@ export class Monitor {
     const halfOpenByDestination = new Map<string, Map<string, number>>();
     const opened = new Opened();
     const udpCandidates: number[] = [];
+    const verified = new Set<Id>();
     for (let i = 0; i < t.size; i++) {
       if (isEgressHook(t.hook(i))) {
-        replies.add(t.addressId(i, "daddr"), t.packets(i), t.bytes(i));
+        const dst = t.addressId(i, "daddr");
+        replies.add(dst, t.packets(i), t.bytes(i));
+        if (t.proto(i) === TCP && t.bytes(i) > t.packets(i) * BARE_SEGMENT[t.family(i)]) {
+          verified.add(dst);
+        }
         continue;
       }
       const src = t.addressId(i, "saddr");
@@ -155,6 +172,7 @@ export class Monitor {
         repliesPps: replies.deltaOf(id) / dt,
         halfOpen: (halfOpen.get(id) ?? 0) / dt,
         scanPorts: ports,
+        verified: verified.has(id),
       };
       sources.set(address, o);
       if (pps >= this.o.floodPps) floodIds.set(id, o);

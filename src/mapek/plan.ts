@@ -2,6 +2,11 @@
  * Plan: policies from the configuration map each symptom to an action, within guards: never
  * on an allow-listed address, never more than the cap of live actions, one decision per
  * subject while its action lives, nothing executed in observe mode. Every decision says why.
+ *
+ * Sources that never completed a conversation with this box may be spoofed (a lone SYN or
+ * one-way UDP costs nothing to send from any address): actions on them have a budget, per
+ * interval and live at once, so that a flood of spoofed sources cannot use up the cap and leave
+ * a real attacker (one that completed handshakes) unanswered. Such sources are planned last.
  */
 import type { AllowList } from "./allow.ts";
 import type { Symptom, SymptomKind } from "./analyze.ts";
@@ -33,6 +38,8 @@ export interface Action {
   state: ActionState;
   endedAt?: number;
   endReason?: string;
+  /** On a source: whether it had completed a conversation with this box (false: spoofable). */
+  verified?: boolean;
   /** Kernel counters of a block or rate limit, as last read. */
   droppedPackets?: number;
   droppedBytes?: number;
@@ -63,6 +70,10 @@ export interface PlannerOptions {
   shrinkTopN: number;
   /** sample_events: new-flow events at 1 / 2^shift of the configured rate. */
   sampleShift: number;
+  /** Most live blocks and rate limits on sources that may be spoofed (unverified). */
+  maxUnverified: number;
+  /** Most new blocks and rate limits on such sources in one interval. */
+  unverifiedPerStep: number;
 }
 
 /** Actions that need an address to act on (rules in the datapath). */
@@ -79,6 +90,10 @@ export interface Plan {
   action?: Action;
 }
 
+/** The plans of one interval, and how many symptoms of spoofable sources were left for a later
+ * one because their budget was spent (they are decided again then). */
+export type Plans = Plan[] & { deferred: number };
+
 /**
  * Decides on each symptom. `live` are the actions in force or observed; `recent` maps
  * "kind/subject" to when a decision on it was last made (a reported-only symptom is decided
@@ -91,10 +106,16 @@ export function plan(
   allow: AllowList,
   o: PlannerOptions,
   now: number,
-): Plan[] {
+): Plans {
   const out: Plan[] = [];
   let count = live.filter((a) => a.state === "active").length;
-  for (const s of symptoms) {
+  let unverifiedLive = live.filter((a) => ON_SOURCE.has(a.kind) && a.verified === false).length;
+  let unverifiedNew = 0, deferred = 0;
+  // Sources that proved their address first; the others in the order the analyzer found them.
+  const ordered = [...symptoms].sort((a, b) =>
+    Number(a.verified === false) - Number(b.verified === false)
+  );
+  for (const s of ordered) {
     const policy = o.policies[s.kind];
     const key = `${s.kind}/${s.subject}`;
     const target = targetOf(s, policy);
@@ -106,6 +127,16 @@ export function plan(
     if (target !== undefined && live.some(same)) continue;
     const last = recent.get(key);
     if (last !== undefined && now - last < o.ttlS * 1000) continue;
+    const spoofable = ON_SOURCE.has(policy as ActionKind) && s.verified === false;
+    // Over the budget: not decided now (no decision recorded for every spoofed address of a
+    // flood), so a real source that keeps going is decided in a later interval.
+    if (
+      spoofable && target !== undefined && !allow.match(target) &&
+      (unverifiedNew >= o.unverifiedPerStep || unverifiedLive >= o.maxUnverified)
+    ) {
+      deferred++;
+      continue;
+    }
     recent.set(key, now);
     const id = newId("d", now);
     const decide = (outcome: Outcome, reason: string, action?: Action) =>
@@ -164,7 +195,12 @@ export function plan(
       createdAt: now,
       expiresAt: now + o.ttlS * 1000,
       state: enforce ? "active" : "observed",
+      ...(ON_SOURCE.has(policy) ? { verified: s.verified !== false } : {}),
     };
+    if (spoofable) {
+      unverifiedNew++;
+      unverifiedLive++;
+    }
     const what = describe(action);
     if (enforce) {
       count++;
@@ -177,7 +213,8 @@ export function plan(
       );
     }
   }
-  return out;
+  // Not enumerable: the plans stay a plain list to whoever compares or copies them.
+  return Object.defineProperty(out, "deferred", { value: deferred }) as Plans;
 }
 
 function targetOf(s: Symptom, policy: PolicyAction): string | undefined {

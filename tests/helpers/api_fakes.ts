@@ -193,6 +193,7 @@ export class FakeMapek implements MapekApi {
       policies,
       active: this.live.length,
       observed: 0,
+      unverified: { maxLive: 16, perInterval: 4, live: 0, deferred: 0 },
       symptoms: [],
       allow: [],
       baselines: [],

@@ -3,7 +3,8 @@
  * what it says it cannot) and stop, with no kernel and no network.
  */
 import assert from "node:assert/strict";
-import { Appliance, type CollectorPart } from "../../src/app/appliance.ts";
+import { Appliance, type ApplianceParts, type CollectorPart } from "../../src/app/appliance.ts";
+import type { MeshService } from "../../src/mesh/service.ts";
 import type { Log, LogLevel } from "../../src/app/log.ts";
 import { type Config, defaultConfig } from "../../src/config/schema.ts";
 import { FlowTable } from "../../src/flows/table.ts";
@@ -54,7 +55,7 @@ class FakeCollector implements CollectorPart {
   }
 }
 
-function build(patch: (c: Config) => void = () => {}) {
+function build(patch: (c: Config) => void = () => {}, parts: Partial<ApplianceParts> = {}) {
   const config = defaultConfig();
   config.state_dir = Deno.makeTempDirSync({ prefix: "x0t-appliance-" });
   config.mapek.enabled = false;
@@ -69,6 +70,7 @@ function build(patch: (c: Config) => void = () => {}) {
     collector,
     token: "t0ken",
     log,
+    ...parts,
   });
   const cleanup = () => Deno.removeSync(config.state_dir, { recursive: true });
   return { appliance, collector, lines, config, cleanup };
@@ -198,6 +200,29 @@ Deno.test("appliance: stop closes the event streams and stops the collector, aft
     const n = collector.collected;
     await new Promise((r) => setTimeout(r, 2 * appliance.config.collect.interval_ms));
     assert.equal(collector.collected, n, "no tick after stop");
+  } finally {
+    cleanup();
+  }
+});
+
+Deno.test("appliance: a part that throws in a tick is marked with its error; the others go on", () => {
+  const mesh = {
+    refresh: () => {
+      throw new TypeError('"" is not HOST:PORT');
+    },
+  } as unknown as MeshService;
+  const { appliance, collector, lines, cleanup } = build(() => {}, { mesh });
+  try {
+    appliance.tick();
+    appliance.tick();
+    assert.equal(collector.collected, 2, "snapshots go on");
+    const h = new Map(appliance.store.health.list().map((c) => [c.component, c]));
+    assert.equal(h.get("mesh")?.state, "degraded");
+    assert.equal(h.get("mesh")?.reason, 'refresh failed: "" is not HOST:PORT');
+    assert.equal(h.get("collector")?.state, "healthy");
+    assert.equal(h.get("ringbuf")?.state, "healthy");
+    assert.deepEqual(appliance.ready(), { ready: true, reason: "eBPF datapath" });
+    assert.ok(lines.some((l) => l.msg === "mesh: refresh failed"));
   } finally {
     cleanup();
   }

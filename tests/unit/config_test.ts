@@ -107,6 +107,8 @@ mapek:
   mode: enforce
   action_ttl_s: 300
   max_actions: 8
+  max_unverified_actions: 3
+  unverified_per_interval: 2
   allow: [192.0.2.0/24, "2001:db8::/32"]
   allow_mesh_peers: false
   allow_management: false
@@ -173,6 +175,8 @@ cilium:
       mode: "enforce",
       action_ttl_s: 300,
       max_actions: 8,
+      max_unverified_actions: 3,
+      unverified_per_interval: 2,
       allow: ["192.0.2.0/24", "2001:db8::/32"],
       allow_mesh_peers: false,
       allow_management: false,

@@ -5,6 +5,7 @@
 import assert from "node:assert/strict";
 import { Baseline } from "../../src/mapek/baseline.ts";
 import { AllowList } from "../../src/mapek/allow.ts";
+import { dependencyEntries } from "../../src/mapek/depends.ts";
 import { cidrContains, parseCidr } from "../../src/net/cidr.ts";
 import { Analyzer, type AnalyzerOptions, type Symptom } from "../../src/mapek/analyze.ts";
 import { Monitor, type Observation, type SourceObservation } from "../../src/mapek/monitor.ts";
@@ -14,6 +15,7 @@ import { type Action, plan, type PlannerOptions } from "../../src/mapek/plan.ts"
 import { Knowledge } from "../../src/mapek/knowledge.ts";
 import { MapekLoop } from "../../src/mapek/loop.ts";
 import { StateStore } from "../../src/state/store.ts";
+import type { Enforcer } from "../../src/datapath/enforce.ts";
 import { parseAddress } from "../../src/net/address.ts";
 
 const A: AnalyzerOptions = {
@@ -37,6 +39,7 @@ function obs(sources: Partial<SourceObservation>[], extra: Partial<Observation> 
       repliesPps: 0,
       halfOpen: 0,
       scanPorts: 0,
+      verified: true,
       ...s,
     }])),
     busiestPps: Math.max(0, ...sources.map((s) => s.pps ?? 0)),
@@ -188,6 +191,8 @@ const P: PlannerOptions = {
   },
   ttlS: 60,
   maxActions: 2,
+  maxUnverified: 2,
+  unverifiedPerStep: 2,
   ratePps: 100,
   shrinkTopN: 10,
   sampleShift: 3,
@@ -401,4 +406,258 @@ Deno.test("mapek: switching observe to enforce ends the plans, so the next inter
   assert.equal(cap, undefined);
   assert.equal(loop.live().length, 0);
   loop.close();
+});
+
+Deno.test("mapek: spoofable sources have a budget; a source that completed a conversation always finds room", () => {
+  const scan = (src: string, verified: boolean): Symptom => ({
+    kind: "port_scan",
+    subject: src,
+    source: src,
+    verified,
+    summary: "",
+    evidence: [],
+  });
+  const o = { ...P, maxActions: 8, maxUnverified: 4, unverifiedPerStep: 2 };
+  // 200 spoofed sources, each scanning, then one real attacker: it is planned first.
+  const spoofed = Array.from({ length: 200 }, (_, i) => scan(`203.0.${i >> 8}.${i & 255}`, false));
+  const real = scan("198.51.100.9", true);
+  const live: Action[] = [];
+  const recent = new Map<string, number>();
+  let ps = plan([...spoofed, real], live, recent, new AllowList(), o, 1000);
+  assert.equal(ps[0].action?.target, "198.51.100.9");
+  assert.equal(ps[0].action?.verified, true);
+  assert.deepEqual(ps.slice(1).map((p) => p.action?.verified), [false, false]);
+  assert.equal(ps.deferred, 198, "the rest waits: no decision recorded for each spoofed address");
+  live.push(...ps.map((p) => p.action!));
+  // Next interval: two more spoofed ones, then the live budget for them (4) is spent.
+  ps = plan(spoofed, live, recent, new AllowList(), o, 2000);
+  assert.equal(ps.length, 2);
+  live.push(...ps.map((p) => p.action!));
+  ps = plan(spoofed, live, recent, new AllowList(), o, 3000);
+  assert.deepEqual(ps, []);
+  assert.equal(ps.deferred, 196);
+  // The cap still holds room for real attackers: 5 of 8 in force.
+  const more = ["198.51.100.10", "198.51.100.11", "198.51.100.12"].map((a) => scan(a, true));
+  ps = plan(more, live, recent, new AllowList(), o, 4000);
+  assert.deepEqual(ps.map((p) => p.decision.outcome), ["executed", "executed", "executed"]);
+  // A plain neighbour that scans (it never completed a connection either) is still acted on.
+  ps = plan([scan("10.201.9.3", false)], [], new Map(), new AllowList(), o, 5000);
+  assert.equal(ps[0].decision.outcome, "executed");
+  // An allow-listed spoofed address is skipped with its reason, never silently deferred.
+  const allow = new AllowList();
+  allow.set([{ cidr: parseCidr("10.201.9.1"), why: "default gateway (eth0)" }]);
+  ps = plan([scan("10.201.9.1", false)], live, new Map(), allow, o, 6000);
+  assert.match(ps[0].decision.reason, /allow-listed \(default gateway \(eth0\)\)/);
+});
+
+Deno.test("mapek: a source is verified only when this box sent it TCP payload", () => {
+  const m = new Monitor({ scanWindowS: 10, floodPps: 100, scanPorts: 2 });
+  const base = {
+    ifindex: 2,
+    interface: "eth0",
+    family: 4 as const,
+    proto: 6,
+    daddr: "192.0.2.1",
+    sport: 40000,
+    firstSeenNs: 1e12,
+    lastSeenNs: 1e12,
+    fragment: false,
+  };
+  const syn = (saddr: string, dport: number): FlowSnapshot => ({
+    ...base,
+    direction: "rx",
+    hook: "tcIngress",
+    saddr,
+    dport,
+    packets: 1,
+    bytes: 74,
+    tcpFlags: 0x02,
+  });
+  const back = (daddr: string, packets: number, bytes: number): FlowSnapshot => ({
+    ...base,
+    direction: "tx",
+    hook: "tcEgress",
+    saddr: "192.0.2.1",
+    daddr,
+    sport: 80,
+    dport: 40000,
+    packets,
+    bytes,
+    tcpFlags: 0x12,
+  });
+  const snap = (at: number, flows: FlowSnapshot[]) => ({
+    takenAt: at,
+    mode: "ebpf" as const,
+    interfaces: [],
+    flows: FlowTable.from(flows),
+    flowTable: { entries: flows.length, capacity: 1e6, created: 0, evicted: 0, insertFailed: 0 },
+    events: { sent: 0, suppressed: 0, lostKernel: 0, lostConsumer: 0, consumed: 0 },
+    programs: [],
+    bpfStatsEnabled: false,
+  });
+  const flows = [
+    // A spoofed scanner: only our SYN-ACKs (and their retransmits) went back.
+    ...[1, 2, 3].map((p) => syn("203.0.113.7", p)),
+    back("203.0.113.7", 6, 6 * 74),
+    // A client that got a web page before scanning.
+    ...[1, 2, 3].map((p) => syn("198.51.100.4", p)),
+    back("198.51.100.4", 10, 9000),
+  ];
+  m.observe(snap(1000, []), 1e12 + 5e8);
+  const o = m.observe(snap(2000, flows), 1e12 + 5e8)!;
+  assert.equal(o.sources.get("203.0.113.7")?.verified, false);
+  assert.equal(o.sources.get("198.51.100.4")?.verified, true);
+});
+
+Deno.test("mapek: a knowledge store that cannot be written skips no plan and says so in health", () => {
+  const store = new StateStore();
+  const knowledge = new Knowledge(":memory:");
+  knowledge.putAction = () => {
+    throw new Error("database or disk is full");
+  };
+  const put: string[] = [];
+  const loop = new MapekLoop(
+    { ...A, ...P, maxActions: 8, maxUnverified: 8, unverifiedPerStep: 8 },
+    {
+      knowledge,
+      allow: new AllowList(),
+      events: store.events,
+      health: store.health,
+      effectors: {
+        enforcer: () =>
+          ({
+            put: (r: { address: string }) => put.push(r.address),
+            list: () => [],
+          }) as unknown as Enforcer,
+        setTopFlows: () => {},
+      },
+    },
+  );
+  const udp = (saddr: string, packets: number): FlowSnapshot => ({
+    ifindex: 2,
+    interface: "eth0",
+    direction: "rx",
+    hook: "tcIngress",
+    family: 4,
+    proto: 17,
+    saddr,
+    daddr: "192.0.2.1",
+    sport: 1000,
+    dport: 53,
+    packets,
+    bytes: packets * 100,
+    firstSeenNs: 0,
+    lastSeenNs: 0,
+    tcpFlags: 0,
+    fragment: false,
+  });
+  const snap = (at: number, n: number) => ({
+    takenAt: at,
+    mode: "ebpf" as const,
+    interfaces: [],
+    flows: FlowTable.from(["198.51.100.1", "198.51.100.2", "198.51.100.3"].map((a) => udp(a, n))),
+    flowTable: { entries: 3, capacity: 1e6, created: 0, evicted: 0, insertFailed: 0 },
+    events: { sent: 0, suppressed: 0, lostKernel: 0, lostConsumer: 0, consumed: 0 },
+    programs: [],
+    bpfStatsEnabled: false,
+  });
+  loop.step(snap(1000, 0), 0);
+  const ds = loop.step(snap(2000, 50_000), 1e9);
+  assert.deepEqual(ds.map((d) => d.outcome), ["executed", "executed", "executed"]);
+  assert.deepEqual(put.sort(), ["198.51.100.1", "198.51.100.2", "198.51.100.3"]);
+  const h = store.health.list().find((c) => c.component === "mapek")!;
+  assert.equal(h.state, "degraded");
+  assert.match(h.reason, /knowledge store cannot be written: database or disk is full/);
+  loop.close();
+});
+
+Deno.test("mapek: events sampled by a pinned setting are restored to full rate at start unless an action says so", () => {
+  let shift = 3;
+  const enforcer = {
+    list: () => [],
+    remove: () => {},
+    setEventRateShift: (s: number) => shift = s,
+  } as unknown as Enforcer;
+  const store = new StateStore();
+  const make = (knowledge: Knowledge) =>
+    new MapekLoop({ ...A, ...P }, {
+      knowledge,
+      allow: new AllowList(),
+      events: store.events,
+      health: store.health,
+      effectors: { enforcer: () => enforcer, setTopFlows: () => {} },
+    });
+  const empty = make(new Knowledge(":memory:"));
+  empty.restore(1000);
+  assert.equal(shift, 0, "no live action: full rate again");
+  empty.close();
+  // With a live sample_events action in the store, it stays sampled.
+  const k = new Knowledge(":memory:");
+  k.putAction({
+    id: "a-1",
+    kind: "sample_events",
+    target: "events",
+    value: 3,
+    decisionId: "d-1",
+    createdAt: 500,
+    expiresAt: 60_000,
+    state: "active",
+  });
+  shift = 0;
+  const sampled = make(k);
+  sampled.restore(1000);
+  assert.equal(shift, 3);
+  sampled.close();
+});
+
+Deno.test("mapek: what the box depends on is read from its routing tables and resolv.conf", () => {
+  const dir = Deno.makeTempDirSync({ prefix: "x0t-depends-" });
+  try {
+    Deno.writeTextFileSync(
+      `${dir}/route`,
+      [
+        "Iface\tDestination\tGateway \tFlags\tRefCnt\tUse\tMetric\tMask\t\tMTU\tWindow\tIRTT",
+        "eth0\t00000000\t0101A8C0\t0003\t0\t0\t100\t00000000\t0\t0\t0",
+        "eth0\t0001A8C0\t00000000\t0001\t0\t0\t100\t00FFFFFF\t0\t0\t0",
+        "eth1\t0000000A\tFE00000A\t0003\t0\t0\t0\t000000FF\t0\t0\t0",
+        "",
+      ].join("\n"),
+    );
+    const z = "0".repeat(32);
+    Deno.writeTextFileSync(
+      `${dir}/ipv6_route`,
+      [
+        `${z} 00 ${z} 00 fe800000000000000000000000000001 00000400 00000001 00000000 00000003     eth0`,
+        `20010db8000100000000000000000000 30 ${z} 00 20010db8000000000000000000000001 00000400 00000001 00000000 00000003     eth1`,
+        `fe800000000000000000000000000000 40 ${z} 00 ${z} 00000100 00000001 00000000 00000001     eth0`,
+        "",
+      ].join("\n"),
+    );
+    Deno.writeTextFileSync(
+      `${dir}/resolv.conf`,
+      "# comment\nnameserver 192.0.2.53\nnameserver fe80::53%eth0\nnameserver not-an-address\nsearch lan\n",
+    );
+    Deno.writeTextFileSync(`${dir}/upstreams.conf`, "nameserver 192.0.2.53\nnameserver 9.9.9.9\n");
+    const got = dependencyEntries({
+      procNet: dir,
+      resolvConf: [`${dir}/resolv.conf`, `${dir}/upstreams.conf`, `${dir}/missing.conf`],
+    }).map((e) => [e.cidr.text, e.why]);
+    assert.deepEqual(got, [
+      ["192.168.1.1", "default gateway (eth0)"],
+      ["10.0.0.254", "next hop for 10.0.0.0/8 (eth1)"],
+      ["fe80::1", "default gateway (eth0)"],
+      ["2001:db8::1", "next hop for 2001:db8:1::/48 (eth1)"],
+      ["192.0.2.53", `nameserver (${dir}/resolv.conf)`],
+      ["fe80::53", `nameserver (${dir}/resolv.conf)`],
+      ["9.9.9.9", `nameserver (${dir}/upstreams.conf)`],
+    ]);
+    // The allow-list then spares them, with why.
+    const allow = new AllowList();
+    allow.set(dependencyEntries({ procNet: dir, resolvConf: [`${dir}/resolv.conf`] }));
+    assert.equal(allow.match("192.168.1.1"), "default gateway (eth0)");
+    assert.equal(allow.match("fe80::1"), "default gateway (eth0)");
+    assert.equal(allow.match("192.168.1.2"), undefined);
+  } finally {
+    Deno.removeSync(dir, { recursive: true });
+  }
 });
