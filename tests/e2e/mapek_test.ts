@@ -394,3 +394,153 @@ Deno.test("mapek e2e: an IPv6 UDP flood is rate-limited on TC ingress to the con
   assert.equal(again.code, 1);
   assert.match(again.out, /no such live action/);
 });
+
+const SPOOF = new URL("../helpers/spoof.ts", import.meta.url).pathname;
+
+/** Spoofed SYN scans from side `a` of the pair: `ports` ports from 2000 on, from each source. */
+function spoof(v: VethPair, dst: string, ports: number, sources: string[]): number {
+  return Number(
+    sh(
+      Deno.execPath(),
+      ["run", "-A", SPOOF, v.a.dev, dst, "2000", String(ports), ...sources],
+      v.a.ns,
+    ),
+  );
+}
+
+/** resolv.conf of a namespace, as `ip netns exec` shows it to the daemon; removed on dispose. */
+function resolvConf(ns: string, text: string): Disposable {
+  const dir = `/etc/netns/${ns}`;
+  Deno.mkdirSync(dir, { recursive: true });
+  Deno.writeTextFileSync(`${dir}/resolv.conf`, text);
+  return { [Symbol.dispose]: () => Deno.removeSync(dir, { recursive: true }) };
+}
+
+Deno.test("mapek e2e: spoofed scans from the gateway's, a nameserver's or a mesh peer's address never block them (IPv4, IPv6); a neighbour's scan is blocked", async () => {
+  using v = new VethPair(91);
+  const net4 = "10.201.91", net6 = "fd00:201:91:";
+  // Side a is the box's router (IPv4 and IPv6 default routes); .53 its nameserver; .77 a peer.
+  v.run(v.b, "ip", ["route", "add", "default", "via", v.a.ip4]);
+  v.run(v.b, "ip", ["-6", "route", "add", "default", "via", v.a.ip6]);
+  using _ = resolvConf(v.b.ns, `nameserver ${net4}.53\nnameserver ${net6}:53\n`);
+  await using d = new Daemon(
+    v.b,
+    enforceArgs(v.b.dev, 60, [
+      "--mapek.scan-ports",
+      "20",
+      "--mesh.peers",
+      `${net4}.77:5000,[${net6}:77]:5000`,
+    ]),
+  );
+  await ready(d);
+  const spared = {
+    [v.a.ip4]: /default gateway \(veth-b\)/,
+    [v.a.ip6]: /default gateway \(veth-b\)/,
+    [`${net4}.53`]: /nameserver \(\/etc\/resolv\.conf\)/,
+    [`${net6}:53`]: /nameserver \(\/etc\/resolv\.conf\)/,
+    [`${net4}.77`]: /mesh peer \(configured\)/,
+    [`${net6}:77`]: /mesh peer \(configured\)/,
+  };
+  // The loop lists what it spares, with why.
+  const allow = (d.json("/api/v1/mapek") as { allow: { network: string; why: string }[] }).allow;
+  for (const [addr, why] of Object.entries(spared)) {
+    assert.ok(
+      allow.some((e) => e.network === addr && why.test(e.why)),
+      `${addr} in ${JSON.stringify(allow)}`,
+    );
+  }
+  // 60 closed ports from each spared address (hping3 -S -a ADDR -p ++2000 -c 60), then the
+  // same from two plain neighbours.
+  const v4 = Object.keys(spared).filter((a) => !a.includes(":"));
+  const v6 = Object.keys(spared).filter((a) => a.includes(":"));
+  assert.equal(spoof(v, v.b.ip4, 60, v4), 180);
+  assert.equal(spoof(v, v.b.ip6, 60, v6), 180);
+  await d.until("every spared scan decided", () => {
+    const skipped = decisions(d).filter((x) => x.symptom.kind === "port_scan");
+    return Object.keys(spared).every((a) => skipped.some((x) => x.symptom.source === a)) ||
+      undefined;
+  }, 10_000);
+  spoof(v, v.b.ip4, 60, [`${net4}.3`]);
+  spoof(v, v.b.ip6, 60, [`${net6}:3`]);
+  for (const n of [`${net4}.3`, `${net6}:3`]) {
+    const a = await d.until(
+      `the neighbour ${n} blocked`,
+      () => actions(d).find((x) => x.target === n && x.state === "active"),
+      10_000,
+    );
+    assert.equal(a.kind, "block");
+    assert.equal(a.verified, false);
+  }
+  for (const [addr, why] of Object.entries(spared)) {
+    const x = decisions(d).find((x) => x.symptom.source === addr)!;
+    assert.equal(x.outcome, "skipped", addr);
+    assert.match(x.reason, why, addr);
+    assert.equal(x.symptom.verified, false);
+  }
+  assert.deepEqual(
+    actions(d, true).filter((a) => a.kind === "block" || a.kind === "rate_limit")
+      .map((a) => a.target).sort(),
+    [`${net4}.3`, `${net6}:3`],
+    "only the neighbours",
+  );
+  // The kernel holds exactly those rules.
+  assert.equal(metric(d, 'x0tta6bl4_mapek_actions{kind="block",state="active"}'), 2);
+});
+
+Deno.test("mapek e2e: a scan from 150 spoofed sources cannot use up the cap: a source that completed a conversation is still blocked", async () => {
+  using v = new VethPair(88);
+  const attacker = "10.201.88.5";
+  v.run(v.a, "ip", ["addr", "add", `${attacker}/24`, "dev", v.a.dev]);
+  v.run(v.b, "ip", [
+    "neigh",
+    "replace",
+    attacker,
+    "lladdr",
+    v.a.mac,
+    "dev",
+    v.b.dev,
+    "nud",
+    "permanent",
+  ]);
+  await using d = new Daemon(
+    v.b,
+    enforceArgs(v.b.dev, 60, [
+      "--mapek.scan-ports",
+      "20",
+      "--mapek.max-actions",
+      "6",
+      "--mapek.max-unverified-actions",
+      "4",
+      "--mapek.unverified-per-interval",
+      "2",
+    ]),
+  );
+  await ready(d);
+  // The attacker first talks to the box for real: it fetches 64 KiB over TCP (the box sends it
+  // payload, which a spoofed address would never receive).
+  const sink = start(v.a.ns, "tcp-sink", 7070);
+  await sleep(300);
+  const fetched = trafficCommand(v.b.ns, "tcp-send", attacker, 7070, 65536).outputSync();
+  assert.ok(fetched.success, new TextDecoder().decode(fetched.stderr));
+  await sink.result();
+  // 150 spoofed sources scan 25 ports each (3750 SYNs), the attacker among them.
+  const spoofed = Array.from({ length: 150 }, (_, i) => `10.201.88.${100 + i}`);
+  assert.equal(spoof(v, v.b.ip4, 25, spoofed), 3750);
+  await sleep(400);
+  spoof(v, v.b.ip4, 25, [attacker]);
+  const blocked = await d.until(
+    "the attacker blocked",
+    () => actions(d).find((a) => a.target === attacker && a.state === "active"),
+    10_000,
+  );
+  assert.equal(blocked.verified, true);
+  const live = actions(d);
+  const unverified = live.filter((a) => a.verified === false);
+  assert.ok(unverified.length <= 4, `at most 4 spoofable sources in force (${unverified.length})`);
+  assert.ok(live.length <= 6);
+  const status = d.json("/api/v1/mapek") as { unverified: { deferred: number; maxLive: number } };
+  assert.equal(status.unverified.maxLive, 4);
+  assert.ok(status.unverified.deferred > 100, JSON.stringify(status.unverified));
+  // Not a decision per spoofed address: the log stays readable.
+  assert.ok(decisions(d).length < 50, `${decisions(d).length} decisions`);
+});

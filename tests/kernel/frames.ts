@@ -257,3 +257,19 @@ export function icmp(type: number, code: number, body: Uint8Array = payload(0)):
   return concat(be([type, 1], [code, 1], [0, 2], [0x00010001, 4]), body);
 }
 export const icmp6 = icmp;
+
+/**
+ * A TCP or UDP segment with its checksum filled in (over the IPv4 or IPv6 pseudo-header), for
+ * frames that the kernel's stack must accept, not only the datapath.
+ */
+export function withL4Checksum(proto: number, src: string, dst: string, segment: Bytes): Bytes {
+  const v6 = src.includes(":");
+  const pseudo = v6
+    ? concat(addr6(src), addr6(dst), be([segment.length, 4], [0, 2], [0, 1], [proto, 1]))
+    : concat(addr4(src), addr4(dst), be([0, 1], [proto, 1], [segment.length, 2]));
+  const out = segment.slice();
+  const at = proto === IPPROTO.tcp ? 16 : 6;
+  out[at] = out[at + 1] = 0;
+  new DataView(out.buffer).setUint16(at, checksum(concat(pseudo, out)));
+  return out;
+}
