@@ -15,6 +15,14 @@ export interface ApiDeps {
   /** The MAPE-K loop, when enabled. */
   mapek?: Pick<MapekLoop, "status" | "decisions" | "actions" | "revoke" | "degradedPeers">;
   token: string;
+  /** A read-only token: reads only (`api.read_token_file`). */
+  readToken?: string;
+  /** What needs a token: mutating calls (default), or every route but /livez and /readyz. */
+  auth?: "mutations" | "all";
+  /** The Host names the API answers to (DNS rebinding); undefined: any. */
+  allowedHost?: (host: string) => boolean;
+  /** Most live event stream clients at once (default 16). */
+  maxEventClients?: number;
   maxBodyBytes: number;
   metrics: () => string;
   /** Ready: a fresh snapshot exists and nothing is unhealthy. */

@@ -16,6 +16,9 @@ const SECURITY = {
   "cache-control": "no-cache",
 };
 
+/** The page and its files: no data in them, so they are served without a token. */
+export const UI_PATHS = ["/", "/ui/app.js", "/ui/style.css"] as const;
+
 export function uiRoutes(): Hono {
   const r = new Hono();
   r.get(

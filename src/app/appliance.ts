@@ -16,10 +16,13 @@ import { monotonicNs } from "../datapath/enforce.ts";
 import { MapekLoop } from "../mapek/loop.ts";
 import { MeshService } from "../mesh/service.ts";
 import { MetricsRenderer } from "../metrics/exposition.ts";
+import type { Snapshot } from "../state/snapshot.ts";
 import { StateStore } from "../state/store.ts";
 import { BUILD, VERSION } from "../version.ts";
 import { AllowListSources } from "./allowlist.ts";
 import type { Log } from "./log.ts";
+import { hostPolicy } from "../http/middleware.ts";
+import { parseHostPort } from "../net/hostport.ts";
 
 /** What the appliance drives of the collector (a fake in unit tests). */
 export type CollectorPart = Pick<
@@ -33,6 +36,8 @@ export interface ApplianceParts {
   store: StateStore;
   collector: CollectorPart;
   token: string;
+  /** The read-only token, when `api.read_token_file` is set. */
+  readToken?: string;
   log: Log;
   mesh?: MeshService;
   mapek?: MapekLoop;
@@ -73,6 +78,8 @@ const reloadable = (key: string) => RELOADABLE.some((r) => key === r || key.star
 
 /** The learned mesh peers enter the allow-list every tick; the box's addresses every 30th. */
 const FULL_ALLOW_REFRESH_TICKS = 30;
+/** Losses of events within this long make the ring buffer degraded. */
+const LOSS_WINDOW_MS = 60_000;
 /** How often the last upgrade's record is read again. */
 const UPGRADE_READ_MS = 30_000;
 
@@ -88,6 +95,8 @@ export class Appliance {
   #ticks = 0;
   #upgrade: ReturnType<typeof lastUpgrade>;
   #upgradeReadAt = -Infinity;
+  /** The ring buffer's loss counters over the last minute of snapshots. */
+  readonly #lossWindow: { at: number; kernel: number; consumer: number }[] = [];
 
   constructor(parts: ApplianceParts) {
     this.#p = parts;
@@ -103,6 +112,13 @@ export class Appliance {
       mapek: parts.mapek,
       cilium: parts.cilium,
       token: parts.token,
+      readToken: parts.readToken,
+      auth: parts.config.api.auth,
+      allowedHost: hostPolicy(
+        parseHostPort(parts.config.api.listen).hostname,
+        parts.config.api.allowed_hosts,
+      ),
+      maxEventClients: parts.config.api.max_event_clients,
       maxBodyBytes: parts.config.api.max_body_bytes,
       metrics: () => this.metrics(),
       ready: () => this.ready(),
@@ -118,11 +134,16 @@ export class Appliance {
    * throws.
    */
   static async fromConfig(config: Config, log: Log): Promise<Appliance> {
-    const store = new StateStore();
+    // Event ids of this run start at its start time in µs: ids a client kept from an earlier
+    // run are then recognisably not this run's.
+    const store = new StateStore(Date.now() * 1000);
     const health = store.health;
     const tokenFile = tokenFilePath(config);
     const { token, created } = loadOrCreateToken(tokenFile);
     if (created) log("info", "generated an API token", { file: tokenFile });
+    const readFile = config.api.read_token_file;
+    const read = readFile ? loadOrCreateToken(readFile) : undefined;
+    if (read?.created) log("info", "generated a read-only API token", { file: readFile });
 
     const collector = Collector.fromConfig(config, health, store.events);
     collector.start();
@@ -190,6 +211,7 @@ export class Appliance {
       store,
       collector,
       token,
+      readToken: read?.token,
       log,
       mesh,
       mapek,
@@ -260,17 +282,30 @@ export class Appliance {
       "reading the last upgrade failed",
       () => this.#upgradeHealth(),
     );
-    if (collector.mode === "ebpf") {
-      const ev = s.events;
-      const lost = ev.lostKernel > 0 || ev.lostConsumer > 0;
-      health.set(
-        "ringbuf",
-        lost ? "degraded" : "healthy",
-        lost
-          ? `events lost: ${ev.lostKernel} in the kernel (ring full), ${ev.lostConsumer} by slow clients`
-          : `consumed ${ev.consumed} events, none lost`,
-      );
-    }
+    if (collector.mode === "ebpf") this.#ringHealth(s);
+  }
+
+  /**
+   * The ring buffer's health: degraded while events were lost within the last minute, in the
+   * kernel (ring full) or by the consumer; healthy again once a minute passes without loss. A
+   * slow client of the event stream loses only its own events, and does not count here.
+   */
+  #ringHealth(s: Snapshot): void {
+    const ev = s.events;
+    const w = this.#lossWindow;
+    w.push({ at: s.takenAt, kernel: ev.lostKernel, consumer: ev.lostConsumer });
+    while (w.length > 1 && w[1].at <= s.takenAt - LOSS_WINDOW_MS) w.shift();
+    const kernel = ev.lostKernel - w[0].kernel, consumer = ev.lostConsumer - w[0].consumer;
+    const lost = kernel > 0 || consumer > 0;
+    this.store.health.set(
+      "ringbuf",
+      lost ? "degraded" : "healthy",
+      lost
+        ? `events lost in the last ${LOSS_WINDOW_MS / 1000} s: ${kernel} in the kernel (ring ` +
+          `full), ${consumer} by the consumer`
+        : `consumed ${ev.consumed} events, none lost in the last ${LOSS_WINDOW_MS / 1000} s` +
+          ` (${ev.lostKernel + ev.lostConsumer} since start)`,
+    );
   }
 
   /** Runs one part of a tick; if it throws, the part's health says so and the tick goes on. */

@@ -226,9 +226,10 @@ export class Collector {
         sent: 0,
         suppressed: 0,
         lostKernel: 0,
-        lostConsumer: this.events.lostConsumer,
+        lostConsumer: 0,
         consumed: 0,
       },
+      eventClients: this.#eventClients(),
       programs: [],
       bpfStatsEnabled: bpfStatsEnabled(),
     };
@@ -236,11 +237,14 @@ export class Collector {
 
   #collectEbpf(dp: FlowDatapath): Snapshot {
     const watched = this.#interfaces;
-    // Flows first, then the interface counters: both only grow, so a reader never sees a
-    // flow ahead of its interface's counters. One table, refilled in place (at 100k flows,
-    // no megabytes allocated every interval): every reader runs synchronously between two
-    // snapshots, so none sees it half refilled. A read that fails empties it rather than
-    // leave a mix of two moments behind.
+    // The per-hook records are read on both sides of the flow table (they are a few dozen
+    // entries): the flows created before the table was read give its evictions (a flow made
+    // during the read is not taken for an evicted one), and the interface counters read after
+    // it are never behind a flow they contain (both only grow). One table, refilled in place
+    // (at 100k flows, no megabytes allocated every interval): every reader runs synchronously
+    // between two snapshots, so none sees it half refilled. A read that fails empties it
+    // rather than leave a mix of two moments behind.
+    const created = interfaceSnapshots(readIfaceStats(dp), new Map(), []).totals;
     let flows: FlowTable;
     try {
       flows = readFlowTable(dp, this.#table);
@@ -271,16 +275,17 @@ export class Collector {
         entries: flows.size,
         capacity: dp.flows.maxEntries,
         created: totals.flowsCreated,
-        evicted: Math.max(0, totals.flowsCreated - flows.size),
+        evicted: Math.max(0, created.flowsCreated - flows.size),
         insertFailed: totals.flowInsertFailed,
       },
       events: {
         sent: totals.eventsSent,
         suppressed: totals.eventsSuppressed,
         lostKernel: totals.eventsLost,
-        lostConsumer: this.events.lostConsumer,
+        lostConsumer: this.#ring?.handlerErrors ?? 0,
         consumed: this.#ring?.consumed ?? 0,
       },
+      eventClients: this.#eventClients(),
       programs: programStats([
         dp.xdp,
         dp.tcIngress,
@@ -290,6 +295,11 @@ export class Collector {
       bpfStatsEnabled: bpfStatsEnabled(),
       signals: signals?.read((i) => watched.nameOf(i)),
     };
+  }
+
+  #eventClients(): Snapshot["eventClients"] {
+    const e = this.events;
+    return { connected: e.subscribers, lost: e.clientLost, letGo: e.clientsLetGo };
   }
 
   /** Detaches everything and closes every kernel object; pinned counters stay for next time. */

@@ -329,6 +329,37 @@ export const SCHEMA = {
       max: 1048576,
       description: "Largest request body the API accepts, in bytes.",
     }),
+    auth: oneOf({
+      values: ["mutations", "all"],
+      default: "mutations",
+      description: "What needs the bearer token: mutating calls only, or every route but " +
+        "/livez and /readyz (reads also take the read-only token).",
+    }),
+    read_token_file: path({
+      default: "",
+      description: "File holding a read-only bearer token (for scrapers and dashboards; " +
+        "created when missing); empty means none.",
+      emptyMeans: "no read-only token",
+    }),
+    allowed_hosts: list({
+      default: [],
+      description: "Host names the API answers to besides localhost and the loopback " +
+        "addresses while it listens on loopback (a Host check against DNS rebinding); on " +
+        "another address, when set, only these names and IP addresses.",
+      item: "host name",
+      itemExpected: "a host name such as box.example",
+      check: (s) =>
+        /^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*$/i.test(s) &&
+          s.length <= 253
+          ? undefined
+          : { what: "bad host name" },
+    }),
+    max_event_clients: int({
+      default: 16,
+      min: 1,
+      max: 1024,
+      description: "Most clients of the live event stream at once; more get 503.",
+    }),
   },
   state_dir: path({
     default: "/var/lib/x0tta6bl4",

@@ -23,7 +23,7 @@ import type { Config } from "../config/schema.ts";
 import type { FlowFilter } from "../flows/table.ts";
 import { MapekMetrics } from "../mapek/metrics.ts";
 import { MeshMetrics, MeshRttMetrics } from "../mesh/metrics.ts";
-import { ApplianceMetrics } from "../state/metrics.ts";
+import { ApplianceMetrics, EventClientMetrics } from "../state/metrics.ts";
 import type { ComponentHealth, Snapshot } from "../state/snapshot.ts";
 import {
   type BuildInfo,
@@ -109,6 +109,7 @@ const COLLECTORS: readonly SnapshotCollectorClass[] = [
   SignalMetrics,
   MeshMetrics,
   MapekMetrics,
+  EventClientMetrics,
   ApplianceMetrics,
   MeshRttMetrics,
   TcpRttMetrics,

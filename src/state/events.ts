@@ -1,8 +1,12 @@
 /**
  * The live event log: every event gets a monotonically increasing id, the last `capacity` are
  * kept for Server-Sent Events clients that resume with Last-Event-ID, and each subscriber has
- * a bounded queue: a client that falls behind loses the oldest events it has not taken, and
- * those losses are counted (lostConsumer), never silent.
+ * a bounded queue: a client that falls behind loses the oldest events it has not taken (only
+ * its own), is told how many, and is let go once it lost a whole queue's worth. Those losses
+ * are counted per client and in total, never silent, and never count against the ring buffer.
+ *
+ * Ids start at a base of this run (the start time in microseconds by default), so an id that a
+ * client remembers from an earlier run is recognisably not one of this run's.
  */
 
 export interface LiveEvent {
@@ -19,6 +23,11 @@ export class Subscription {
   readonly #queue: LiveEvent[] = [];
   #wake?: () => void;
   closed = false;
+  /** Events this client lost (its queue was full), and those not yet told to it. */
+  lost = 0;
+  #untold = 0;
+  /** Called when it is let go for being too slow (its stream is then cut). */
+  onLetGo?: () => void;
 
   constructor(
     readonly limit: number,
@@ -30,10 +39,25 @@ export class Subscription {
   push(e: LiveEvent): void {
     if (this.#queue.length >= this.limit) {
       this.#queue.shift();
-      this.log.lostConsumer++;
+      this.lost++;
+      this.#untold++;
+      this.log.clientLost++;
+      if (this.lost >= this.limit) { // a whole queue's worth behind: let it reconnect
+        this.log.clientsLetGo++;
+        this.close();
+        this.onLetGo?.();
+        return;
+      }
     }
     this.#queue.push(e);
     this.#wake?.();
+  }
+
+  /** How many events it lost since this was last asked (for a `gap` event), then 0. */
+  takeLost(): number {
+    const n = this.#untold;
+    this.#untold = 0;
+    return n;
   }
 
   /** Waits for at least one event (or close, or `timeoutMs`), then takes all queued. */
@@ -61,10 +85,25 @@ export class Subscription {
 export class EventLog {
   readonly #ring: LiveEvent[] = [];
   readonly #subs = new Set<Subscription>();
-  #next = 1;
-  lostConsumer = 0;
+  #next: number;
+  /** Events slow clients lost (each only its own), and clients let go for being too slow. */
+  clientLost = 0;
+  clientsLetGo = 0;
 
-  constructor(readonly capacity = 10_000) {}
+  /** `firstId`: the id of this run's first event. */
+  constructor(readonly capacity = 10_000, readonly firstId = 1) {
+    this.#next = firstId;
+  }
+
+  /** Whether `id` is one this log issued (or 0, which asks for everything kept). */
+  issued(id: number): boolean {
+    return id === 0 || (id >= this.firstId - 1 && id < this.#next);
+  }
+
+  /** Subscribers now. */
+  get subscribers(): number {
+    return this.#subs.size;
+  }
 
   append(type: string, data: unknown, time = Date.now()): LiveEvent {
     const e = { id: this.#next++, type, time, data };

@@ -7,6 +7,33 @@ import type { HealthState, Snapshot } from "./snapshot.ts";
 
 const HEALTH_STATES: readonly HealthState[] = ["healthy", "degraded", "unhealthy"];
 
+/** Clients of the live event stream (/api/v1/events): a slow one costs only itself. */
+export class EventClientMetrics implements SnapshotCollector {
+  readonly #connected;
+  readonly #lost;
+  readonly #letGo;
+
+  constructor(f: Families) {
+    this.#connected = f.gauge("event_clients", "Clients of the live event stream now.");
+    this.#lost = f.counter(
+      "event_client_lost_events_total",
+      "Events slow clients of the live event stream lost (each only its own; told with a gap).",
+    );
+    this.#letGo = f.counter(
+      "event_clients_disconnected_total",
+      "Clients of the live event stream disconnected for falling a whole queue behind.",
+    );
+  }
+
+  write(s: Snapshot): void {
+    const c = s.eventClients;
+    if (!c) return;
+    this.#connected.set([], c.connected);
+    this.#lost.set([], c.lost);
+    this.#letGo.set([], c.letGo);
+  }
+}
+
 /** Component health, the collector mode, the snapshot's time and the build (always 1). */
 export class ApplianceMetrics implements SnapshotCollector {
   readonly #health;

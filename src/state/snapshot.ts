@@ -74,11 +74,14 @@ export interface Snapshot {
     suppressed: number;
     /** Lost in the kernel: the ring buffer was full. */
     lostKernel: number;
-    /** Lost in user space: a slow consumer's queue overflowed. */
+    /** Lost in user space: records the consumer could not turn into events. */
     lostConsumer: number;
     /** Read from the ring buffer by user space. */
     consumed: number;
   };
+  /** Clients of the live event stream: connected now, events they lost (each only its own),
+   * and clients let go for falling a whole queue behind. */
+  eventClients?: { connected: number; lost: number; letGo: number };
   programs: ProgramStats[];
   /** kernel.bpf_stats_enabled: run time and count are only counted while it is 1. */
   bpfStatsEnabled: boolean;

@@ -17,9 +17,11 @@ export class StateStore {
   current?: Snapshot;
   previous?: Snapshot;
   readonly health = new HealthBoard();
-  readonly events = new EventLog();
+  readonly events: EventLog;
 
-  constructor() {
+  /** `firstEventId`: where this run's event ids start (see EventLog). */
+  constructor(firstEventId = 1) {
+    this.events = new EventLog(10_000, firstEventId);
     this.health.onChange = (c, prev) =>
       this.events.append("health", { ...c, previous: prev?.state });
   }

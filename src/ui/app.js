@@ -14,6 +14,9 @@ const STRINGS = {
     connLive: "Live",
     connReconnecting: "Reconnecting…",
     connUnsupported: "This browser cannot receive live updates.",
+    connToken: "This appliance needs its API token to show anything.",
+    tokenLabel: "API token",
+    tokenSubmit: "Use",
     statusHeading: "Overall status",
     waiting: "Waiting for data…",
     state_healthy: "Healthy",
@@ -82,6 +85,7 @@ const STRINGS = {
     ev_mode: "mode",
     ev_reload: "reload",
     ev_gap: "gap",
+    ev_reset: "reset",
     evFlow: "New {proto} flow {src} → {dst} on {iface}",
     evHealth: "{component}: {from} → {to}",
     evHealthNew: "{component}: {to}",
@@ -94,6 +98,8 @@ const STRINGS = {
     evReloadOk: "Configuration reloaded",
     evReloadFail: "Configuration reload failed",
     evGap: "Some events were missed; this list may be incomplete",
+    evGapLost: "{n} events were missed (this page read too slowly)",
+    evReset: "The appliance restarted; events start afresh",
     evOther: "Event",
     mapekHeading: "MAPE-K decisions",
     mapekOff: "MAPE-K is switched off (mapek.enabled).",
@@ -148,6 +154,9 @@ const STRINGS = {
     connLive: "En directo",
     connReconnecting: "Reconectando…",
     connUnsupported: "Este navegador no puede recibir actualizaciones en directo.",
+    connToken: "Este equipo necesita su token de la API para mostrar algo.",
+    tokenLabel: "Token de la API",
+    tokenSubmit: "Usar",
     statusHeading: "Estado general",
     waiting: "Esperando datos…",
     state_healthy: "Correcto",
@@ -216,6 +225,7 @@ const STRINGS = {
     ev_mode: "modo",
     ev_reload: "recarga",
     ev_gap: "hueco",
+    ev_reset: "reinicio",
     evFlow: "Nuevo flujo {proto} {src} → {dst} en {iface}",
     evHealth: "{component}: {from} → {to}",
     evHealthNew: "{component}: {to}",
@@ -228,6 +238,8 @@ const STRINGS = {
     evReloadOk: "Configuración recargada",
     evReloadFail: "Error al recargar la configuración",
     evGap: "Se perdieron algunos eventos; la lista puede estar incompleta",
+    evGapLost: "Se perdieron {n} eventos (esta página leía demasiado despacio)",
+    evReset: "El equipo se reinició; los eventos empiezan de nuevo",
     evOther: "Evento",
     mapekHeading: "Decisiones MAPE-K",
     mapekOff: "MAPE-K está desactivado (mapek.enabled).",
@@ -282,6 +294,9 @@ const STRINGS = {
     connLive: "В эфире",
     connReconnecting: "Переподключение…",
     connUnsupported: "Этот браузер не может получать обновления в реальном времени.",
+    connToken: "Чтобы что-то показать, этой машине нужен её токен API.",
+    tokenLabel: "Токен API",
+    tokenSubmit: "Применить",
     statusHeading: "Общее состояние",
     waiting: "Ожидание данных…",
     state_healthy: "Исправно",
@@ -350,6 +365,7 @@ const STRINGS = {
     ev_mode: "режим",
     ev_reload: "перезагрузка",
     ev_gap: "пропуск",
+    ev_reset: "сброс",
     evFlow: "Новый поток {proto} {src} → {dst} на {iface}",
     evHealth: "{component}: {from} → {to}",
     evHealthNew: "{component}: {to}",
@@ -362,6 +378,8 @@ const STRINGS = {
     evReloadOk: "Конфигурация перезагружена",
     evReloadFail: "Не удалось перезагрузить конфигурацию",
     evGap: "Часть событий пропущена; список может быть неполным",
+    evGapLost: "Пропущено событий: {n} (страница читала слишком медленно)",
+    evReset: "Машина перезапустилась; события начинаются заново",
     evOther: "Событие",
     mapekHeading: "Решения MAPE-K",
     mapekOff: "MAPE-K отключён (mapek.enabled).",
@@ -1016,7 +1034,9 @@ function describe(e) {
     case "reload":
       return d.ok === false ? withReason(t("evReloadFail"), str(d.error)) : t("evReloadOk");
     case "gap":
-      return t("evGap");
+      return num(d.lost) ? t("evGapLost", { n: nf(0).format(d.lost) }) : t("evGap");
+    case "reset":
+      return t("evReset");
     case "mapek":
       if (d.decision) return decisionLine(d.symptom, d.subject, d.outcome);
       return withReason(
@@ -1097,8 +1117,41 @@ function fmtLeft(ms) {
   return `${hh ? `${hh}:${pad2(m)}` : m}:${pad2(s % 60)}`;
 }
 
+// The API token, when the appliance puts reads behind it (api.auth: all): asked for once and
+// kept in this tab's session storage, never in the page's address.
+const TOKEN_KEY = "x0tta6bl4.token";
+
+function apiToken() {
+  try {
+    return sessionStorage.getItem(TOKEN_KEY) ?? "";
+  } catch {
+    return "";
+  }
+}
+
+function authHeaders() {
+  const token = apiToken();
+  return token ? { authorization: `Bearer ${token}` } : {};
+}
+
+/** Shows the token form (the API answered 401) and stops live updates until one is given. */
+function askToken() {
+  $("token-form").hidden = false;
+  source?.close();
+  source = null;
+  state.conn = "token";
+  renderConn();
+}
+
 async function getJson(path) {
-  const r = await fetch(path, { cache: "no-store", headers: { accept: "application/json" } });
+  const r = await fetch(path, {
+    cache: "no-store",
+    headers: { accept: "application/json", ...authHeaders() },
+  });
+  if (r.status === 401) {
+    askToken();
+    throw new Error("the API token is needed");
+  }
   if (r.status === 404) return null;
   if (!r.ok) throw new Error(`HTTP ${r.status} ${path}`);
   return r.json();
@@ -1306,6 +1359,7 @@ function renderConn() {
     open: "connLive",
     reconnecting: "connReconnecting",
     unsupported: "connUnsupported",
+    token: "connToken",
   }[state.conn] ?? "connConnecting";
   const text = $("conn-text");
   text.dataset.i18n = key;
@@ -1356,13 +1410,21 @@ let source = null;
 let retryTimer = null;
 let retryDelay = 1000;
 
-function connect() {
+async function connect() {
   if (typeof EventSource === "undefined") {
     state.conn = "unsupported";
     renderConn();
     return;
   }
+  // EventSource shows no status code: ask first whether a token is needed.
+  try {
+    await getJson("/api/v1/health");
+  } catch {
+    if (state.conn === "token") return;
+  }
   let url = "/api/v1/events?summary=1";
+  const token = apiToken();
+  if (token) url += `&access_token=${encodeURIComponent(token)}`;
   // A fresh EventSource cannot send Last-Event-ID itself; the API also reads it from the query.
   if (state.lastId !== null) url += `&last_event_id=${encodeURIComponent(state.lastId)}`;
   const es = new EventSource(url);
@@ -1395,6 +1457,11 @@ function connect() {
       renderConn();
     }
     mapekSoon();
+  });
+  // The appliance did not issue the id this page resumed from (it restarted): start afresh.
+  es.addEventListener("reset", (ev) => {
+    state.lastId = null;
+    addEvent("reset", parse(ev.data));
   });
   es.addEventListener("summary", (ev) => {
     const s = parse(ev.data);
@@ -1435,6 +1502,20 @@ function start() {
     guard("flows-section", renderFlows);
   });
   document.querySelector("#flows thead").addEventListener("click", onSortClick);
+  $("token-form").addEventListener("submit", (ev) => {
+    ev.preventDefault();
+    try {
+      sessionStorage.setItem(TOKEN_KEY, $("token").value.trim());
+    } catch {
+      // this tab cannot keep it; nothing will be shown
+    }
+    $("token").value = "";
+    $("token-form").hidden = true;
+    state.conn = "connecting";
+    renderConn();
+    connect();
+    loadMapek();
+  });
   applyLanguage(initialLanguage());
   connect();
   loadMapek();

@@ -85,7 +85,10 @@ Deno.test("appliance: a tick stores the snapshot and sets the collector's and ri
     assert.ok(appliance.store.current);
     const h = new Map(appliance.store.health.list().map((c) => [c.component, c]));
     assert.equal(h.get("collector")?.state, "healthy");
-    assert.equal(h.get("ringbuf")?.reason, "consumed 0 events, none lost");
+    assert.equal(
+      h.get("ringbuf")?.reason,
+      "consumed 0 events, none lost in the last 60 s (0 since start)",
+    );
     assert.deepEqual(appliance.ready(), { ready: true, reason: "eBPF datapath" });
 
     collector.next = {

@@ -60,6 +60,10 @@ api:
   listen: "[::1]:0"
   token_file: /etc/x0tta6bl4/token
   max_body_bytes: 1048576
+  auth: all
+  read_token_file: /etc/x0tta6bl4/read-token
+  allowed_hosts: [box.example]
+  max_event_clients: 4
 state_dir: /srv/x0tta6bl4
 datapath:
   interfaces: [eth0, wlan0, br-lan.10]
@@ -134,7 +138,15 @@ cilium:
   refresh_s: 60
 `;
   const want: Config = {
-    api: { listen: "[::1]:0", token_file: "/etc/x0tta6bl4/token", max_body_bytes: 1048576 },
+    api: {
+      listen: "[::1]:0",
+      token_file: "/etc/x0tta6bl4/token",
+      max_body_bytes: 1048576,
+      auth: "all",
+      read_token_file: "/etc/x0tta6bl4/read-token",
+      allowed_hosts: ["box.example"],
+      max_event_clients: 4,
+    },
     state_dir: "/srv/x0tta6bl4",
     datapath: {
       interfaces: ["eth0", "wlan0", "br-lan.10"],
@@ -319,7 +331,7 @@ Deno.test("config: each kind of error points at the offending value", () => {
   ]);
   // Unknown keys, with a suggestion where one is close.
   assert.deepEqual(fileErrors("api:\n  lsten: 1.2.3.4:5\n"), [
-    "x.yaml:2:3: api.lsten: unknown key (expected one of: listen, token_file, max_body_bytes; " +
+    "x.yaml:2:3: api.lsten: unknown key (expected one of: listen, token_file, max_body_bytes, auth, read_token_file, allowed_hosts, max_event_clients; " +
     "did you mean listen?)",
   ]);
   assert.deepEqual(fileErrors("verbose: true\n"), [
@@ -409,7 +421,7 @@ metrics:
   assert.deepEqual(fileErrors(text), [
     'x.yaml:2:11: api.listen: bad listen address: port out of range (expected HOST:PORT or [IPv6]:PORT with a port 0..65535, got "127.0.0.1:99999")',
     "x.yaml:3:19: api.max_body_bytes: too large (expected an integer ≤ 1048576, got 2097152)",
-    "x.yaml:4:3: api.colour: unknown key (expected one of: listen, token_file, max_body_bytes)",
+    "x.yaml:4:3: api.colour: unknown key (expected one of: listen, token_file, max_body_bytes, auth, read_token_file, allowed_hosts, max_event_clients)",
     'x.yaml:5:12: state_dir: empty path (expected an absolute path, got "")',
     'x.yaml:7:9: datapath.hook: not an allowed value (expected "tc" or "xdp", got "ebpf")',
     "x.yaml:8:22: datapath.ring_buffer_bytes: not a power of two (expected a power of two 4096..1073741824, got 5000)",
