@@ -73,19 +73,22 @@ Deno.test("daemon: API, auth, bad input, events, metrics, promtool and Prometheu
 
   await t.step("real traffic: flows and metrics count exactly what was sent", async () => {
     udp(v.a, v.b.ip4, 7000, 25, 200);
-    const flow = await d.until("the UDP flow", () => {
+    const labels = { interface: v.b.dev, direction: "rx", family: "ipv4", protocol: "udp" };
+    // Waits for every figure asserted below: the flow and the interface's counters.
+    const { flow, m } = await d.until("the UDP flow and its interface's counters", () => {
       const r = d.json(`/api/v1/flows?protocol=udp&port=7000&address=${v.a.ip4}`) as {
         flows: Flow[];
       };
       const f = r.flows.find((f) => f.direction === "rx");
-      return f && f.packets === 25 ? f : undefined;
+      const m = d.request("/metrics").body;
+      const counted = metric(m, "x0tta6bl4_interface_packets_total", labels) === 25 &&
+        metric(m, "x0tta6bl4_flow_packets_total", { dport: "7000", direction: "rx" }) === 25;
+      return f && f.packets === 25 && counted ? { flow: f, m } : undefined;
     });
     assert.deepEqual(
       [flow.interface, flow.saddr, flow.daddr, flow.packets, flow.bytes],
       [v.b.dev, v.a.ip4, v.b.ip4, 25, 25 * (14 + 20 + 8 + 200)],
     );
-    const m = d.request("/metrics").body;
-    const labels = { interface: v.b.dev, direction: "rx", family: "ipv4", protocol: "udp" };
     assert.equal(metric(m, "x0tta6bl4_interface_packets_total", labels), 25);
     assert.equal(metric(m, "x0tta6bl4_interface_bytes_total", labels), 25 * 242);
     assert.equal(metric(m, "x0tta6bl4_flow_packets_total", { dport: "7000", direction: "rx" }), 25);
