@@ -743,6 +743,128 @@ export const SCHEMA = {
       check: checkGlob,
     }),
   },
+  export: {
+    ipfix: {
+      collectors: list({
+        default: [],
+        description: "IPFIX collectors (HOST:PORT, UDP) that get every flow; empty: no export.",
+        item: "collector",
+        itemExpected: HOST_PORT_EXPECTED,
+        check(s) {
+          const r = checkHostPort(s);
+          return typeof r === "string" ? { what: `bad collector address: ${r}` } : undefined;
+        },
+      }),
+      active_timeout_s: int({
+        default: 60,
+        min: 1,
+        max: 86400,
+        description: "A flow still active is exported (its counts since the last export) this " +
+          "often, in seconds.",
+      }),
+      idle_timeout_s: int({
+        default: 15,
+        min: 1,
+        max: 86400,
+        description: "A flow silent this long, in seconds, is exported a last time and forgotten.",
+      }),
+      observation_domain_id: int({
+        default: 1,
+        min: 0,
+        max: 4294967295,
+        description: "The IPFIX observation domain of this box (tell boxes apart at a collector).",
+      }),
+      template_refresh_s: int({
+        default: 300,
+        min: 1,
+        max: 86400,
+        description: "Templates are sent again this often over UDP, in seconds (RFC 7011 10.3.6).",
+      }),
+      queue_max_records: int({
+        default: 65536,
+        min: 1,
+        max: 16777216,
+        description: "Flow records waiting for a collector; beyond it the oldest are dropped " +
+          "and counted.",
+      }),
+    },
+    remote_write: {
+      url: string({
+        default: "",
+        description: "Prometheus remote-write receiver (https:// or http://); empty: no push.",
+        expected: "an http:// or https:// URL, or empty",
+        allowed: "http(s)://HOST[:PORT]/PATH, or empty",
+        value: "URL",
+        check(s) {
+          if (s === "") return undefined;
+          try {
+            const u = new URL(s);
+            return u.protocol === "http:" || u.protocol === "https:"
+              ? undefined
+              : { what: "not an http or https URL" };
+          } catch {
+            return { what: "not a URL" };
+          }
+        },
+      }),
+      interval_s: int({
+        default: 15,
+        min: 1,
+        max: 3600,
+        description: "How often the metrics are pushed, in seconds.",
+      }),
+      bearer_token_file: path({
+        default: "",
+        description: "File with a bearer token for the receiver; empty: none.",
+        emptyMeans: "no bearer token",
+      }),
+      basic_auth_user: string({
+        default: "",
+        description: "User name for HTTP basic auth at the receiver; empty: none.",
+        expected: "a user name",
+        allowed: "any text without a colon, or empty",
+        value: "USER",
+        check: (s) => s.includes(":") ? { what: "a colon in the user name" } : undefined,
+      }),
+      basic_auth_password_file: path({
+        default: "",
+        description: "File with the password for basic auth.",
+        emptyMeans: "no password",
+      }),
+      headers: list({
+        default: [],
+        description: "Extra HTTP headers for the receiver, as `Name: value`.",
+        item: "header",
+        itemExpected: "Name: value",
+        check: (s) =>
+          /^[A-Za-z0-9-]{1,64}: ?[^\r\n]{0,1024}$/.test(s)
+            ? undefined
+            : { what: "not Name: value" },
+      }),
+      timeout_s: int({
+        default: 10,
+        min: 1,
+        max: 300,
+        description: "Time allowed for one push, in seconds.",
+      }),
+      queue_max_samples: int({
+        default: 200000,
+        min: 1000,
+        max: 100000000,
+        description: "Samples waiting for the receiver; beyond it the oldest are dropped and " +
+          "counted.",
+      }),
+      external_labels: list({
+        default: [],
+        description: "Labels added to every series, as `name=value`; `instance` defaults to " +
+          "this box's name.",
+        item: "label",
+        itemExpected: "name=value",
+        check: (s) =>
+          /^[a-zA-Z_][a-zA-Z0-9_]*=.{0,256}$/.test(s) ? undefined : { what: "not name=value" },
+      }),
+    },
+  },
 };
 
 /** A section of the schema: keys to fields or to nested sections. */

@@ -136,6 +136,24 @@ cilium:
   socket: /run/cilium/cilium.sock
   bpffs_root: /run/bpf
   refresh_s: 60
+export:
+  ipfix:
+    collectors: ["127.0.0.1:9995", "[::1]:4739"]
+    active_timeout_s: 30
+    idle_timeout_s: 5
+    observation_domain_id: 7
+    template_refresh_s: 60
+    queue_max_records: 1000
+  remote_write:
+    url: https://prom.example/api/v1/write
+    interval_s: 30
+    bearer_token_file: /etc/x0tta6bl4/rw-token
+    basic_auth_user: edge
+    basic_auth_password_file: /etc/x0tta6bl4/rw-password
+    headers: ["X-Scope-OrgID: fleet-1"]
+    timeout_s: 5
+    queue_max_samples: 10000
+    external_labels: [site=shop-7]
 `;
   const want: Config = {
     api: {
@@ -214,6 +232,27 @@ cilium:
       socket: "/run/cilium/cilium.sock",
       bpffs_root: "/run/bpf",
       refresh_s: 60,
+    },
+    export: {
+      ipfix: {
+        collectors: ["127.0.0.1:9995", "[::1]:4739"],
+        active_timeout_s: 30,
+        idle_timeout_s: 5,
+        observation_domain_id: 7,
+        template_refresh_s: 60,
+        queue_max_records: 1000,
+      },
+      remote_write: {
+        url: "https://prom.example/api/v1/write",
+        interval_s: 30,
+        bearer_token_file: "/etc/x0tta6bl4/rw-token",
+        basic_auth_user: "edge",
+        basic_auth_password_file: "/etc/x0tta6bl4/rw-password",
+        headers: ["X-Scope-OrgID: fleet-1"],
+        timeout_s: 5,
+        queue_max_samples: 10000,
+        external_labels: ["site=shop-7"],
+      },
     },
   };
   const got = parse(text);
@@ -335,7 +374,7 @@ Deno.test("config: each kind of error points at the offending value", () => {
     "did you mean listen?)",
   ]);
   assert.deepEqual(fileErrors("verbose: true\n"), [
-    "x.yaml:1:1: verbose: unknown key (expected one of: api, state_dir, datapath, collect, signals, mesh, mapek, cilium, metrics)",
+    "x.yaml:1:1: verbose: unknown key (expected one of: api, state_dir, datapath, collect, signals, mesh, mapek, cilium, metrics, export)",
   ]);
   assert.deepEqual(fileErrors("datapath.hook: xdp\n"), [
     'x.yaml:1:1: datapath.hook: unknown key (expected datapath.hook written as nested maps: "datapath:" with "hook:" indented below it)',
