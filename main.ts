@@ -183,6 +183,18 @@ async function serveCommand(args: string[]): Promise<number> {
   });
 }
 
+/** The first of these token files this user can read, or undefined. */
+function readableToken(files: string[]): string | undefined {
+  for (const f of files) {
+    if (!f) continue;
+    try {
+      const t = Deno.readTextFileSync(f).trim();
+      if (t) return t;
+    } catch { /* not readable by this user: try the next */ }
+  }
+  return undefined;
+}
+
 /** The API base URL of the local appliance, from the same config sources as serve. */
 function clientBase(
   args: string[],
@@ -202,8 +214,12 @@ function clientBase(
   });
   const { hostname, port } = parseHostPort(cfg.api.listen);
   const host = hostname === "0.0.0.0" ? "127.0.0.1" : hostname === "::" ? "::1" : hostname;
+  const base = `http://${joinHostPort(host, port)}`;
   return {
-    base: `http://${joinHostPort(host, port)}`,
+    base,
+    // A token to read with, for an appliance whose reads are behind it (api.auth: all): the API
+    // token when this user can read it, else the read-only one; none otherwise.
+    api: { base, token: readableToken([tokenFilePath(cfg), cfg.api.read_token_file]) },
     help: help === true,
     values,
     positionals,
@@ -228,7 +244,7 @@ export async function main(argv: string[]): Promise<number> {
           );
           return 0;
         }
-        return await status(c.base);
+        return await status(c.api);
       }
       case "top": {
         const c = clientBase(rest, {
@@ -249,7 +265,7 @@ export async function main(argv: string[]): Promise<number> {
           throw new UsageError("--interval must be between 0.2 and 3600 seconds");
         }
         return await top(
-          c.base,
+          c.api,
           interval * 1000,
           positiveInt("top", v.top, 20),
           positiveInt("count", v.count, 0, 0),
@@ -290,7 +306,7 @@ export async function main(argv: string[]): Promise<number> {
           return 0;
         }
         const out = (c.values as Record<string, string | undefined>).output;
-        return await bundle(c.config, c.base, versionText(), out);
+        return await bundle(c.config, c.api, versionText(), out);
       }
       case "upgrade": {
         const c = clientBase(rest, {

@@ -6,6 +6,7 @@
  */
 import { hostname } from "node:os";
 import { type Config, tokenFilePath } from "../config/schema.ts";
+import type { ApiClient } from "./client.ts";
 import { doctorReport } from "./doctor.ts";
 
 function cmd(name: string, args: string[]): string {
@@ -25,12 +26,15 @@ function read(path: string): string {
   }
 }
 
-async function api(base: string, path: string): Promise<string> {
+async function api(client: ApiClient, path: string): Promise<string> {
   try {
-    const r = await fetch(`${base}${path}`, { signal: AbortSignal.timeout(5000) });
+    const r = await fetch(`${client.base}${path}`, {
+      signal: AbortSignal.timeout(5000),
+      headers: client.token ? { authorization: `Bearer ${client.token}` } : {},
+    });
     return await r.text();
   } catch (e) {
-    return `(no appliance answered at ${base}${path}: ${(e as Error).message})\n`;
+    return `(no appliance answered at ${client.base}${path}: ${(e as Error).message})\n`;
   }
 }
 
@@ -43,7 +47,7 @@ function redact(text: string, secrets: string[]): string {
 
 export async function bundle(
   config: Config,
-  base: string,
+  client: ApiClient,
   versionText: string,
   output?: string,
 ): Promise<number> {
@@ -55,7 +59,13 @@ export async function bundle(
   // Secrets this box holds: never copied, and scrubbed from everything that is.
   const secrets: string[] = [];
   for (
-    const f of [tokenFilePath(config), config.mesh.key_file]
+    const f of [
+      tokenFilePath(config),
+      config.api.read_token_file,
+      config.mesh.key_file,
+      config.export.remote_write.bearer_token_file,
+      config.export.remote_write.basic_auth_password_file,
+    ]
   ) {
     try {
       if (f) secrets.push(Deno.readTextFileSync(f).trim());
@@ -65,11 +75,11 @@ export async function bundle(
     "version.txt": versionText + "\n",
     "doctor.txt": doctorReport().text + "\n",
     "config.json": JSON.stringify(config, null, 2) + "\n",
-    "health.json": await api(base, "/api/v1/health"),
-    "interfaces.json": await api(base, "/api/v1/interfaces"),
-    "flows-top.json": await api(base, "/api/v1/flows?limit=50"),
-    "mesh.json": await api(base, "/api/v1/mesh/status"),
-    "metrics.txt": await api(base, "/metrics"),
+    "health.json": await api(client, "/api/v1/health"),
+    "interfaces.json": await api(client, "/api/v1/interfaces"),
+    "flows-top.json": await api(client, "/api/v1/flows?limit=50"),
+    "mesh.json": await api(client, "/api/v1/mesh/status"),
+    "metrics.txt": await api(client, "/metrics"),
     "log.txt": cmd("journalctl", ["-u", "x0tta6bl4", "-n", "500", "--no-pager"]),
     "kernel.txt": [
       cmd("uname", ["-a"]),

@@ -6,12 +6,27 @@ import type { FlowSnapshot } from "../flows/key.ts";
 import { endpoint, si, table } from "./format.ts";
 import { protocolName } from "../net/protocol.ts";
 
-async function get(base: string, path: string): Promise<unknown> {
+/** Where the appliance's API is, and a token to read with (needed when api.auth is all). */
+export interface ApiClient {
+  base: string;
+  token?: string;
+}
+
+async function get(api: ApiClient, path: string): Promise<unknown> {
   let res: Response;
   try {
-    res = await fetch(`${base}${path}`);
+    res = await fetch(`${api.base}${path}`, {
+      headers: api.token ? { authorization: `Bearer ${api.token}` } : {},
+    });
   } catch (e) {
-    throw new Error(`no appliance answers at ${base}: ${(e as Error).message}`);
+    throw new Error(`no appliance answers at ${api.base}: ${(e as Error).message}`);
+  }
+  if (res.status === 401) {
+    await res.body?.cancel();
+    throw new Error(
+      `${path}: the appliance wants a token to read (api.auth is all): run as its user or ` +
+        "root, so that the API token file can be read, or set api.read_token_file",
+    );
   }
   if (!res.ok) throw new Error(`${path}: HTTP ${res.status}: ${await res.text()}`);
   return await res.json();
@@ -53,12 +68,12 @@ interface MapekActions {
 }
 
 /** The MAPE-K loop's mode and live actions with their reasons; nothing when it is off. */
-async function mapekStatus(base: string): Promise<void> {
+async function mapekStatus(api: ApiClient): Promise<void> {
   let m: Mapek, a: MapekActions, why: Map<string, string>;
   try {
-    m = await get(base, "/api/v1/mapek") as Mapek;
-    a = await get(base, "/api/v1/mapek/actions") as MapekActions;
-    const d = await get(base, "/api/v1/mapek/decisions?limit=500") as {
+    m = await get(api, "/api/v1/mapek") as Mapek;
+    a = await get(api, "/api/v1/mapek/actions") as MapekActions;
+    const d = await get(api, "/api/v1/mapek/decisions?limit=500") as {
       decisions: { id: string; reason: string }[];
     };
     why = new Map(d.decisions.map((x) => [x.id, x.reason]));
@@ -121,11 +136,11 @@ export async function revoke(base: string, id: string, tokenFile: string): Promi
  * Prints health, interface rates and the MAPE-K loop's live actions; exit 0 healthy, 1 degraded
  * or unhealthy, 3 unreachable.
  */
-export async function status(base: string): Promise<number> {
+export async function status(api: ApiClient): Promise<number> {
   let h: Health, i: Ifaces;
   try {
-    h = await get(base, "/api/v1/health") as Health;
-    i = await get(base, "/api/v1/interfaces") as Ifaces;
+    h = await get(api, "/api/v1/health") as Health;
+    i = await get(api, "/api/v1/interfaces") as Ifaces;
   } catch (e) {
     console.error(`x0tta6bl4: ${(e as Error).message}`);
     return 3;
@@ -153,7 +168,7 @@ export async function status(base: string): Promise<number> {
         : [x.name, "absent", "", "", "", ""]
     ),
   ]));
-  await mapekStatus(base);
+  await mapekStatus(api);
   return h.status === "healthy" ? 0 : 1;
 }
 
@@ -175,7 +190,7 @@ interface FlowsReply {
 }
 
 /** Redraws the top flows every interval until Ctrl-C (or `count` times). */
-export async function top(base: string, intervalMs: number, limit: number, count: number) {
+export async function top(api: ApiClient, intervalMs: number, limit: number, count: number) {
   const prev = new Map<string, number>();
   const stop = Promise.withResolvers<void>();
   const onSig = () => stop.resolve();
@@ -184,7 +199,7 @@ export async function top(base: string, intervalMs: number, limit: number, count
     for (let n = 0; count === 0 || n < count; n++) {
       let r: FlowsReply;
       try {
-        r = await get(base, `/api/v1/flows?sort=bytes&limit=${limit * 4}`) as FlowsReply;
+        r = await get(api, `/api/v1/flows?sort=bytes&limit=${limit * 4}`) as FlowsReply;
       } catch (e) {
         console.error(`x0tta6bl4: ${(e as Error).message}`);
         return 3;
