@@ -6,11 +6,43 @@
  * the other namespace makes a decision the page must show.
  */
 import assert from "node:assert/strict";
-import { chromium } from "playwright-core";
+import { type Browser, chromium } from "playwright-core";
 import { Daemon } from "../helpers/daemon.ts";
 import { trafficCommand, udpSend, VethPair } from "../helpers/netns.ts";
 
 const ARTIFACTS = new URL("../../test-artifacts/", import.meta.url).pathname;
+
+/** Debian's Chromium inside a namespace (a wrapper playwright starts as if it were the
+ * browser), closed and its wrapper removed on dispose. */
+async function chromiumIn(ns: string): Promise<Browser & AsyncDisposable> {
+  const dir = Deno.makeTempDirSync({ prefix: "x0t-chromium-" });
+  const wrapper = `${dir}/chromium`;
+  Deno.writeTextFileSync(wrapper, `#!/bin/sh\nexec ip netns exec ${ns} /usr/bin/chromium "$@"\n`);
+  Deno.chmodSync(wrapper, 0o755);
+  try {
+    const browser = await chromium.launch({
+      executablePath: wrapper,
+      args: [
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+      ],
+    });
+    return Object.assign(browser, {
+      async [Symbol.asyncDispose]() {
+        await browser.close();
+        Deno.removeSync(dir, { recursive: true });
+      },
+    });
+  } catch (e) {
+    Deno.removeSync(dir, { recursive: true });
+    throw e;
+  }
+}
 
 Deno.test("status page: live charts and flows, MAPE-K decisions, three languages, reasons, nothing external", async () => {
   using v = new VethPair(90);
@@ -23,27 +55,8 @@ Deno.test("status page: live charts and flows, MAPE-K decisions, three languages
     "2000",
   ]);
   await d.start();
-  // Chromium in the namespace: a wrapper that playwright starts as if it were the browser.
-  const dir = Deno.makeTempDirSync({ prefix: "x0t-chromium-" });
-  const wrapper = `${dir}/chromium`;
-  Deno.writeTextFileSync(
-    wrapper,
-    `#!/bin/sh\nexec ip netns exec ${v.b.ns} /usr/bin/chromium "$@"\n`,
-  );
-  Deno.chmodSync(wrapper, 0o755);
-  const browser = await chromium.launch({
-    executablePath: wrapper,
-    args: [
-      "--no-sandbox",
-      "--disable-gpu",
-      "--disable-quic",
-      "--no-first-run",
-      "--disable-background-networking",
-      "--disable-component-update",
-      "--disable-sync",
-    ],
-  });
-  try {
+  await using browser = await chromiumIn(v.b.ns);
+  {
     const page = await browser.newPage({ locale: "en-US", viewport: { width: 1280, height: 900 } });
     const errors: string[] = [];
     const requests: string[] = [];
@@ -146,8 +159,38 @@ Deno.test("status page: live charts and flows, MAPE-K decisions, three languages
     assert.equal(await page.locator("[data-error]").count(), 0, "a section failed to render");
     const outside = requests.filter((u) => !u.startsWith(d.base));
     assert.deepEqual(outside, [], "requests outside the appliance");
-  } finally {
-    await browser.close();
-    Deno.removeSync(dir, { recursive: true });
   }
+});
+
+Deno.test("status page: when reads need the token, it asks once and keeps it for the tab only", async () => {
+  using v = new VethPair(84);
+  await using d = new Daemon(v.b, ["--interface", v.b.dev, "--api.auth", "all"]);
+  await d.start();
+  await d.until("ready", () => d.request("/readyz").status === 200 || undefined);
+  await using browser = await chromiumIn(v.b.ns);
+  const context = await browser.newContext({ locale: "en-US" });
+  const page = await context.newPage();
+  const urls: string[] = [];
+  page.on("request", (r) => urls.push(r.url()));
+  await page.goto(d.base + "/");
+  const form = page.locator("#token-form");
+  await form.waitFor({ state: "visible", timeout: 10_000 });
+  assert.match((await page.locator("#conn-text").textContent()) ?? "", /needs its API token/);
+  await page.fill("#token", d.token);
+  await page.click("#token-form button");
+  await page.locator(`svg[data-iface="${v.b.dev}"]`).waitFor({ timeout: 10_000 });
+  assert.equal(await form.isVisible(), false);
+  assert.equal(await page.locator("#conn").getAttribute("data-state"), "open");
+  // Kept for this tab: a reload asks nothing; the token never appears in the page's address.
+  await page.reload();
+  await page.locator(`svg[data-iface="${v.b.dev}"]`).waitFor({ timeout: 10_000 });
+  assert.equal(await form.isVisible(), false);
+  assert.ok(!page.url().includes(d.token));
+  // Not for another tab's session: a new context asks again.
+  const other = await (await browser.newContext()).newPage();
+  await other.goto(d.base + "/");
+  await other.locator("#token-form").waitFor({ state: "visible", timeout: 10_000 });
+  // Only the event stream carried the token in its address (EventSource sends no header).
+  const inUrl = urls.filter((u) => u.includes(d.token));
+  assert.ok(inUrl.length > 0 && inUrl.every((u) => u.includes("/api/v1/events?")), inUrl.join());
 });
