@@ -33,14 +33,20 @@ export const OPENAPI = {
   info: {
     title: "x0tta6bl4 appliance API",
     version: VERSION,
-    description: "eBPF traffic monitoring: health, interfaces, flows, live events, metrics.",
+    description: "eBPF traffic monitoring: health, interfaces, flows, live events, metrics. " +
+      "Mutating calls need the API token; with api.auth all, every route but /livez, /readyz " +
+      "and the status page's files needs a token, the API token or the read-only one " +
+      "(api.read_token_file), which a mutating call refuses with 403. While the API listens on " +
+      "loopback, a request whose Host is not localhost, a loopback address or a name of " +
+      "api.allowed_hosts gets 403 (DNS rebinding).",
   },
   components: {
     securitySchemes: {
       bearer: {
         type: "http",
         scheme: "bearer",
-        description: "the token in the appliance's token file (mode 0600)",
+        description: "the token in the appliance's token file (mode 0600), or for reads the " +
+          "read-only token of api.read_token_file",
       },
     },
   },
@@ -140,14 +146,23 @@ export const OPENAPI = {
     },
     "/api/v1/events": {
       get: {
-        summary: "Live events (Server-Sent Events); resume with Last-Event-ID",
+        summary: "Live events (Server-Sent Events); resume with Last-Event-ID (0: all kept; an " +
+          "id this run never issued starts afresh with a `reset` event); a slow client gets " +
+          "`gap` events with the number it lost, and is cut a whole queue behind",
         parameters: [
           { name: "Last-Event-ID", in: "header", schema: { type: "integer", minimum: 0 } },
           { name: "last_event_id", in: "query", schema: { type: "integer", minimum: 0 } },
+          {
+            name: "access_token",
+            in: "query",
+            description: "the token, for EventSource clients that cannot send a header",
+            schema: { type: "string" },
+          },
         ],
         responses: {
           "200": { description: "text/event-stream", content: { "text/event-stream": {} } },
           "400": problem,
+          "503": problem,
         },
       },
     },
