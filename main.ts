@@ -66,7 +66,7 @@ atomically beside the current one (kept as .prev), restarts the service and wait
 then for /api/v1/health (with the API token when its file exists). The previous binary is put
 back and restarted when the restart fails, or when the new version is not ready within the
 timeout (30 s), runs in fallback mode where this one ran eBPF, or reports a component
-unhealthy. --check only reports. The outcome is kept in <state_dir>/upgrade.json and shown as
+unhealthy that was not before. --check only reports. The outcome is kept in <state_dir>/upgrade.json and shown as
 the "upgrade" component of health.
 
 Options:

@@ -5,8 +5,8 @@
  * new binary (bounded) and checks it against its sum, writes it beside the current one, swaps
  * it in atomically (rename), restarts, waits for /readyz and a fit /api/v1/health, and puts the
  * previous binary back and restarts it by itself when the restart fails, or when the new one is
- * not ready in time, runs in fallback mode where this one ran eBPF, or has an unhealthy
- * component. `--check` only reports. Every outcome is written to <state_dir>/upgrade.json,
+ * not ready in time, runs in fallback mode where this one ran eBPF, or has a component unhealthy
+ * that was not before. `--check` only reports. Every outcome is written to <state_dir>/upgrade.json,
  * which the appliance reports as the "upgrade" component of its health and as a metric: an
  * upgrade never fails silently.
  */
@@ -291,13 +291,20 @@ async function health(api: string, headers: Record<string, string>): Promise<Hea
   return h;
 }
 
-/** Why the new release may not stay, from its health; undefined when it may. */
-function unfit(h: Health, oldMode: string | undefined, latest: string): string | undefined {
-  if (h.mode === "fallback" && oldMode === "ebpf") {
+const unhealthy = (h: Health) => h.components.filter((c) => c?.state === "unhealthy");
+
+/**
+ * Why the new release may not stay, from its health and the old one's (when it could be read);
+ * undefined when it may. A component that was unhealthy before too (an interface that is gone,
+ * a kernel without some tracepoint) does not hold an upgrade back: the new release may fix it.
+ */
+function unfit(h: Health, before: Health | undefined, latest: string): string | undefined {
+  if (h.mode === "fallback" && before?.mode === "ebpf") {
     return `${latest} runs in fallback mode (${h.fallbackReason ?? "eBPF not running"}) ` +
       `where ${VERSION} ran eBPF`;
   }
-  const bad = h.components.filter((c) => c?.state === "unhealthy");
+  const was = new Set(before ? unhealthy(before).map((c) => c.component) : []);
+  const bad = unhealthy(h).filter((c) => !was.has(c.component));
   if (bad.length) {
     return `${latest} reports ${
       bad.map((c) => `${c.component} unhealthy (${c.reason})`).join(", ")
@@ -312,7 +319,7 @@ function unfit(h: Health, oldMode: string | undefined, latest: string): string |
 async function settle(
   o: UpgradeOptions,
   latest: string,
-  oldMode: string | undefined,
+  before: Health | undefined,
   headers: Record<string, string>,
 ): Promise<string | undefined> {
   restart(o.restart);
@@ -323,7 +330,7 @@ async function settle(
   let why: string | undefined;
   do {
     try {
-      why = unfit(await health(o.api, headers), oldMode, latest);
+      why = unfit(await health(o.api, headers), before, latest);
     } catch (e) {
       why = `the health of ${latest} cannot be read (${(e as Error).message})`;
     }
@@ -363,14 +370,14 @@ export async function upgrade(o: UpgradeOptions): Promise<UpgradeStatus> {
     if (createHash("sha256").update(bin).digest("hex") !== sum) {
       throw new Error(`checksum mismatch for ${asset}: refusing to upgrade`);
     }
-    // What the running release does, to hold the new one to it.
-    const oldMode = await health(o.api, headers).then((h) => h.mode, () => undefined);
+    // How the running release fares, to hold the new one to it.
+    const before = await health(o.api, headers).catch(() => undefined);
     // Beside the current binary, then a rename: the swap is atomic, the old one kept as .prev.
     Deno.copyFileSync(o.binary, `${o.binary}.prev`);
     replaceFile(o.binary, bin, 0o755);
     let why: string | undefined;
     try {
-      why = await settle(o, latest, oldMode, headers);
+      why = await settle(o, latest, before, headers);
     } catch (e) {
       why = (e as Error).message;
     }

@@ -232,13 +232,20 @@ Deno.test("upgrade rolls back a release that comes up in fallback mode or with a
   box.assertUnchanged();
 });
 
-Deno.test("upgrade: a release in fallback mode stays where the old one ran in fallback too", async () => {
+Deno.test("upgrade keeps a release in fallback mode, or with an unhealthy component, where the old one was so too", async () => {
   await using box = new Box();
   await box.start("fallback");
   box.rel.publish("0.2.0", box.standin("fallback", "new"));
-  const r = await box.upgrade();
-  assert.equal(r.code, 0, r.out);
-  assert.equal(r.status.outcome, "upgraded");
+  const fallback = await box.upgrade();
+  assert.equal(fallback.code, 0, fallback.out);
+  assert.equal(fallback.status.outcome, "upgraded");
+
+  // The new release may be what fixes it: a component unhealthy before does not hold it back.
+  await box.start("unhealthy");
+  box.rel.publish("0.2.0", box.standin("unhealthy", "new"));
+  const sick = await box.upgrade();
+  assert.equal(sick.code, 0, sick.out);
+  assert.equal(sick.status.outcome, "upgraded");
 });
 
 Deno.test("upgrade puts the old binary back and restarts it when the restart fails", async () => {
