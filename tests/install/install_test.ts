@@ -9,6 +9,7 @@ import { generateKey, publicKeyOf, stampInstaller } from "../../scripts/release.
 import { ReleaseServer, STANDIN } from "../helpers/release_server.ts";
 
 const MAIN = new URL("../../main.ts", import.meta.url).pathname;
+const BUILD = new URL("../../scripts/build.ts", import.meta.url).pathname;
 
 function tree(dir: string): string[] {
   const out: string[] = [];
@@ -381,7 +382,7 @@ Deno.test("scripts/build: a signed release where denort can be had, else a clear
   try {
     generateKey(`${dir}/release.key`);
     const out = await new Deno.Command(Deno.execPath(), {
-      args: ["run", "-A", new URL("../../scripts/build.ts", import.meta.url).pathname],
+      args: ["run", "-A", BUILD],
       env: {
         X0TTA6BL4_SIGNING_KEY: `${dir}/release.key`,
         X0TTA6BL4_RELEASE_URL: "http://127.0.0.1:1/releases",
@@ -411,7 +412,7 @@ Deno.test("scripts/build: a signed release where denort can be had, else a clear
     assert.match(
       new TextDecoder().decode(
         (await new Deno.Command(Deno.execPath(), {
-          args: ["run", "-A", new URL("../../scripts/build.ts", import.meta.url).pathname],
+          args: ["run", "-A", BUILD],
           env: { X0TTA6BL4_SIGNING_KEY: "" },
           stderr: "piped",
         }).output()).stderr,
@@ -473,6 +474,16 @@ Deno.test("install.sh believes only the signed version: no downgrade unless aske
     assert.equal(installed(), "0.10.0");
     assert.equal((await rel.install(prefix, ["--no-service", "--version", "0.11.0"])).code, 0);
     assert.equal(installed(), "0.11.0");
+    // The publisher signs latest/ again (nothing else changed), and it is fresh once more.
+    const resign = await new Deno.Command(Deno.execPath(), {
+      args: ["run", "-A", BUILD, "--resign", `${rel.root}/www/latest`],
+      env: { X0TTA6BL4_SIGNING_KEY: rel.key, X0TTA6BL4_VALID_DAYS: "7" },
+      stdout: "piped",
+    }).output();
+    assert.match(new TextDecoder().decode(resign.stdout), /signed again, valid until/);
+    const fresh = await rel.install(prefix, ["--no-service"]);
+    assert.equal(fresh.code, 0, fresh.out);
+    assert.match(fresh.out, /already installed: nothing to do/);
 
     // A SHA256SUMS without the signed version (the format before it), even properly signed.
     const sums = `${rel.root}/www/latest/SHA256SUMS`;
