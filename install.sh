@@ -1,12 +1,14 @@
 #!/bin/sh
 # x0tta6bl4 installer: curl -fsSL URL/install.sh | sh -s -- [options]
 #
-# Checks the machine first and says what will and will not work, then downloads the binary and
-# SHA256SUMS, verifies the signature of SHA256SUMS (Ed25519, with the public key below) and the
-# binary's checksum, installs libbpf when it is missing, then the binary, a config file, an API
-# token (mode 0600) and a systemd unit that runs as its own user with only the capabilities it
-# needs. Running it twice changes nothing the second time; a failure leaves nothing half-done.
-# With --auto-upgrade it also installs a timer that runs `x0tta6bl4 upgrade` once a day.
+# Checks the machine first and says what will and will not work, then downloads SHA256SUMS and
+# verifies its signature (Ed25519, with the public key below) before believing the version and
+# the expiry it names; refuses a version older than the one installed (unless
+# --allow-downgrade), downloads the binary and checks its sum, installs libbpf when it is
+# missing, then the binary, a config file, an API token (mode 0600) and a systemd unit that runs
+# as its own user with only the capabilities it needs. Running it twice changes nothing the
+# second time; a failure leaves nothing half-done. With --auto-upgrade it also installs a timer
+# that runs `x0tta6bl4 upgrade` once a day.
 #
 # The release build (scripts/build) stamps the public key and the default download address into
 # the copy of this script it publishes; this template has neither and refuses to download.
@@ -21,7 +23,11 @@ Usage: install.sh [options]
   --version V        install version V (default: latest)
   --prefix DIR       install the binary into DIR/bin (default /usr/local); with another prefix
                      the config, data and unit also go under DIR
-  --base-url URL     where releases are (or X0TTA6BL4_BASE_URL)
+  --base-url URL     where releases are, https:// (or X0TTA6BL4_BASE_URL)
+  --insecure-http    accept an http:// release address (anyone on the path can then hold
+                     releases back until the signed SHA256SUMS expires); with --auto-upgrade
+                     the daily upgrade accepts it too
+  --allow-downgrade  install a version older than the one installed
   --no-service       do not install or start the systemd unit
   --auto-upgrade     also install x0tta6bl4-upgrade.timer: once a day, at a moment in the six
                      hours after midnight that each machine picks and keeps, it runs
@@ -50,6 +56,8 @@ PREFIX=/usr/local
 BASE_URL=${X0TTA6BL4_BASE_URL:-$DEFAULT_BASE_URL}
 SERVICE=1
 AUTO=""
+INSECURE_HTTP=0
+ALLOW_DOWNGRADE=0
 DRY=0
 UNINSTALL=0
 PURGE=0
@@ -59,6 +67,8 @@ while [ $# -gt 0 ]; do
     --prefix) PREFIX=${2:?--prefix needs a directory}; shift ;;
     --base-url) BASE_URL=${2:?--base-url needs a URL}; shift ;;
     --no-service) SERVICE=0 ;;
+    --insecure-http) INSECURE_HTTP=1 ;;
+    --allow-downgrade) ALLOW_DOWNGRADE=1 ;;
     --auto-upgrade) AUTO=1 ;;
     --no-auto-upgrade) AUTO=0 ;;
     --dry-run) DRY=1 ;;
@@ -154,6 +164,12 @@ say "machine: Linux $KERNEL on $ARCH; will work: $WILL"
 
 case $BASE_URL in
   "" | @*@) die "no download address: pass --base-url URL or set X0TTA6BL4_BASE_URL" ;;
+  https://*) ;;
+  http://*)
+    [ "$INSECURE_HTTP" = 1 ] || die "the release address $BASE_URL is plain http, where anyone" \
+      "on the path can hold releases back: use https://, or pass --insecure-http to accept it"
+    ;;
+  *) die "the release address $BASE_URL is not https://" ;;
 esac
 if [ "$AUTO" = 1 ]; then
   case $BASE_URL in
@@ -167,6 +183,7 @@ esac
 command -v openssl >/dev/null 2>&1 ||
   die "openssl is needed to verify the release signature: install it (apt-get install openssl)"
 command -v sha256sum >/dev/null 2>&1 || die "sha256sum is needed (coreutils)"
+# fetch URL FILE: FILE "-" is standard output.
 if command -v curl >/dev/null 2>&1; then
   fetch() { curl -fsSL --retry 2 -o "$2" "$1"; }
 elif command -v wget >/dev/null 2>&1; then
@@ -192,20 +209,106 @@ cleanup() {
 }
 trap cleanup EXIT INT TERM
 
+# ---- versions: compared as compareVersions in src/cli/upgrade.ts compares them ---------------
+# valid_version V: MAJOR.MINOR.PATCH[-PRERELEASE] as semver writes them, a leading v allowed.
+valid_version() {
+  id='(0|[1-9][0-9]*|[0-9]*[A-Za-z-][0-9A-Za-z-]*)'
+  core='(0|[1-9][0-9]{0,8})'
+  [ ${#1} -le 64 ] && printf '%s\n' "$1" | grep -Eqx "v?$core\\.$core\\.$core(-$id(\\.$id)*)?"
+}
+
+# version_cmp A B: -1, 0 or 1 as version A is older than, the same as or newer than B (semver
+# precedence: a pre-release comes before its release).
+version_cmp() {
+  set -- "${1#v}" "${2#v}"
+  ap="" bp=""
+  case $1 in *-*) ap=${1#*-} ;; esac
+  case $2 in *-*) bp=${2#*-} ;; esac
+  r=$(parts_cmp "${1%%-*}" "${2%%-*}")
+  if [ "$r" != 0 ]; then
+    echo "$r"
+  elif [ -n "$ap" ] && [ -n "$bp" ]; then
+    parts_cmp "$ap" "$bp"
+  elif [ -n "$ap" ]; then
+    echo -1
+  elif [ -n "$bp" ]; then
+    echo 1
+  else
+    echo 0
+  fi
+}
+
+# parts_cmp A B: dot-separated parts in turn: numbers as numbers and before words, words in
+# ASCII order; the one with fewer parts, all equal, comes first.
+parts_cmp() {
+  x=$1. y=$2.
+  while [ -n "$x" ] && [ -n "$y" ]; do
+    p=${x%%.*} q=${y%%.*} x=${x#*.} y=${y#*.}
+    [ "$p" = "$q" ] && continue
+    case $p in *[!0-9]*) np=0 ;; *) np=1 ;; esac
+    case $q in *[!0-9]*) nq=0 ;; *) nq=1 ;; esac
+    if [ "$np$nq" = 11 ] && [ ${#p} -ne ${#q} ]; then
+      if [ ${#p} -lt ${#q} ]; then echo -1; else echo 1; fi
+    elif [ "$np" != "$nq" ]; then
+      if [ "$np" = 1 ]; then echo -1; else echo 1; fi
+    elif [ "$(printf '%s\n%s\n' "$p" "$q" | LC_ALL=C sort | head -n 1)" = "$p" ]; then
+      echo -1
+    else
+      echo 1
+    fi
+    return
+  done
+  if [ -n "$x" ]; then echo 1; elif [ -n "$y" ]; then echo -1; else echo 0; fi
+}
+
 # ---- download and verify -------------------------------------------------------------------
+# get URL FILE MAX: downloads into FILE, refusing more than MAX bytes; an endless answer is cut
+# there, not written until the disk is full. The limits are those of src/cli/upgrade.ts.
+get() {
+  { fetch "$1" - && echo 0 >"$2.rc" || echo 1 >"$2.rc"; } | head -c "$(($3 + 1))" >"$2"
+  [ "$(wc -c <"$2")" -le "$3" ] || die "$1 is larger than $3 bytes: download aborted (no" \
+    "release file is that large: check the release address; a server that does this is hostile)"
+  [ "$(cat "$2.rc")" = 0 ] || die "cannot download $1"
+}
 ASSET=x0tta6bl4-linux-$ARCH
 URL=${BASE_URL%/}/$VERSION
 say "downloading $URL/$ASSET"
-fetch "$URL/SHA256SUMS" "$TMP/SHA256SUMS" || die "cannot download $URL/SHA256SUMS"
-fetch "$URL/SHA256SUMS.sig" "$TMP/SHA256SUMS.sig" || die "cannot download $URL/SHA256SUMS.sig"
+get "$URL/SHA256SUMS" "$TMP/SHA256SUMS" 16384
+get "$URL/SHA256SUMS.sig" "$TMP/SHA256SUMS.sig" 1024
 printf '%s\n' "$PUBLIC_KEY" >"$TMP/release.pub"
 openssl pkeyutl -verify -pubin -inkey "$TMP/release.pub" -rawin -in "$TMP/SHA256SUMS" \
   -sigfile "$TMP/SHA256SUMS.sig" >/dev/null 2>&1 ||
   die "the signature of SHA256SUMS does not verify: refusing to install"
-fetch "$URL/$ASSET" "$TMP/$ASSET" || die "cannot download $URL/$ASSET"
+# Only now, signed, the version and the expiry that SHA256SUMS names are believed.
+NEW=$(sed -n '1s/^# version: \([^ ]*\)$/\1/p' "$TMP/SHA256SUMS")
+EXPIRES=$(sed -n '2s/^# expires: \([0-9]\{1,12\}\) (\([^ ]*\))$/\1 \2/p' "$TMP/SHA256SUMS")
+if ! valid_version "$NEW" || [ -z "$EXPIRES" ]; then
+  die "SHA256SUMS does not begin with its signed '# version:' and '# expires:' lines" \
+    "(a release made before versions were signed): refusing to install"
+fi
+if [ "$VERSION" = latest ]; then
+  # An old copy of latest/, served on and on, would keep this machine from newer releases.
+  [ "${EXPIRES% *}" -gt "$(date +%s)" ] || die "the signed SHA256SUMS at $URL expired on" \
+    "${EXPIRES#* }: a mirror may be serving an old copy to keep machines from newer releases" \
+    "(a freeze attack), or the publisher has not signed it again; check this machine's clock too"
+elif [ "${NEW#v}" != "${VERSION#v}" ]; then
+  die "$URL holds version $NEW, not $VERSION: refusing to install"
+fi
+if [ -e "$BIN" ]; then
+  HAVE=$("$BIN" version 2>/dev/null | sed -n '1s/^x0tta6bl4 \([^ ]*\).*$/\1/p')
+  if ! valid_version "$HAVE"; then
+    say "cannot tell the version of $BIN: installing $NEW over it without comparing"
+  elif [ "$(version_cmp "$NEW" "$HAVE")" = -1 ]; then
+    [ "$ALLOW_DOWNGRADE" = 1 ] || die "$NEW is older than the installed $HAVE: refusing to" \
+      "downgrade (a mirror that serves an old release may be rolling machines back to its" \
+      "holes); pass --allow-downgrade to install it anyway"
+    say "downgrading from $HAVE to $NEW (--allow-downgrade)"
+  fi
+fi
+get "$URL/$ASSET" "$TMP/$ASSET" 268435456
 grep "  $ASSET\$" "$TMP/SHA256SUMS" >"$TMP/sum" || die "SHA256SUMS does not list $ASSET"
 (cd "$TMP" && sha256sum -c --status sum) || die "checksum mismatch for $ASSET: refusing to install"
-say "signature and checksum verified"
+say "signature and checksum verified: $NEW"
 
 # ---- libbpf --------------------------------------------------------------------------------
 has_libbpf() {
@@ -245,9 +348,14 @@ put() {
   else
     INSTALLED="$INSTALLED $2"
   fi
-  cp "$1" "$2.new.$$"
-  chmod "$3" "$2.new.$$"
-  mv -f "$2.new.$$" "$2"
+  # A fresh name beside the target that no one can know in advance: cp creates it (O_EXCL, the
+  # mode set from the start by -p), so a link that the directory's owner planted (the state
+  # directory is the service user's) is never written through; mv renames it over the target,
+  # which replaces a link there instead of following it.
+  chmod "$3" "$1"
+  new=$(mktemp -u "$2.new.XXXXXXXX")
+  cp -p "$1" "$new"
+  mv -f "$new" "$2"
   say "installed $2"
 }
 
@@ -270,11 +378,15 @@ sed_value() { printf '%s\n' "$1" | sed -e 's/[\\&|]/\\&/g'; }
 # stay literal).
 unit_word() { printf '%s\n' "$1" | sed -e 's/%/%%/g' -e 's/[$]/$$/g'; }
 
-# put_unit TEMPLATE DEST: the template with this machine's paths and release address, installed.
+# put_unit TEMPLATE DEST: the template with this machine's paths and release address (and
+# --insecure-http when this run was given it), installed.
+INSECURE_ARG=""
+if [ "$INSECURE_HTTP" = 1 ]; then INSECURE_ARG=" --insecure-http"; fi
 put_unit() {
   sed -e "s|@BINDIR@|$(sed_value "$PREFIX/bin")|g" -e "s|@BIN@|$(sed_value "$BIN")|g" \
     -e "s|@ETC@|$(sed_value "$ETC")|g" -e "s|@STATE@|$(sed_value "$STATE")|g" \
-    -e "s|@RELEASE_URL@|$(sed_value "$(unit_word "${BASE_URL%/}")")|g" "$1" >"$1.out"
+    -e "s|@RELEASE_URL@|$(sed_value "$(unit_word "${BASE_URL%/}")")|g" \
+    -e "s|@INSECURE_HTTP@|$INSECURE_ARG|g" "$1" >"$1.out"
   put "$1.out" "$2" 0644
 }
 

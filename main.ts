@@ -59,20 +59,27 @@ class UsageError extends Error {}
 
 const UPGRADE_USAGE = `Usage: x0tta6bl4 upgrade [--check] [--base-url URL] [--timeout S] [options]
 
-Fetches the latest release's manifest; when it is newer, downloads the binary, verifies the
-signature of SHA256SUMS and the checksum, swaps it in atomically beside the current one (kept
-as .prev), restarts the service and waits for /readyz; a new version that does not become
-ready within the timeout (30 s) is rolled back by itself. --check only reports. The outcome is
-kept in <state_dir>/upgrade.json and shown as the "upgrade" component of health.
+Reads the latest release's SHA256SUMS, which names its version and until when it may be trusted,
+and verifies its signature before believing either. When that version is newer (never older,
+unless --allow-downgrade), downloads the binary (at most 256 MiB), checks its sum, swaps it in
+atomically beside the current one (kept as .prev), restarts the service and waits for /readyz,
+then for /api/v1/health (with the API token when its file exists). The previous binary is put
+back and restarted when the restart fails, or when the new version is not ready within the
+timeout (30 s), runs in fallback mode where this one ran eBPF, or reports a component
+unhealthy that was not before. --check only reports. The outcome is kept in <state_dir>/upgrade.json and shown as
+the "upgrade" component of health.
 
 Options:
   --check              only say whether a newer version exists
-  --base-url URL       release address (default: the one this build was made for)
+  --base-url URL       release address, https:// (default: the one this build was made for)
+  --insecure-http      accept an http:// release address (anyone on the path can then hold
+                       releases back until the signed SHA256SUMS expires)
+  --allow-downgrade    install the latest release even when it is older than this one
   --binary PATH        the binary to replace (default: this one)
   --restart CMD        how to restart the appliance [systemctl restart x0tta6bl4]
-  --timeout S          how long the new version has to become ready [30]
+  --timeout S          how long the new version has to become ready and healthy [30]
   --public-key FILE    release key (default: the one this build carries)
-  --listen, --config, --state-dir   where the appliance's API and state are`;
+  --listen, --config, --state-dir   where the appliance's API, token and state are`;
 
 /** Version, commit, build date and the hashes of the embedded BPF objects. */
 function versionText(): string {
@@ -316,6 +323,8 @@ export async function main(argv: string[]): Promise<number> {
           restart: { type: "string" },
           timeout: { type: "string" },
           "public-key": { type: "string" },
+          "allow-downgrade": { type: "boolean" },
+          "insecure-http": { type: "boolean" },
         });
         if (c.help) {
           console.log(UPGRADE_USAGE);
@@ -334,9 +343,12 @@ export async function main(argv: string[]): Promise<number> {
           publicKeyPem: key,
           stateDir: c.config.state_dir,
           restart: (v.restart as string | undefined) ?? "systemctl restart x0tta6bl4",
-          readyUrl: `${c.base}/readyz`,
+          api: c.base,
+          tokenFile: tokenFilePath(c.config),
           readyTimeoutMs: positiveInt("timeout", v.timeout as string | undefined, 30) * 1000,
           check: v.check === true,
+          allowDowngrade: v["allow-downgrade"] === true,
+          insecureHttp: v["insecure-http"] === true,
         });
         console.log(
           `upgrade: ${s.outcome} (running ${s.current}, latest ${s.latest ?? "unknown"})` +

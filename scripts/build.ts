@@ -5,12 +5,19 @@
  *   X0TTA6BL4_SIGNING_KEY=release.key X0TTA6BL4_RELEASE_URL=https://… deno run -A scripts/build.ts
  *
  * Options (environment): X0TTA6BL4_TARGETS (default both), X0TTA6BL4_CHANNEL (stable),
- * X0TTA6BL4_DIST (dist). `deno compile` downloads its runtime (denort) for each target; where it
- * cannot, set DENORT_BIN to a denort binary of this Deno version for the target being built.
+ * X0TTA6BL4_DIST (dist), X0TTA6BL4_VALID_DAYS (how long the signed SHA256SUMS is trusted as
+ * the latest release: 30).
+ * `deno compile` downloads its runtime (denort) for each target; where it cannot, set DENORT_BIN
+ * to a denort binary of this Deno version for the target being built.
+ *
+ *   X0TTA6BL4_SIGNING_KEY=release.key deno run -A scripts/build.ts --resign DIR
+ *
+ * signs DIR/SHA256SUMS again, valid for X0TTA6BL4_VALID_DAYS from now (run it on the published
+ * latest/ before it expires).
  */
 import { dirname } from "node:path";
 import { VERSION } from "../src/version.ts";
-import { generateKey, publicKeyOf, writeRelease } from "./release.ts";
+import { generateKey, publicKeyOf, resign, VALID_DAYS, writeRelease } from "./release.ts";
 
 const ROOT = new URL("../", import.meta.url).pathname;
 const TARGETS: Record<string, string> = {
@@ -40,6 +47,18 @@ if (!key) {
   fail(
     "set X0TTA6BL4_SIGNING_KEY to the Ed25519 release key (make one: scripts/build --new-key FILE)",
   );
+}
+const days = Number(Deno.env.get("X0TTA6BL4_VALID_DAYS") ?? VALID_DAYS);
+if (!(days > 0 && days <= 3660)) {
+  fail("X0TTA6BL4_VALID_DAYS must be a number of days from 1 to 3660");
+}
+const expires = new Date(Date.now() + days * 86_400_000);
+if (Deno.args.includes("--resign")) {
+  const dir = Deno.args[Deno.args.indexOf("--resign") + 1];
+  if (!dir) fail("--resign needs the release directory whose SHA256SUMS to sign again");
+  resign(dir, key, expires);
+  console.log(`build: ${dir}/SHA256SUMS signed again, valid until ${expires.toISOString()}`);
+  Deno.exit(0);
 }
 if (!baseUrl) fail("set X0TTA6BL4_RELEASE_URL to where the release will be published");
 const targets = (Deno.env.get("X0TTA6BL4_TARGETS") ?? "x86_64,aarch64").split(",");
@@ -104,6 +123,7 @@ try {
     signingKey: key,
     baseUrl,
     minKernel: "5.15",
+    expires,
   });
   console.log(`build: release ${VERSION} (${commit}) in ${dist}`);
 } finally {

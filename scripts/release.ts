@@ -2,6 +2,11 @@
  * Release files: the installer stamped with the public key, the download address and the
  * systemd units; SHA256SUMS and its detached Ed25519 signature (openssl); a manifest. Used by
  * scripts/build and by the installer's tests.
+ *
+ * SHA256SUMS is the release's one signed statement: besides the checksums it names the version
+ * and until when this statement may be trusted (both as comment lines, which `sha256sum -c`
+ * skips), so that the version an upgrade compares is never taken from unsigned data and an old
+ * copy of it served forever stops being accepted (see the README, "Downgrades").
  */
 import { createHash } from "node:crypto";
 
@@ -13,6 +18,9 @@ const UNITS: Record<string, string> = {
   "@UPGRADE_SERVICE@": "x0tta6bl4-upgrade.service",
   "@UPGRADE_TIMER@": "x0tta6bl4-upgrade.timer",
 };
+
+/** How long a signed SHA256SUMS is trusted when the build is not told otherwise. */
+export const VALID_DAYS = 30;
 
 export function stampInstaller(publicKeyPem: string, baseUrl: string): string {
   // Replacement functions, not strings: a "$&" or "$'" in a unit or an address stays literal.
@@ -45,6 +53,27 @@ export function generateKey(file: string): void {
   Deno.chmodSync(file, 0o600);
 }
 
+/** The signed header's expiry line: seconds since the epoch (for the shell), then the date. */
+function expiresLine(expires: Date): string {
+  return `# expires: ${Math.floor(expires.getTime() / 1000)} (${expires.toISOString()})`;
+}
+
+/** Writes `<dir>/SHA256SUMS` from its lines and signs it into `<dir>/SHA256SUMS.sig`. */
+function writeSigned(dir: string, lines: string[], signingKey: string): void {
+  Deno.writeTextFileSync(`${dir}/SHA256SUMS`, lines.join("\n") + "\n");
+  openssl([
+    "pkeyutl",
+    "-sign",
+    "-inkey",
+    signingKey,
+    "-rawin",
+    "-in",
+    `${dir}/SHA256SUMS`,
+    "-out",
+    `${dir}/SHA256SUMS.sig`,
+  ]);
+}
+
 export interface ReleaseFile {
   name: string;
   bytes: Uint8Array;
@@ -59,25 +88,18 @@ export function writeRelease(o: {
   signingKey: string;
   baseUrl: string;
   minKernel: string;
+  /** Until when the signed SHA256SUMS may be trusted as the latest release. */
+  expires: Date;
 }): void {
   Deno.mkdirSync(o.dir, { recursive: true });
-  const sums: string[] = [];
+  const lines = [`# version: ${o.version}`, expiresLine(o.expires)];
   for (const f of o.files) {
     Deno.writeFileSync(`${o.dir}/${f.name}`, f.bytes, { mode: 0o755 });
-    sums.push(`${createHash("sha256").update(f.bytes).digest("hex")}  ${f.name}`);
+    lines.push(`${createHash("sha256").update(f.bytes).digest("hex")}  ${f.name}`);
   }
-  Deno.writeTextFileSync(`${o.dir}/SHA256SUMS`, sums.join("\n") + "\n");
-  openssl([
-    "pkeyutl",
-    "-sign",
-    "-inkey",
-    o.signingKey,
-    "-rawin",
-    "-in",
-    `${o.dir}/SHA256SUMS`,
-    "-out",
-    `${o.dir}/SHA256SUMS.sig`,
-  ]);
+  writeSigned(o.dir, lines, o.signingKey);
+  // Unsigned and trusted by nothing since the version went into SHA256SUMS: it stays for the
+  // upgrade command of earlier releases, which reads the version from it.
   Deno.writeTextFileSync(
     `${o.dir}/manifest.json`,
     JSON.stringify(
@@ -95,8 +117,19 @@ export function writeRelease(o: {
   Deno.writeTextFileSync(
     `${o.dir}/install.sh`,
     stampInstaller(publicKeyOf(o.signingKey), o.baseUrl),
-    {
-      mode: 0o755,
-    },
+    { mode: 0o755 },
   );
+}
+
+/**
+ * Signs a published release's SHA256SUMS again with a later expiry, nothing else changed: run
+ * it on `latest/` before the expiry comes, or every box reports its upgrade check as failed.
+ */
+export function resign(dir: string, signingKey: string, expires: Date): void {
+  const lines = Deno.readTextFileSync(`${dir}/SHA256SUMS`).trimEnd().split("\n");
+  if (!lines[1]?.startsWith("# expires: ")) {
+    throw new Error(`${dir}/SHA256SUMS has no "# expires:" line: not a release of this format`);
+  }
+  lines[1] = expiresLine(expires);
+  writeSigned(dir, lines, signingKey);
 }

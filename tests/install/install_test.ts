@@ -9,6 +9,7 @@ import { generateKey, publicKeyOf, stampInstaller } from "../../scripts/release.
 import { ReleaseServer, STANDIN } from "../helpers/release_server.ts";
 
 const MAIN = new URL("../../main.ts", import.meta.url).pathname;
+const BUILD = new URL("../../scripts/build.ts", import.meta.url).pathname;
 
 function tree(dir: string): string[] {
   const out: string[] = [];
@@ -153,12 +154,14 @@ Deno.test("install.sh --auto-upgrade: a daily upgrade timer for the installer's 
     for (const text of [svc, tim]) assert.doesNotMatch(text, /@[A-Z_]+@/);
     assert.equal(mode(service), 0o644);
     assert.equal(mode(timer), 0o644);
-    // The upgrade from this run's address, for this prefix's binary, config and state.
+    // The upgrade from this run's address (plain http, accepted as this run accepted it), for
+    // this prefix's binary, config and state.
     assert.deepEqual(execStart(svc), [
       `${bin}/x0tta6bl4`,
       "upgrade",
       "--base-url",
       mirror,
+      "--insecure-http",
       "--binary",
       `${bin}/x0tta6bl4`,
       "--config",
@@ -306,7 +309,7 @@ Deno.test("install.sh refuses a checksum mismatch, a bad signature, an unknown a
     generateKey(other);
     rel.publish("v0.1.0");
     const good = Deno.readFileSync(`${rel.root}/www/latest/install.sh`);
-    rel.publish("v0.1.0", STANDIN, other);
+    rel.publish("v0.1.0", STANDIN, { signingKey: other });
     Deno.writeFileSync(`${rel.root}/www/latest/install.sh`, good);
     const badSig = await rel.install(prefix, ["--no-service"]);
     assert.equal(badSig.code, 1);
@@ -379,7 +382,7 @@ Deno.test("scripts/build: a signed release where denort can be had, else a clear
   try {
     generateKey(`${dir}/release.key`);
     const out = await new Deno.Command(Deno.execPath(), {
-      args: ["run", "-A", new URL("../../scripts/build.ts", import.meta.url).pathname],
+      args: ["run", "-A", BUILD],
       env: {
         X0TTA6BL4_SIGNING_KEY: `${dir}/release.key`,
         X0TTA6BL4_RELEASE_URL: "http://127.0.0.1:1/releases",
@@ -409,7 +412,7 @@ Deno.test("scripts/build: a signed release where denort can be had, else a clear
     assert.match(
       new TextDecoder().decode(
         (await new Deno.Command(Deno.execPath(), {
-          args: ["run", "-A", new URL("../../scripts/build.ts", import.meta.url).pathname],
+          args: ["run", "-A", BUILD],
           env: { X0TTA6BL4_SIGNING_KEY: "" },
           stderr: "piped",
         }).output()).stderr,
@@ -418,5 +421,156 @@ Deno.test("scripts/build: a signed release where denort can be had, else a clear
     );
   } finally {
     Deno.removeSync(dir, { recursive: true });
+  }
+});
+
+/** A stand-in binary that says it is version `v`. */
+const standinOf = (v: string) => new TextEncoder().encode(`#!/bin/sh\necho 'x0tta6bl4 ${v}'\n`);
+
+Deno.test("install.sh believes only the signed version: no downgrade unless asked, no stale latest, no mismatch", async () => {
+  await using rel = new ReleaseServer();
+  const prefix = Deno.makeTempDirSync({ prefix: "x0t-prefix-" });
+  const bin = `${prefix}/bin/x0tta6bl4`;
+  const installed = () => Deno.readTextFileSync(bin).match(/x0tta6bl4 (\S+)'/)?.[1];
+  try {
+    rel.publish("0.10.0", standinOf("0.10.0"));
+    const first = await rel.install(prefix, ["--no-service"]);
+    assert.equal(first.code, 0, first.out);
+    assert.match(first.out, /signature and checksum verified/);
+
+    // An older release (signed in its day) served as the latest: 0.9.0 is older than 0.10.0.
+    rel.publish("0.9.0", standinOf("0.9.0"));
+    const older = await rel.install(prefix, ["--no-service"]);
+    assert.equal(older.code, 1, older.out);
+    assert.match(
+      older.out,
+      /0\.9\.0 is older than the installed 0\.10\.0: refusing to downgrade .*--allow-downgrade/,
+    );
+    assert.equal(installed(), "0.10.0");
+    const asked = await rel.install(prefix, ["--no-service", "--allow-downgrade"]);
+    assert.equal(asked.code, 0, asked.out);
+    assert.match(asked.out, /downgrading from 0\.10\.0 to 0\.9\.0 \(--allow-downgrade\)/);
+    assert.equal(installed(), "0.9.0");
+    // A pinned newer version goes in without asking.
+    const pinned = await rel.install(prefix, ["--no-service", "--version", "0.10.0"]);
+    assert.equal(pinned.code, 0, pinned.out);
+    assert.equal(installed(), "0.10.0");
+
+    // A directory named for one version that holds another's signed files.
+    Deno.mkdirSync(`${rel.root}/www/1.0.0`);
+    for (const f of ["SHA256SUMS", "SHA256SUMS.sig", "x0tta6bl4-linux-x86_64"]) {
+      Deno.copyFileSync(`${rel.root}/www/0.9.0/${f}`, `${rel.root}/www/1.0.0/${f}`);
+    }
+    const mixed = await rel.install(prefix, ["--no-service", "--version", "1.0.0"]);
+    assert.equal(mixed.code, 1, mixed.out);
+    assert.match(mixed.out, /\/1\.0\.0 holds version 0\.9\.0, not 1\.0\.0: refusing to install/);
+
+    // A latest/ whose signed data has expired (a mirror serving an old copy) is refused; the
+    // same release asked for by its version is not about freshness and goes in.
+    rel.publish("0.11.0", standinOf("0.11.0"), { expires: new Date(Date.now() - 1000) });
+    const frozen = await rel.install(prefix, ["--no-service"]);
+    assert.equal(frozen.code, 1, frozen.out);
+    assert.match(frozen.out, /SHA256SUMS at .*\/latest expired on .*\(a freeze attack\)/);
+    assert.equal(installed(), "0.10.0");
+    assert.equal((await rel.install(prefix, ["--no-service", "--version", "0.11.0"])).code, 0);
+    assert.equal(installed(), "0.11.0");
+    // The publisher signs latest/ again (nothing else changed), and it is fresh once more.
+    const resign = await new Deno.Command(Deno.execPath(), {
+      args: ["run", "-A", BUILD, "--resign", `${rel.root}/www/latest`],
+      env: { X0TTA6BL4_SIGNING_KEY: rel.key, X0TTA6BL4_VALID_DAYS: "7" },
+      stdout: "piped",
+    }).output();
+    assert.match(new TextDecoder().decode(resign.stdout), /signed again, valid until/);
+    const fresh = await rel.install(prefix, ["--no-service"]);
+    assert.equal(fresh.code, 0, fresh.out);
+    assert.match(fresh.out, /already installed: nothing to do/);
+
+    // A SHA256SUMS without the signed version (the format before it), even properly signed.
+    const sums = `${rel.root}/www/latest/SHA256SUMS`;
+    Deno.writeTextFileSync(sums, Deno.readTextFileSync(sums).replace(/^#.*\n/gm, ""));
+    const sign = new Deno.Command("openssl", {
+      args: ["pkeyutl", "-sign", "-inkey", rel.key, "-rawin", "-in", sums, "-out", `${sums}.sig`],
+    }).outputSync();
+    assert.ok(sign.success);
+    const unversioned = await rel.install(prefix, ["--no-service"]);
+    assert.equal(unversioned.code, 1, unversioned.out);
+    assert.match(unversioned.out, /SHA256SUMS does not begin with its signed '# version:'/);
+    assert.equal(installed(), "0.11.0");
+  } finally {
+    Deno.removeSync(prefix, { recursive: true });
+  }
+});
+
+Deno.test("install.sh refuses a plain http address unless --insecure-http", async () => {
+  await using rel = new ReleaseServer();
+  rel.publish("0.2.0");
+  const prefix = Deno.makeTempDirSync({ prefix: "x0t-prefix-" });
+  try {
+    const r = await rel.sh(["--prefix", prefix, "--non-interactive", "--no-service"]);
+    assert.equal(r.code, 1, r.out);
+    assert.match(r.out, /release address http:\/\/.* is plain http.*pass --insecure-http/);
+    const other = await rel.sh(["--prefix", prefix, "--base-url", "ftp://example.invalid/r"]);
+    assert.match(other.out, /release address ftp:\/\/example\.invalid\/r is not https:\/\//);
+    assert.deepEqual(tree(prefix), []);
+    assert.match((await rel.sh(["--help"])).out, /--insecure-http +accept an http:\/\//);
+  } finally {
+    Deno.removeSync(prefix, { recursive: true });
+  }
+});
+
+Deno.test("install.sh aborts downloads beyond their limits (endless data)", async () => {
+  await using rel = new ReleaseServer();
+  rel.publish("0.2.0");
+  const prefix = Deno.makeTempDirSync({ prefix: "x0t-prefix-" });
+  try {
+    for (const arch of ["x86_64", "aarch64"]) rel.endless(`/latest/x0tta6bl4-linux-${arch}`);
+    const binary = await rel.install(prefix, ["--no-service"]);
+    assert.equal(binary.code, 1, binary.out);
+    assert.match(
+      binary.out,
+      /\/latest\/x0tta6bl4-linux-\w+ is larger than 268435456 bytes: download aborted/,
+    );
+    rel.endless("/latest/SHA256SUMS");
+    const sums = await rel.install(prefix, ["--no-service"]);
+    assert.equal(sums.code, 1, sums.out);
+    assert.match(sums.out, /\/latest\/SHA256SUMS is larger than 16384 bytes: download aborted/);
+    assert.deepEqual(tree(prefix), []);
+  } finally {
+    Deno.removeSync(prefix, { recursive: true });
+  }
+});
+
+Deno.test("install.sh writes the token through no link that the state directory's owner planted", async () => {
+  await using rel = new ReleaseServer();
+  rel.publish("0.2.0");
+  const prefix = Deno.makeTempDirSync({ prefix: "x0t-prefix-" });
+  const state = `${prefix}/var/lib/x0tta6bl4`;
+  const outside = `${prefix}/shadow`;
+  try {
+    Deno.mkdirSync(state, { recursive: true });
+    Deno.writeTextFileSync(outside, "root's\n", { mode: 0o644 });
+    // The link is planted at the name the installer once wrote the token to first, api-token.new
+    // and its process id: `exec` keeps the id, so the link is there before the installer starts.
+    const r = await new Deno.Command("sh", {
+      args: [
+        "-c",
+        'ln -s "$0" "$1/api-token.new.$$" && exec sh "$2" --prefix "$3" --non-interactive ' +
+        "--insecure-http --no-service",
+        outside,
+        state,
+        `${rel.root}/www/latest/install.sh`,
+        prefix,
+      ],
+      stdout: "piped",
+      stderr: "piped",
+    }).output();
+    assert.equal(r.code, 0, new TextDecoder().decode(r.stderr));
+    assert.equal(Deno.readTextFileSync(outside), "root's\n");
+    assert.equal(mode(outside), 0o644);
+    assert.ok(Deno.lstatSync(`${state}/api-token`).isFile);
+    assert.equal(mode(`${state}/api-token`), 0o600);
+    assert.match(Deno.readTextFileSync(`${state}/api-token`), /^[0-9a-f]{64}\n$/);
+  } finally {
+    Deno.removeSync(prefix, { recursive: true });
   }
 });
