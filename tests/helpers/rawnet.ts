@@ -1,6 +1,10 @@
 /**
  * Raw sockets for the kernel tests, made inside a test namespace (a socket stays in the
  * namespace it was made in):
+ *  - RawTcp: TCP segments exactly as the test writes them (any flags, any checksum) from a raw
+ *    IPv4 or IPv6 socket; the kernel adds the IP header with the namespace's own source address
+ *    and routes it, so they cross the test's veth pair as real traffic. Destinations are always
+ *    addresses of the test's own namespaces.
  *  - setLinkU32: one rtnetlink RTM_NEWLINK with u32 attributes, for link settings that
  *    iproute2 6.1 has no words for (IFLA_GSO_IPV4_MAX_SIZE and IFLA_GRO_IPV4_MAX_SIZE, BIG TCP:
  *    `ip link set … gso_ipv4_max_size` arrived in iproute2 6.3).
@@ -8,6 +12,7 @@
 import { lastErrno } from "../../ffi/libbpf.ts";
 import { ifindexOf } from "../../src/datapath/netdev.ts";
 import { withNetns } from "../../src/datapath/netns.ts";
+import { addr4, addr6, IPPROTO } from "../kernel/frames.ts";
 
 const libc = Deno.dlopen("libc.so.6", {
   socket: { parameters: ["i32", "i32", "i32"], result: "i32" },
@@ -16,7 +21,7 @@ const libc = Deno.dlopen("libc.so.6", {
   close: { parameters: ["i32"], result: "i32" },
 }).symbols;
 
-const AF_NETLINK = 16, SOCK_RAW = 3, NETLINK_ROUTE = 0;
+const AF_INET = 2, AF_INET6 = 10, AF_NETLINK = 16, SOCK_RAW = 3, NETLINK_ROUTE = 0;
 
 /** A socket made inside `ns`; throws with errno when the kernel refuses. */
 function socketIn(ns: string, domain: number, protocol: number): number {
@@ -30,6 +35,35 @@ function socketIn(ns: string, domain: number, protocol: number): number {
 
 /** IFLA_* attribute numbers (include/uapi/linux/if_link.h) the tests set. */
 export const IFLA = { gsoIpv4MaxSize: 63, groIpv4MaxSize: 64 } as const;
+
+/** A raw TCP socket (IPv4 or IPv6) made inside `ns`. */
+export class RawTcp implements Disposable {
+  #fd: number;
+
+  constructor(ns: string, readonly family: 4 | 6) {
+    this.#fd = socketIn(ns, family === 4 ? AF_INET : AF_INET6, IPPROTO.tcp);
+  }
+
+  /** Sends `segment` (TCP header and payload, as they are) to `dst`. */
+  send(dst: string, segment: Uint8Array<ArrayBuffer>): void {
+    // struct sockaddr_in (16 bytes, address at 4) or sockaddr_in6 (28 bytes, address at 8);
+    // the port stays 0 (raw sockets take none), the family is in host byte order.
+    const sa = new Uint8Array(this.family === 4 ? 16 : 28);
+    new DataView(sa.buffer).setUint16(0, this.family === 4 ? AF_INET : AF_INET6, true);
+    sa.set(this.family === 4 ? addr4(dst) : addr6(dst), this.family === 4 ? 4 : 8);
+    const n = libc.sendto(this.#fd, segment, BigInt(segment.length), 0, sa, sa.length);
+    if (Number(n) !== segment.length) throw new Error(`sendto ${dst}: errno ${lastErrno()}`);
+  }
+
+  close(): void {
+    if (this.#fd >= 0) libc.close(this.#fd);
+    this.#fd = -1;
+  }
+
+  [Symbol.dispose](): void {
+    this.close();
+  }
+}
 
 /** Sets u32 attributes (IFLA number → value) of link `dev` in namespace `ns`; waits for the ack. */
 export function setLinkU32(ns: string, dev: string, attrs: Record<number, number>): void {
