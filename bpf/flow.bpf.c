@@ -191,7 +191,18 @@ static __always_inline int x0_parse_l4(void *p, void *end, int l4, struct x0_par
 	return 0;
 }
 
-static __always_inline void x0_parse_ipv4(void *p, void *end, __u32 l3_len, struct x0_parsed *r)
+/*
+ * IPv4 total length 0 on a GSO TCP packet: BIG TCP (beyond 64 KiB, up to gso_ipv4_max_size)
+ * leaves the length to the skb, as the kernel's iph_totlen() reads it. Only TC can be handed
+ * one; on XDP (`skb` NULL) a total length of 0 stays malformed, as the stack would drop it.
+ */
+static __always_inline int x0_big_tcp(struct iphdr *ip, __u32 tot_len, struct __sk_buff *skb)
+{
+	return skb && tot_len == 0 && ip->protocol == IPPROTO_TCP && skb->gso_size;
+}
+
+static __always_inline void x0_parse_ipv4(void *p, void *end, __u32 l3_len, struct x0_parsed *r,
+					  struct __sk_buff *skb)
 {
 	struct iphdr *ip = p;
 	__u32 ihl, tot_len;
@@ -215,7 +226,7 @@ static __always_inline void x0_parse_ipv4(void *p, void *end, __u32 l3_len, stru
 		return;
 	}
 	tot_len = bpf_ntohs(ip->tot_len);
-	if (tot_len < ihl || tot_len > l3_len) {
+	if ((tot_len < ihl || tot_len > l3_len) && !x0_big_tcp(ip, tot_len, skb)) {
 		r->malformed = X0_MAL_IP_LENGTH;
 		return;
 	}
@@ -309,7 +320,9 @@ static __always_inline void x0_parse_ipv6(void *p, void *end, __u32 l3_len, stru
 		r->malformed = X0_MAL_L4_TRUNCATED;
 }
 
-static __always_inline void x0_parse(void *data, void *end, __u32 len, struct x0_parsed *r)
+/* Parses a frame of `len` bytes; `skb` is the TC context, NULL on XDP. */
+static __always_inline void x0_parse(void *data, void *end, __u32 len, struct x0_parsed *r,
+				     struct __sk_buff *skb)
 {
 	struct ethhdr *eth = data;
 	void *p;
@@ -336,7 +349,7 @@ static __always_inline void x0_parse(void *data, void *end, __u32 len, struct x0
 		}
 	}
 	if (proto == bpf_htons(ETH_P_IP))
-		x0_parse_ipv4(p, end, len - (p - data), r);
+		x0_parse_ipv4(p, end, len - (p - data), r, skb);
 	else if (proto == bpf_htons(ETH_P_IPV6))
 		x0_parse_ipv6(p, end, len - (p - data), r);
 }
@@ -583,7 +596,7 @@ int x0_xdp(struct xdp_md *ctx)
 
 	struct x0_flow_cache *c;
 
-	x0_parse(data, end, len, &r);
+	x0_parse(data, end, len, &r, 0);
 	c = x0_count(&r, len, ctx->ingress_ifindex, X0_HOOK_XDP);
 	return x0_enforced(&r, c, len) ? XDP_DROP : XDP_PASS;
 }
@@ -601,7 +614,7 @@ static __always_inline int x0_tc(struct __sk_buff *skb, __u32 hook)
 	void *data = (void *)(long)skb->data;
 	void *end = (void *)(long)skb->data_end;
 
-	x0_parse(data, end, skb->len, &r);
+	x0_parse(data, end, skb->len, &r, skb);
 	/* Headers beyond the linear part of a non-linear skb: pull them (rare) and parse again. */
 	if (x0_truncated(&r) && skb->len > (__u64)(end - data)) {
 		bpf_skb_pull_data(skb, skb->len < 128 ? skb->len : 128);
@@ -610,7 +623,7 @@ static __always_inline int x0_tc(struct __sk_buff *skb, __u32 hook)
 		__builtin_memset(&r, 0, sizeof(r));
 		r.cls = X0_CLASS_NON_IP;
 		r.malformed = -1;
-		x0_parse(data, end, skb->len, &r);
+		x0_parse(data, end, skb->len, &r, skb);
 	}
 	c = x0_count(&r, skb->len, skb->ifindex, hook);
 	if (hook == X0_HOOK_TC_INGRESS && x0_enforced(&r, c, skb->len))

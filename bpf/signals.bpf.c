@@ -104,6 +104,24 @@ static __always_inline int x0_skb_tuple(struct sk_buff *skb, struct x0_sig_key *
 	return 0;
 }
 
+/*
+ * The network namespace (inode number) of a dropped packet; 0 when nothing tells. Once TCP
+ * holds a packet (tcp_v4_rcv and tcp_v6_rcv, after the socket lookup) skb->dev is NULL: it
+ * shares its memory with dev_scratch. Then the receiving socket tells, else the packet's route,
+ * whose device for local delivery is the namespace's loopback.
+ */
+static __always_inline __u32 x0_drop_netns(struct sk_buff *skb, struct sock *rx_sk)
+{
+	struct dst_entry *dst;
+
+	if (skb->dev)
+		return skb->dev->nd_net.net->ns.inum;
+	if (rx_sk)
+		return rx_sk->__sk_common.skc_net.net->ns.inum;
+	dst = (struct dst_entry *)(skb->_skb_refdst & ~1UL); /* bit 0 is SKB_DST_NOREF */
+	return dst ? BPF_CORE_READ(dst, dev, nd_net.net, ns.inum) : 0;
+}
+
 SEC("tp_btf/kfree_skb")
 int BPF_PROG(x0_kfree_skb, struct sk_buff *skb, void *location, enum skb_drop_reason reason)
 {
@@ -111,15 +129,24 @@ int BPF_PROG(x0_kfree_skb, struct sk_buff *skb, void *location, enum skb_drop_re
 	struct x0_sig_key k = {};
 	struct x0_sig_value *v;
 	struct net_device *dev;
+	struct sock *rx_sk = 0;
 	__u64 *n, one = 1;
+	__u32 netns;
 
 	/* Frees of packets that were delivered are not drops. */
 	if (reason <= bpf_core_enum_value(enum skb_drop_reason, SKB_CONSUMED))
 		return 0;
-	dev = skb->dev;
-	if (x0_netns_ino && (!dev || dev->nd_net.net->ns.inum != x0_netns_ino))
+	/* The receiving socket: the tracepoint's fourth argument since Linux 6.11. */
+	if (bpf_core_field_exists(struct trace_event_raw_kfree_skb, rx_sk))
+		rx_sk = (struct sock *)ctx[3];
+	netns = x0_drop_netns(skb, rx_sk);
+	/* Another namespace's drop is not ours; one whose namespace nothing tells is counted. */
+	if (x0_netns_ino && netns && netns != x0_netns_ino)
 		return 0;
-	dk.ifindex = dev ? dev->ifindex : skb->skb_iif;
+	/* Without a device, the interface it arrived on (skb_iif stays set), if its namespace is
+	 * known; else X0_IFINDEX_UNKNOWN. */
+	dev = skb->dev;
+	dk.ifindex = dev ? dev->ifindex : netns ? skb->skb_iif : X0_IFINDEX_UNKNOWN;
 	n = bpf_map_lookup_elem(&x0_drops, &dk);
 	if (n)
 		*n += 1;
@@ -165,11 +192,12 @@ static __always_inline int x0_sock_tuple(const struct sock *sk, struct x0_sig_ke
 	return 0;
 }
 
+/* The interface of a socket's cached route; X0_IFINDEX_UNKNOWN without one. */
 static __always_inline __u32 x0_sock_ifindex(const struct sock *sk)
 {
 	struct dst_entry *dst = sk->sk_dst_cache;
 
-	return dst && dst->dev ? dst->dev->ifindex : 0;
+	return dst && dst->dev ? dst->dev->ifindex : X0_IFINDEX_UNKNOWN;
 }
 
 SEC("tp_btf/tcp_retransmit_skb")

@@ -165,7 +165,10 @@ struct x0_runtime {
 
 /* ---- kernel signals (bpf/signals.bpf.c) ---------------------------------------------------- */
 
-/* Drops per interface and reason (enum skb_drop_reason of the running kernel). */
+/* Drops per interface and reason (enum skb_drop_reason of the running kernel). A drop whose
+ * interface cannot be told (no device, nor arrival interface in a known namespace) counts under
+ * X0_IFINDEX_UNKNOWN, which no interface has. */
+#define X0_IFINDEX_UNKNOWN 0
 struct x0_drop_key {
 	__u32 ifindex;
 	__u32 reason;

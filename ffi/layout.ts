@@ -171,6 +171,9 @@ export const LAYOUTS: readonly StructLayout[] = [
 
 // ---- kernel signals (bpf/signals.bpf.c) -------------------------------------------------------
 
+/** #define X0_IFINDEX_UNKNOWN: the ifindex of drops whose interface the kernel cannot tell. */
+export const IFINDEX_UNKNOWN = 0;
+
 export const DROP_KEY: StructLayout = {
   name: "x0_drop_key",
   size: 8,

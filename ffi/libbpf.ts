@@ -190,6 +190,17 @@ export const OPTS = {
   mapInfo: { size: 88, type: 0, id: 4, keySize: 8, valueSize: 12, maxEntries: 16 },
 } as const;
 
+/**
+ * struct epoll_event (include/uapi/linux/eventpoll.h): `__u32 events; __u64 data;`, packed
+ * (EPOLL_PACKED) on x86-64 only, so 12 bytes there; elsewhere the 64-bit `data` is 8-aligned
+ * (AAPCS64 on aarch64), so 16 bytes. Offsets and sizes in bytes.
+ */
+export const EPOLL_EVENT_LAYOUTS = {
+  x86_64: { size: 12, data: 4 },
+  aarch64: { size: 16, data: 8 },
+} as const;
+export const EPOLL_EVENT = EPOLL_EVENT_LAYOUTS[Deno.build.arch];
+
 /** uapi constants used by the datapath. */
 export const BPF = {
   attachXdp: 37, // enum bpf_attach_type BPF_XDP

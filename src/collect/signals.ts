@@ -5,7 +5,7 @@
  */
 import { reasonOf } from "../datapath/errors.ts";
 import type { Program } from "../datapath/object.ts";
-import { type SignalName, SignalsProbe } from "../datapath/signals.ts";
+import { signalInterface, type SignalName, SignalsProbe } from "../datapath/signals.ts";
 import type { EventLog } from "../state/events.ts";
 import type { HealthBoard } from "../state/health.ts";
 import type { SignalsSnapshot } from "../state/snapshot.ts";
@@ -51,10 +51,11 @@ export class SignalsReader {
     return p ? [...p.links.values()].map((l) => p.collection.program(l.program)) : [];
   }
 
-  /** The signals now, interfaces named by `name`; undefined when the probe does not run. */
-  read(name: (ifindex: number) => string): SignalsSnapshot | undefined {
+  /** The signals now, interfaces named by `ifname`; undefined when the probe does not run. */
+  read(ifname: (ifindex: number) => string): SignalsSnapshot | undefined {
     const p = this.#probe;
     if (!p) return undefined;
+    const name = (ifindex: number) => signalInterface(ifindex, ifname);
     const drops = p.drops().map((d) => ({
       interface: name(d.ifindex),
       reason: d.reason,

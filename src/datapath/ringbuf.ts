@@ -3,18 +3,21 @@
  * (a nonblocking FFI call), so the event loop never blocks; consuming happens synchronously
  * on the JS thread, in batches, with a C-to-JS callback per record.
  */
-import { lastErrno, loadLibbpf, loadLibc } from "../../ffi/libbpf.ts";
+import { EPOLL_EVENT, lastErrno, loadLibbpf, loadLibc } from "../../ffi/libbpf.ts";
 import { check, KernelError } from "./errors.ts";
 import type { BpfMap } from "./object.ts";
 
 /** Receives one record; `data` is a view of kernel-shared memory valid only during the call. */
 export type RecordHandler = (data: Uint8Array) => void;
 
+/** Ready fds one epoll_wait may report (libbpf's epoll set holds one per ring; we have one). */
+const EPOLL_MAX_EVENTS = 4;
+
 export class RingBuffer implements Disposable {
   #rb: Deno.PointerValue;
   readonly #cb: Deno.UnsafeCallback<{ parameters: ["pointer", "pointer", "usize"]; result: "i32" }>;
   readonly #epfd: number;
-  readonly #epollEvents = new Uint8Array(12 * 4);
+  readonly #epollEvents = new Uint8Array(EPOLL_EVENT.size * EPOLL_MAX_EVENTS);
   #running: Promise<void> | undefined;
   #stop = false;
   /** Records consumed so far, and records whose handler threw (they are skipped). */
@@ -57,7 +60,12 @@ export class RingBuffer implements Disposable {
 
   /** Resolves true when records are waiting, false after `timeoutMs` without any. */
   async wait(timeoutMs: number): Promise<boolean> {
-    const n = await loadLibc().epoll_wait(this.#epfd, this.#epollEvents, 4, timeoutMs);
+    const n = await loadLibc().epoll_wait(
+      this.#epfd,
+      this.#epollEvents,
+      EPOLL_MAX_EVENTS,
+      timeoutMs,
+    );
     if (n < 0) {
       const errno = lastErrno();
       if (errno !== 4) throw new KernelError(`wait on ring buffer ${this.map.name}`, errno);

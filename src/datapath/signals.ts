@@ -5,7 +5,7 @@
  * unavailable with the reason. Drop reason names come from the running kernel's BTF.
  */
 import signalsObject from "../../bpf/build/signals.bpf.o" with { type: "bytes" };
-import { RTT_BUCKET_COUNT, SIG_KEY, SIG_VALUE } from "../../ffi/layout.ts";
+import { IFINDEX_UNKNOWN, RTT_BUCKET_COUNT, SIG_KEY, SIG_VALUE } from "../../ffi/layout.ts";
 import { type Btf, parseBtf } from "./btf.ts";
 import { formatAddress } from "../net/address.ts";
 import { type FlowSignal, flowSignalKey } from "../flows/signals.ts";
@@ -33,6 +33,18 @@ export function dropReasonNames(btf = vmlinuxBtf()): Map<number, string> {
     names.set(value, name.replace(/^SKB_DROP_REASON_/, ""));
   }
   return names;
+}
+
+/**
+ * The interface of records whose ifindex the kernel could not tell (IFINDEX_UNKNOWN): a drop
+ * with no device and no known arrival interface, a socket with no route cached. No interface
+ * can have this name: it is longer than the 15 characters an interface name may have.
+ */
+export const UNKNOWN_INTERFACE = "unknown_interface";
+
+/** Names the ifindex of a signal record with `name`, the unknown one with UNKNOWN_INTERFACE. */
+export function signalInterface(ifindex: number, name: (ifindex: number) => string): string {
+  return ifindex === IFINDEX_UNKNOWN ? UNKNOWN_INTERFACE : name(ifindex);
 }
 
 const u64 = (v: DataView, o: number) => v.getUint32(o, true) + v.getUint32(o + 4, true) * 2 ** 32;

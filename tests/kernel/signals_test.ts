@@ -1,13 +1,20 @@
 /**
  * Kernel signals against the real kernel: drops produced on purpose in test namespaces
- * (an nftables drop rule, a closed UDP port), TCP retransmits forced by nftables loss, TCP RTT
- * on a veth pair, and drop reason names read from this kernel's BTF.
+ * (an nftables drop rule, a closed UDP port, TCP segments that a listening socket refuses),
+ * TCP retransmits forced by nftables loss, TCP RTT on a veth pair, and drop reason names read
+ * from this kernel's BTF.
  */
 import assert from "node:assert/strict";
-import { dropReasonNames, SignalsProbe } from "../../src/datapath/signals.ts";
+import { dropReasonNames, SignalsProbe, UNKNOWN_INTERFACE } from "../../src/datapath/signals.ts";
 import { flowSignalKey } from "../../src/flows/signals.ts";
 import { withNetns } from "../../src/datapath/netns.ts";
+import { ifindexOf, ifnameOf } from "../../src/datapath/netdev.ts";
+import { SignalsReader } from "../../src/collect/signals.ts";
+import { HealthBoard } from "../../src/state/health.ts";
+import { EventLog } from "../../src/state/events.ts";
 import { nft, nftInputRule, sh, type Side, trafficCommand, VethPair } from "../helpers/netns.ts";
+import { RawTcp } from "../helpers/rawnet.ts";
+import { IPPROTO, payload, tcp, TCP_FLAGS, withL4Checksum } from "./frames.ts";
 
 function traffic(side: Side, ...args: (string | number)[]) {
   return trafficCommand(side.ns, ...args);
@@ -101,4 +108,76 @@ Deno.test("signals: a packet with no route is counted under its reason", async (
   assert.ok(flow, "the flow to nowhere has signals");
   assert.equal(flow[1].drops, 12);
   assert.match(probe.reasonName(flow[1].lastDropReason), /NOROUTE|INNOROUTES|UNREACHABLE/);
+});
+
+/** A TCP segment from `src` to `dst` whose checksum is right, or (`bad`) is not. */
+function segment(src: string, dst: string, seg: Uint8Array<ArrayBuffer>, bad = false) {
+  const out = withL4Checksum(IPPROTO.tcp, src, dst, seg);
+  if (bad) out[17] ^= 0xff;
+  return out;
+}
+
+Deno.test("signals: TCP drops after the socket lookup (skb->dev cleared) count on the interface they came in by, IPv4 and IPv6", async () => {
+  using v = new VethPair(98);
+  const reader = withNetns(
+    v.b.ns,
+    () => new SignalsReader(["drops"], new HealthBoard(), new EventLog()),
+  );
+  try {
+    using _listener = withNetns(v.b.ns, () => Deno.listen({ hostname: "::", port: 9300 }));
+    const name = (i: number) => withNetns(v.b.ns, () => ifnameOf(i)) ?? `ifindex ${i}`;
+    const drops = () => {
+      const out = new Map<string, number>();
+      for (const d of reader.read(name)?.drops ?? []) {
+        out.set(`${d.interface}/${d.reason}`, d.count);
+      }
+      return out;
+    };
+    const before = drops();
+    // Per family, to the listening socket of b: SYNs with a wrong checksum, short (checked in
+    // tcp_v4_rcv/tcp_v6_rcv, the device still set) and with 100 bytes of payload (checked
+    // after the socket lookup, skb->dev NULL); and segments without flags, refused by the
+    // listener (TCP_FLAGS, skb->dev NULL).
+    const sent = { short: 7, long: 11, noFlags: 5 };
+    for (const [family, src, dst] of [[4, v.a.ip4, v.b.ip4], [6, v.a.ip6, v.b.ip6]] as const) {
+      using raw = new RawTcp(v.a.ns, family);
+      const { syn } = TCP_FLAGS;
+      for (let i = 0; i < sent.short; i++) {
+        raw.send(dst, segment(src, dst, tcp(41001, 9300, syn), true));
+      }
+      for (let i = 0; i < sent.long; i++) {
+        raw.send(dst, segment(src, dst, tcp(41002, 9300, syn, payload(100)), true));
+      }
+      for (let i = 0; i < sent.noFlags; i++) raw.send(dst, segment(src, dst, tcp(41003, 9300, 0)));
+    }
+    await new Promise((r) => setTimeout(r, 300));
+    const after = drops();
+    const delta = (iface: string, reason: string) =>
+      (after.get(`${iface}/${reason}`) ?? 0) - (before.get(`${iface}/${reason}`) ?? 0);
+    assert.equal(delta(v.b.dev, "TCP_CSUM"), 2 * (sent.short + sent.long), "TCP_CSUM on veth-b");
+    assert.equal(delta(v.b.dev, "TCP_FLAGS"), 2 * sent.noFlags, "TCP_FLAGS on veth-b");
+    for (const reason of ["TCP_CSUM", "TCP_FLAGS"]) {
+      assert.equal(delta(UNKNOWN_INTERFACE, reason), 0, `${reason} without an interface`);
+    }
+    // Per flow, with the last reason.
+    const flows = reader.read(name)?.flows;
+    const reasons = dropReasonNames();
+    const bIdx = withNetns(v.b.ns, () => ifindexOf(v.b.dev));
+    for (const [family, src, dst] of [[4, v.a.ip4, v.b.ip4], [6, v.a.ip6, v.b.ip6]] as const) {
+      for (
+        const [sport, n, reason] of [
+          [41001, sent.short, "TCP_CSUM"],
+          [41002, sent.long, "TCP_CSUM"],
+          [41003, sent.noFlags, "TCP_FLAGS"],
+        ] as const
+      ) {
+        const s = flows?.get(flowSignalKey(family, IPPROTO.tcp, src, sport, dst, 9300));
+        assert.equal(s?.drops, n, `drops of IPv${family} port ${sport}`);
+        assert.equal(reasons.get(s.lastDropReason), reason);
+        assert.equal(s.ifindex, bIdx);
+      }
+    }
+  } finally {
+    reader.close();
+  }
 });

@@ -19,8 +19,10 @@ import {
   readIfaceStats,
 } from "../../src/collect/decode.ts";
 import type { Flow, FlowSnapshot } from "../../src/flows/key.ts";
-import { KernelError } from "../../src/datapath/errors.ts";
+import { check, KernelError } from "../../src/datapath/errors.ts";
 import { FlowDatapath } from "../../src/datapath/flow.ts";
+import { vmlinuxBtf } from "../../src/datapath/signals.ts";
+import { loadLibbpf, OPTS, opts as libbpfOpts, setPtr } from "../../ffi/libbpf.ts";
 import {
   arp,
   type Bytes,
@@ -765,6 +767,89 @@ for (const [reason, what, frame, extra = {}] of MALFORMED) {
     }
   });
 }
+
+// ---- IPv4 BIG TCP: total length 0 on a GSO packet ----------------------------------------------
+
+/**
+ * Runs `frame` through a TC program as a GSO packet of `gsoSize`-byte segments: test-run takes
+ * a struct __sk_buff as its context and copies gso_size and gso_segs into the skb it builds.
+ * The struct's layout comes from this kernel's BTF.
+ */
+function runGso(dp: FlowDatapath, hook: "tcIngress" | "tcEgress", frame: Bytes, gsoSize: number) {
+  const skb = vmlinuxBtf().struct("__sk_buff");
+  assert.ok(skb, "struct __sk_buff in the kernel's BTF");
+  const at = (name: string) => {
+    const m = skb.members.find((m) => m.name === name);
+    assert.ok(m, `__sk_buff.${name}`);
+    return m.offset;
+  };
+  const ctx = new Uint8Array(skb.size);
+  const cv = new DataView(ctx.buffer);
+  cv.setUint32(at("gso_size"), gsoSize, true);
+  cv.setUint32(at("gso_segs"), Math.ceil(frame.length / gsoSize), true);
+  const o = OPTS.testRun;
+  const { buf, view } = libbpfOpts(o.size);
+  setPtr(view, o.dataIn, frame);
+  view.setUint32(o.dataSizeIn, frame.length, true);
+  setPtr(view, o.ctxIn, ctx);
+  view.setUint32(o.ctxSizeIn, ctx.length, true);
+  check(`test-run ${hook} as GSO`, loadLibbpf().bpf_prog_test_run_opts(dp[hook].fd, buf));
+  assert.equal(view.getInt32(o.retval, true), TC_ACT_UNSPEC, `return code of ${hook}`);
+}
+
+Deno.test("testrun: IPv4 BIG TCP (total length 0 on a GSO packet) counts on TC with the skb's length", () => {
+  using dp = datapath();
+  const seg = tcp(40000, 5201, ACK | PSH, payload(2000));
+  const big = v4(IPPROTO.tcp, seg, { totalLength: 0, df: true });
+  assert.deepEqual([big[16], big[17]], [0, 0]);
+  for (const hook of ["tcIngress", "tcEgress"] as const) runGso(dp, hook, big, 1448);
+  const flow = { ...A4, proto: 6, sport: 40000, dport: 5201, tcpFlags: ACK | PSH } as const;
+  expectState(
+    dp,
+    {
+      tcIngress: { classes: { ipv4_tcp: [1, big.length] } },
+      tcEgress: { classes: { ipv4_tcp: [1, big.length] } },
+    },
+    [
+      { ...flow, hook: "tcIngress", packets: 1, bytes: big.length },
+      { ...flow, hook: "tcEgress", packets: 1, bytes: big.length },
+    ],
+  );
+});
+
+Deno.test("testrun: IPv4 total length 0 stays malformed without GSO, on XDP, and for UDP", () => {
+  using dp = datapath();
+  const zeroTcp = v4(IPPROTO.tcp, tcp(40000, 5201, ACK, payload(100)), { totalLength: 0 });
+  const zeroUdp = v4(IPPROTO.udp, udp(40000, 5201, payload(100)), { totalLength: 0 });
+  // XDP never sees a GSO packet, and the stack drops a non-GSO one with total length 0.
+  runAll(dp, zeroTcp);
+  // Only TCP has BIG TCP.
+  for (const hook of ["tcIngress", "tcEgress"] as const) runGso(dp, hook, zeroUdp, 1448);
+  const counts = (n: number, bytes: number): Counts => ({
+    malformed: { ip_length: n },
+    classes: { malformed: [n, bytes] },
+  });
+  expectState(dp, {
+    xdp: counts(1, zeroTcp.length),
+    tcIngress: counts(2, zeroTcp.length + zeroUdp.length),
+    tcEgress: counts(2, zeroTcp.length + zeroUdp.length),
+  }, []);
+});
+
+Deno.test("testrun: a GSO packet whose total length is short or beyond the frame is malformed", () => {
+  using dp = datapath();
+  const body = tcp(40000, 5201, ACK, payload(100));
+  const short = v4(IPPROTO.tcp, body, { totalLength: 19 });
+  const beyond = v4(IPPROTO.tcp, body, { totalLength: 1000 });
+  for (const hook of ["tcIngress", "tcEgress"] as const) {
+    for (const f of [short, beyond]) runGso(dp, hook, f, 1448);
+  }
+  const c: Counts = {
+    malformed: { ip_length: 2 },
+    classes: { malformed: [2, short.length + beyond.length] },
+  };
+  expectState(dp, { tcIngress: c, tcEgress: c }, []);
+});
 
 // ---- frames the kernel refuses ----------------------------------------------------------------
 

@@ -1,7 +1,8 @@
 /**
  * Real traffic across a veth pair between two namespaces made by the test: known numbers of
  * UDP, TCP and ICMP packets (IPv4 and IPv6) of known sizes, counted exactly per flow with XDP
- * (ingress of veth-b) and TC (ingress and egress of veth-a). Afterwards nothing is attached.
+ * (ingress of veth-b) and TC (ingress and egress of veth-a); and IPv4 BIG TCP, GSO packets
+ * beyond 64 KiB, on TC. Afterwards nothing is attached.
  */
 import assert from "node:assert/strict";
 import { readFlows, readIfaceStats, totals } from "../../src/collect/decode.ts";
@@ -10,6 +11,7 @@ import { FlowDatapath } from "../../src/datapath/flow.ts";
 import { ifindexOf } from "../../src/datapath/netdev.ts";
 import { withNetns } from "../../src/datapath/netns.ts";
 import { type Side, sweep, trafficCommand, VethPair } from "../helpers/netns.ts";
+import { IFLA, setLinkU32 } from "../helpers/rawnet.ts";
 
 function traffic(side: Side, ...args: (string | number)[]) {
   return trafficCommand(side.ns, ...args);
@@ -20,10 +22,19 @@ async function send(side: Side, ...args: (string | number)[]) {
   assert.ok(out.success, `traffic ${args.join(" ")}: ${new TextDecoder().decode(out.stderr)}`);
 }
 
+const matches = (x: Flow, f: Partial<Flow>) =>
+  Object.entries(f).every(([k, v]) => (x as unknown as Record<string, unknown>)[k] === v);
+
 function find(flows: Flow[], f: Partial<Flow>): Flow | undefined {
-  return flows.find((x) =>
-    Object.entries(f).every(([k, v]) => (x as unknown as Record<string, unknown>)[k] === v)
-  );
+  return flows.find((x) => matches(x, f));
+}
+
+/**
+ * The matching flow with the most bytes: a TCP connection attempt made before the server
+ * listened leaves a flow of its own (a SYN, a RST) beside the connection that carried the data.
+ */
+function busiest(flows: Flow[], f: Partial<Flow>): Flow | undefined {
+  return flows.filter((x) => matches(x, f)).sort((x, y) => y.bytes - x.bytes)[0];
 }
 
 /** Everything this test attached is gone: no XDP program, no filter, no clsact qdisc. */
@@ -132,11 +143,16 @@ for (const xdpMode of ["native", "generic"] as const) {
       assert.deepEqual([reply6?.packets, reply6?.bytes], [3, 3 * (14 + 40 + 8 + 56)]);
 
       // TCP: the handshake and teardown flags were seen, and the payload is all there.
-      const tcpOut = find(flows, { proto: 6, saddr: v.a.ip4, dport: 9100, hook: "xdp" });
+      const tcpOut = busiest(flows, { proto: 6, saddr: v.a.ip4, dport: 9100, hook: "xdp" });
       assert.ok(tcpOut, "TCP flow a→b on XDP");
       assert.equal(tcpOut.tcpFlags & 0x13, 0x13, "SYN, ACK and FIN seen"); // FIN|SYN|ACK
       assert.ok(tcpOut.bytes > 200000, `TCP bytes ${tcpOut.bytes}`);
-      const tcpBack = find(flows, { proto: 6, saddr: v.b.ip4, sport: 9100, hook: "tcIngress" });
+      const tcpBack = busiest(flows, {
+        proto: 6,
+        saddr: v.b.ip4,
+        sport: 9100,
+        hook: "tcIngress",
+      });
       assert.ok(tcpBack && (tcpBack.tcpFlags & 0x12) === 0x12, "SYN-ACK seen on the way back");
 
       // Per interface, XDP saw exactly what the kernel says veth-b received. (With native XDP,
@@ -163,3 +179,65 @@ for (const xdpMode of ["native", "generic"] as const) {
     }
   });
 }
+
+Deno.test("veth: IPv4 BIG TCP (GSO packets beyond 64 KiB, total length 0) counts on TC, none malformed", async () => {
+  using v = new VethPair(3);
+  // Both ends take IPv4 GSO and GRO packets up to 185000 bytes: the sender's TCP then builds
+  // them, with total length 0, and veth hands them across whole.
+  for (const side of [v.a, v.b]) {
+    setLinkU32(side.ns, side.dev, { [IFLA.gsoIpv4MaxSize]: 185000, [IFLA.groIpv4MaxSize]: 185000 });
+  }
+  const dp = new FlowDatapath();
+  try {
+    const aIdx = withNetns(v.a.ns, () => ifindexOf(v.a.dev));
+    const bIdx = withNetns(v.b.ns, () => ifindexOf(v.b.dev));
+    withNetns(v.a.ns, () => dp.attach(aIdx, "tc"));
+    withNetns(v.b.ns, () => dp.attach(bIdx, "tc"));
+    // iperf3 sends 50 MB in 1 MiB writes: with that much queued, a's TCP builds GSO packets up
+    // to the 185000 bytes allowed.
+    const iperf3 = (side: Side, ...args: string[]) =>
+      new Deno.Command("ip", {
+        args: ["netns", "exec", side.ns, "iperf3", ...args],
+        stdout: "piped",
+        stderr: "piped",
+      });
+    const server = iperf3(v.b, "-s", "-1", "-B", v.b.ip4, "-p", "5209").spawn();
+    let received = 0;
+    try {
+      let out: Deno.CommandOutput | undefined;
+      for (let i = 0; i < 40 && !out?.success; i++) {
+        await new Promise((r) => setTimeout(r, 100)); // until the server listens
+        out = await iperf3(v.a, "-c", v.b.ip4, "-p", "5209", "-J", "-n", "50M", "-l", "1M")
+          .output();
+      }
+      assert.ok(out?.success, `iperf3: ${new TextDecoder().decode(out?.stdout)}`);
+      received = JSON.parse(new TextDecoder().decode(out.stdout)).end.sum_received.bytes;
+    } finally {
+      try {
+        server.kill();
+      } catch { /* it served its one client and exited */ }
+      await server.output();
+    }
+    assert.ok(received > 40_000_000, `iperf3 received ${received} bytes`);
+
+    const flows = readFlows(dp);
+    for (const [hook, ifindex] of [["tcEgress", aIdx], ["tcIngress", bIdx]] as const) {
+      const st = readIfaceStats(dp).find((s) => s.hook === hook && s.ifindex === ifindex);
+      assert.ok(st, `counters of ${hook}`);
+      assert.deepEqual(st.classes.malformed, { packets: 0, bytes: 0 }, `malformed on ${hook}`);
+      // iperf3's data connection (its control connection to the same port carries little).
+      const f = busiest(flows, { proto: 6, saddr: v.a.ip4, dport: 5209, hook, ifindex });
+      assert.ok(f, `TCP flow a→b on ${hook}`);
+      // Every byte b received is in the flow, and its packets were BIG TCP ones: on average
+      // beyond the 64 KiB an IPv4 total length can say.
+      assert.ok(f.bytes > received, `${f.bytes} bytes on ${hook}, ${received} received`);
+      assert.ok(f.bytes / f.packets > 65535, `${f.packets} packets, ${f.bytes} bytes on ${hook}`);
+    }
+    withNetns(v.a.ns, () => assert.ok(dp.detach(aIdx)));
+    withNetns(v.b.ns, () => assert.ok(dp.detach(bIdx)));
+    assertClean(v);
+  } finally {
+    dp.close();
+    assertClean(v);
+  }
+});

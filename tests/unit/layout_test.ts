@@ -5,6 +5,7 @@ import {
   ENFORCE_KIND,
   EVENT_NEW_FLOW,
   Hook,
+  IFINDEX_UNKNOWN,
   LAYOUTS,
   MALFORMED_REASONS,
   RTT_BUCKET_COUNT,
@@ -77,6 +78,10 @@ for (const [object, layouts] of OBJECTS) {
 
 Deno.test("layout: RTT_BUCKET_COUNT matches X0_RTT_BUCKETS", () => {
   assert.match(header, new RegExp(`#define X0_RTT_BUCKETS ${RTT_BUCKET_COUNT}\\b`));
+});
+
+Deno.test("layout: IFINDEX_UNKNOWN matches X0_IFINDEX_UNKNOWN", () => {
+  assert.match(header, new RegExp(`#define X0_IFINDEX_UNKNOWN ${IFINDEX_UNKNOWN}\\b`));
 });
 
 Deno.test("layout: CLASSES matches enum x0_class", () => {
