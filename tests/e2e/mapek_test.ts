@@ -32,6 +32,24 @@ const metric = (d: Daemon, line: string) => {
   return m === undefined ? undefined : Number(m.split(" ").at(-1));
 };
 
+/**
+ * Checks that `got` of `sent` datagrams reached the sink and that every one that did not was
+ * dropped by the sink's own socket buffer (a busy machine's receiver falls behind), none by the
+ * datapath: nothing was blocked.
+ */
+async function assertNothingBlocked(d: Daemon, sent: number, got: number) {
+  const full = await d.until("the socket drops counted", () => {
+    const lines = d.request("/metrics").body.split("\n")
+      .filter((l) =>
+        l.startsWith("x0tta6bl4_drops_total{") && l.includes('reason="SOCKET_RCVBUFF"')
+      );
+    const n = lines.reduce((a, l) => a + Number(l.split(" ").at(-1)), 0);
+    return got + n >= sent * 0.98 ? n : undefined;
+  }, 5000).catch(() => -1);
+  assert.ok(full >= 0, `nothing blocked: received ${got} of ${sent}, the rest not a full socket's`);
+  assert.equal(metric(d, 'x0tta6bl4_mapek_enforced_packets_total{verdict="dropped"}'), 0);
+}
+
 async function ready(d: Daemon) {
   await d.start();
   await d.until("ready", () => d.request("/readyz").status === 200 || undefined);
@@ -115,9 +133,7 @@ Deno.test("mapek e2e: observe mode shows the plan for a UDP flood and blocks not
   assert.match(why.reason, /would rate-limit 10\.201\.93\.1 to 1000 packets\/s .*not executed/);
   const sent = Number(await flood.result());
   const counts = JSON.parse(await sink.result()) as Record<string, number[]>;
-  const got = counts[v.a.ip4].reduce((a, b) => a + b, 0);
-  assert.ok(got > sent * 0.8, `nothing blocked: received ${got} of ${sent}`);
-  assert.equal(metric(d, 'x0tta6bl4_mapek_enforced_packets_total{verdict="dropped"}'), 0);
+  await assertNothingBlocked(d, sent, counts[v.a.ip4].reduce((a, b) => a + b, 0));
   assert.equal(metric(d, 'x0tta6bl4_mapek_actions{kind="rate_limit",state="observed"}'), 1);
   assert.equal(metric(d, 'x0tta6bl4_mapek_mode{mode="observe"}'), 1);
   const health = d.json("/api/v1/health") as {
@@ -158,8 +174,7 @@ Deno.test("mapek e2e: an allow-listed source is never blocked, whatever it sends
   assert.match(skipped.reason, /allow-listed \(configured \(mapek\.allow\)\)/);
   assert.equal(actions(d, true).length, 0);
   const counts = JSON.parse(await sink.result()) as Record<string, number[]>;
-  const got = counts[v.a.ip4].reduce((a, b) => a + b, 0);
-  assert.ok(got > sent * 0.8, `received ${got} of ${sent}`);
+  await assertNothingBlocked(d, sent, counts[v.a.ip4].reduce((a, b) => a + b, 0));
 });
 
 Deno.test("mapek e2e: a restart mid-action keeps the block in force and ends it exactly at its TTL", async () => {
