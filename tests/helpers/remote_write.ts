@@ -1,7 +1,7 @@
 /**
- * For the remote-write tests: snapshots to render (one interface's counters and flows), and a
+ * For the remote-write tests: snapshots to render (one interface's counters and flows), a
  * request body decoded back to series and samples (with the bits of each value, so a stale
- * marker can be told from a NaN).
+ * marker can be told from a NaN), and a free loopback port.
  */
 import { uncompress } from "snappyjs";
 import { WRITE_REQUEST } from "../../src/export/remote_write_wire.ts";
@@ -99,4 +99,12 @@ export function decodeWriteRequest(body: Uint8Array): DecodedSeries[] {
       };
     }),
   }));
+}
+
+/** A free TCP port on 127.0.0.1 (free when asked; the caller binds it at once). */
+export function freePort(): number {
+  const l = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const port = (l.addr as Deno.NetAddr).port;
+  l.close();
+  return port;
 }
