@@ -17,7 +17,9 @@ import {
   decodeWriteRequest,
   flow,
   freePort,
+  page,
   snapshot,
+  until,
 } from "../helpers/remote_write.ts";
 
 interface Received {
@@ -87,26 +89,12 @@ function writer(url: string, over: Partial<RemoteWriteOptions> = {}): RemoteWrit
   }, log);
 }
 
-/** A page of `n` gauges `m{i="0"}`… with value `v`. */
-const page = (n: number, v = 1) =>
-  Array.from({ length: n }, (_, i) => `m{i="${i}"} ${v}`).join("\n") + "\n";
-
 let clock = Date.now() - 60_000;
 /** Offers a page at the next second of a clock of its own. */
 function offer(w: Exporter, text: string): number {
   clock += 1000;
   w.offer(snapshot([], { takenAt: clock }), () => text);
   return clock;
-}
-
-async function until<T>(what: string, fn: () => T | undefined, ms = 5000): Promise<T> {
-  const deadline = Date.now() + ms;
-  for (;;) {
-    const v = fn();
-    if (v !== undefined && v !== false) return v;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 10));
-  }
 }
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
