@@ -45,7 +45,10 @@ export interface RemoteWriteOptions {
   timeoutMs: number;
   /** Samples waiting for the receiver, the request being sent included. */
   queueMaxSamples: number;
-  /** `name=value`: labels every series gets unless it has them; `instance` and `job` default. */
+  /**
+   * `name=value`: labels every series gets unless it has them (a later one wins; an empty
+   * value: none); `instance` (the host name) and `job` (x0tta6bl4) unless given.
+   */
   externalLabels: readonly string[];
   /** `Name: value`: extra request headers. */
   headers: readonly string[];
@@ -255,7 +258,9 @@ export class RemoteWriter implements Exporter {
 
   /**
    * The writer of a configuration's `export.remote_write`, or undefined when no URL is set. A
-   * bad credential file does not throw: the writer's status says what is wrong.
+   * bad credential file does not throw: the writer's status says what is wrong. Series also get
+   * `x0tta6bl4_node`, this box's mesh name (the host name unless mesh.name is set), the label
+   * the mesh's service discovery gives scraped series, which the dashboard and alerts select by.
    */
   static fromConfig(c: Config, log: WriterLog): Exporter | undefined {
     const rw = c.export.remote_write;
@@ -265,7 +270,7 @@ export class RemoteWriter implements Exporter {
       intervalMs: rw.interval_s * 1000,
       timeoutMs: rw.timeout_s * 1000,
       queueMaxSamples: rw.queue_max_samples,
-      externalLabels: rw.external_labels,
+      externalLabels: [`x0tta6bl4_node=${c.mesh.name || hostname()}`, ...rw.external_labels],
       headers: rw.headers,
       bearerTokenFile: rw.bearer_token_file,
       basicAuthUser: rw.basic_auth_user,

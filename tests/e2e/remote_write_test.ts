@@ -39,7 +39,7 @@ Deno.test("e2e: the appliance pushes /metrics to a real Prometheus by remote-wri
       ? m
       : undefined;
   });
-  const sel = `job="x0tta6bl4",instance="${hostname()}",site="lab"`;
+  const sel = `job="x0tta6bl4",instance="${hostname()}",x0tta6bl4_node="${hostname()}",site="lab"`;
   const ifSel = `${sel},interface="${v.b.dev}",direction="rx",family="ipv4",protocol="udp"`;
   const wanted: [string, number][] = [
     [`x0tta6bl4_interface_packets_total{${ifSel}}`, 25],

@@ -459,8 +459,9 @@ Deno.test("remote-write: fromConfig is off without a URL, and pushes as configur
   await using rx = new StandIn();
   const rw = c.export.remote_write;
   rw.url = rx.url;
-  rw.external_labels = ["instance=box-a", "region=eu"];
+  rw.external_labels = ["instance=box-a", "region=eu", "drop=me", "drop="];
   rw.headers = ["X-Scope-OrgID: fleet"];
+  c.mesh.name = "branch-7";
   const w = RemoteWriter.fromConfig(c, log)!;
   try {
     assert.equal(w.name, "remote_write");
@@ -476,6 +477,7 @@ Deno.test("remote-write: fromConfig is off without a URL, and pushes as configur
       instance: "box-a",
       job: "x0tta6bl4",
       region: "eu",
+      x0tta6bl4_node: "branch-7", // the mesh name, as the mesh's service discovery labels it
     });
   } finally {
     await w.stop();
