@@ -2,9 +2,11 @@
  * Prometheus remote-write (protocol 1.0): the box pushes its /metrics series to a central
  * Prometheus, Mimir, Thanos Receive or VictoriaMetrics that cannot reach it (NAT).
  *
- * Every `interval_s`, `offer` renders the /metrics page (the same series and bounds as a scrape),
- * turns it into samples at the snapshot's time (remote_write_series.ts) and queues them; that is
- * all it does on the snapshot loop. One background sender posts the oldest queued samples, at
+ * Every `interval_s`, `offer` renders the /metrics page (the same series and bounds as a scrape)
+ * and hands it over: that is all it does on the snapshot loop. In the background, a reader turns
+ * the page into samples at the snapshot's time (remote_write_series.ts), a slice of lines at a
+ * time so that a large page never holds the event loop for long, and queues them; a page offered
+ * while the last is still being read is not taken (counted). A sender posts the oldest samples, at
  * most `MAX_SAMPLES_PER_REQUEST` a request, one request at a time so that every series reaches
  * the receiver in time order (Prometheus refuses a sample older than one it has). A request that
  * fails on the network, times out (`timeout_s`) or is answered 5xx or 429 is sent again after an
@@ -193,14 +195,18 @@ export class RemoteWriter implements Exporter {
   readonly #configError: string | undefined;
   readonly #sampler: PageSampler;
   readonly #client: Deno.HttpClient | undefined;
-  /** Aborted when stop()'s grace period ends: the request and the back-off end at once. */
+  /** Aborted when stop()'s grace period ends: reading, the request and the back-off end. */
   readonly #abort = new AbortController();
-  readonly #loop: Promise<void> | undefined;
+  /** The reader's and the sender's tasks. */
+  readonly #tasks: Promise<void>[] = [];
 
+  /** The page being turned into samples, from offer() until the reader has queued it. */
+  #page: { text: string; timestamp: number } | undefined;
+  #wakeReader: (() => void) | undefined;
   #chunks: Chunk[] = [];
   #queued = 0;
   #inflight: Batch | undefined;
-  #wake: (() => void) | undefined;
+  #wakeSender: (() => void) | undefined;
   #nextAt = -Infinity;
   #lastTimestamp = -Infinity;
   #stopping = false;
@@ -212,6 +218,8 @@ export class RemoteWriter implements Exporter {
   #droppedQueueFull = 0;
   #droppedRejected = 0;
   #droppedAtStop = 0;
+  /** Pages not taken: the one before was still being read, or stop() ended reading one. */
+  #skipped = 0;
   #lastDropAt = -Infinity;
   #failuresInARow = 0;
   #lastError: string | undefined;
@@ -253,7 +261,7 @@ export class RemoteWriter implements Exporter {
       return;
     }
     this.#client = Deno.createHttpClient({});
-    this.#loop = this.#run();
+    this.#tasks.push(this.#read(), this.#send());
   }
 
   /**
@@ -328,8 +336,10 @@ export class RemoteWriter implements Exporter {
   }
 
   /**
-   * Every `intervalMs`: the page's samples at the snapshot's time, queued for the sender.
-   * Returns at once; a page that cannot be rendered is skipped and shown as the last error.
+   * Every `intervalMs`: the page rendered at the snapshot's time, for the reader to turn into
+   * samples in the background. Returns at once; a page that cannot be rendered is skipped and
+   * shown as the last error, and so is one while the last is still being read (a large page on
+   * a busy box), as a scrape that would overlap the one before.
    */
   offer(s: Snapshot, metrics: () => string): void {
     if (this.#configError !== undefined || this.#stopping) return;
@@ -345,6 +355,10 @@ export class RemoteWriter implements Exporter {
         `is not after the last sample's (${new Date(this.#lastTimestamp).toISOString()}); skipped`;
       return;
     }
+    if (this.#page !== undefined) {
+      this.#skipped++;
+      return;
+    }
     let text: string;
     try {
       text = metrics();
@@ -352,12 +366,43 @@ export class RemoteWriter implements Exporter {
       this.#lastError = `rendering /metrics failed: ${(e as Error).message}`;
       return;
     }
-    const page = this.#sampler.sample(text, timestamp);
+    this.#page = { text, timestamp };
     this.#lastTimestamp = timestamp;
-    if (page.firstError !== undefined) {
-      this.#lastError = `${page.errors} line(s) of /metrics skipped: ${page.firstError}`;
+    this.#wakeReader?.();
+  }
+
+  /**
+   * The reader: each page offered, turned into samples a slice of lines at a time (the event
+   * loop has a turn between slices), then queued.
+   */
+  async #read(): Promise<void> {
+    const abort = this.#abort.signal;
+    while (!abort.aborted) {
+      const p = this.#page;
+      if (p === undefined) {
+        if (this.#stopping) return;
+        await new Promise<void>((resolve) => this.#wakeReader = resolve);
+        this.#wakeReader = undefined;
+        continue;
+      }
+      const reading = this.#sampler.sample(p.text, p.timestamp);
+      let step = reading.next();
+      while (!step.done && !abort.aborted) {
+        await new Promise((resolve) => setTimeout(resolve, 0));
+        step = reading.next();
+      }
+      this.#page = undefined;
+      if (!step.done) {
+        this.#skipped++; // stop()'s grace ended first
+        continue;
+      }
+      const page = step.value;
+      if (page.firstError !== undefined) {
+        this.#lastError = `${page.errors} line(s) of /metrics skipped: ${page.firstError}`;
+      }
+      this.#enqueue(page);
+      this.#wakeSender?.();
     }
-    this.#enqueue(page);
   }
 
   #enqueue(page: Page): void {
@@ -378,7 +423,6 @@ export class RemoteWriter implements Exporter {
       over -= k;
       if (c.start === c.page.series.length) this.#chunks.shift();
     }
-    this.#wake?.();
   }
 
   /** The oldest queued samples, at most #perRequest, out of the queue, grouped by series. */
@@ -406,14 +450,14 @@ export class RemoteWriter implements Exporter {
   }
 
   /** The sender: one request at a time, oldest first, until stop() and its grace end. */
-  async #run(): Promise<void> {
+  async #send(): Promise<void> {
     const abort = this.#abort.signal;
     while (!abort.aborted) {
       if (this.#inflight === undefined) {
         if (this.#queued === 0) {
-          if (this.#stopping) return;
-          await new Promise<void>((resolve) => this.#wake = resolve);
-          this.#wake = undefined;
+          if (this.#stopping && this.#page === undefined) return;
+          await new Promise<void>((resolve) => this.#wakeSender = resolve);
+          this.#wakeSender = undefined;
           continue;
         }
         const { samples, series } = this.#take();
@@ -527,6 +571,10 @@ export class RemoteWriter implements Exporter {
     let reason = `to ${this.#where}: ${this.#sent} samples sent in ${this.#requests} ` +
       `requests, ${queued} queued, ${dropped} dropped (${this.#droppedQueueFull} queue full, ` +
       `${this.#droppedRejected} rejected, ${this.#droppedAtStop} at stop)`;
+    if (this.#skipped > 0) {
+      reason += `; ${this.#skipped} pages not taken (the one before was still being read, ` +
+        "or the stop came first)";
+    }
     if (this.#failuresInARow > 0) {
       reason += `; retrying after ${this.#failuresInARow} failed attempts: ${this.#lastError}`;
     } else if (this.#lastError !== undefined) reason += `; last error: ${this.#lastError}`;
@@ -549,10 +597,11 @@ export class RemoteWriter implements Exporter {
 
   async #stop(): Promise<void> {
     this.#stopping = true;
-    if (this.#loop === undefined) return;
+    if (this.#tasks.length === 0) return;
     const grace = setTimeout(() => this.#abort.abort(), this.#stopGraceMs);
-    this.#wake?.();
-    await this.#loop;
+    this.#wakeReader?.();
+    this.#wakeSender?.();
+    await Promise.all(this.#tasks);
     clearTimeout(grace);
     const left = this.#queued + (this.#inflight?.samples ?? 0);
     if (left > 0) {

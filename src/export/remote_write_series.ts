@@ -36,6 +36,8 @@ const NAME = /^[a-zA-Z_:][a-zA-Z0-9_:]*/;
 const LABEL_NAME = /[a-zA-Z_][a-zA-Z0-9_]*/y;
 const NUMBER = /^[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?$/;
 const MAX_ERROR_TEXT = 120;
+/** Lines read between two yields of PageSampler.sample. */
+export const STEP_LINES = 1024;
 
 /** A sample's value as the format writes it: a number, `NaN`, `+Inf` or `-Inf`. */
 export function parseValue(s: string): number | undefined {
@@ -104,12 +106,15 @@ export class PageSampler {
     this.#external = external;
   }
 
-  /** The samples of `text` at `timestamp`, and a stale marker for each series gone since. */
-  sample(text: string, timestamp: number): Page {
-    const lines = text.split("\n");
+  /**
+   * The samples of `text` at `timestamp`, and a stale marker for each series gone since. A
+   * generator: it yields every STEP_LINES lines so that its caller can give the event loop a
+   * turn on a large page; the page is its return value.
+   */
+  *sample(text: string, timestamp: number): Generator<undefined, Page> {
     const previous = this.#previous;
     const current = new Map<string, Series>();
-    const values = new Float64Array(lines.length + previous.size);
+    let values = new Float64Array(Math.max(1024, previous.size + 64));
     const series: Series[] = [];
     let errors = 0, firstError: string | undefined;
     const fail = (line: string, what: string) => {
@@ -118,7 +123,19 @@ export class PageSampler {
         firstError = `${what}: ${JSON.stringify(shown)}`;
       }
     };
-    for (const line of lines) {
+    // Stale markers are written after the last growth: a copy never has to keep their bits.
+    const room = (n: number) => {
+      if (n <= values.length) return;
+      const bigger = new Float64Array(Math.max(n, values.length * 2));
+      bigger.set(values);
+      values = bigger;
+    };
+    for (let start = 0, lines = 0; start < text.length; lines++) {
+      if (lines % STEP_LINES === STEP_LINES - 1) yield;
+      const nl = text.indexOf("\n", start);
+      const end = nl < 0 ? text.length : nl;
+      const line = text.slice(start, end);
+      start = end + 1;
       if (line === "" || line[0] === "#") continue;
       // The value is the last field: the format written here has no timestamps, and a space
       // inside a label value comes before it.
@@ -143,10 +160,12 @@ export class PageSampler {
         s = { labels: this.#withExternal(labels) };
       }
       current.set(key, s);
+      room(series.length + 1);
       values[series.length] = value;
       series.push(s);
     }
     let stale = 0;
+    room(series.length + previous.size);
     // Bits, not a number: see STALE_NAN_BITS.
     const bits = new BigUint64Array(values.buffer);
     for (const [key, s] of previous) {

@@ -73,6 +73,7 @@ Deno.test("remote-write → Prometheus: PromQL answers what /metrics said", asyn
         offered += samplesOf(text);
         return text;
       });
+      await new Promise((r) => setTimeout(r, 0)); // read in the background
     }
     assert.equal(texts.length, 3);
     await until("delivery", () => settled(w, offered + 2), 20_000); // + 2 stale markers

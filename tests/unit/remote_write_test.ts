@@ -6,10 +6,12 @@
 import assert from "node:assert/strict";
 import fc from "fast-check";
 import {
+  type Page,
   PageSampler,
   parseSeries,
   parseValue,
   type Series,
+  STEP_LINES,
 } from "../../src/export/remote_write_series.ts";
 import {
   encodeWriteRequest,
@@ -23,6 +25,15 @@ import { BUILD, decodeWriteRequest, flow, snapshot } from "../helpers/remote_wri
 
 const renderer = (topFlows = 1) =>
   new MetricsRenderer({ topFlows, interfaceAllow: [], interfaceDeny: [], processMetrics: false });
+
+/** A page read to its end. */
+function read(sampler: PageSampler, text: string, timestamp: number): Page {
+  const reading = sampler.sample(text, timestamp);
+  for (;;) {
+    const step = reading.next();
+    if (step.done) return step.value;
+  }
+}
 
 /** Labels as an object, for comparisons. */
 const obj = (labels: readonly Label[]) => Object.fromEntries(labels.map((l) => [l.name, l.value]));
@@ -98,7 +109,7 @@ Deno.test("remote-write: any label values survive the writer's escaping and the 
 Deno.test("remote-write: a rendered page becomes one sample per line, with its labels", () => {
   const r = renderer();
   const text = r.renderSnapshot(snapshot([flow(53, 900), flow(443, 100)]), [], BUILD);
-  const page = new PageSampler([{ name: "job", value: "x0tta6bl4" }]).sample(text, 42);
+  const page = read(new PageSampler([{ name: "job", value: "x0tta6bl4" }]), text, 42);
   const lines = text.split("\n").filter((l) => l && !l.startsWith("#"));
   assert.equal(page.errors, 0, page.firstError);
   assert.equal(page.stale, 0);
@@ -132,7 +143,7 @@ Deno.test("remote-write: a rendered page becomes one sample per line, with its l
 Deno.test("remote-write: histograms are their _bucket, _sum and _count series", () => {
   const h = new MetricHistogram("x0tta6bl4_rtt_seconds", "RTT.", [0.01, 0.1], ["peer"]);
   h.set(["b"], [2, 3], 0.25, 6);
-  const page = new PageSampler([]).sample(h.render(), 1);
+  const page = read(new PageSampler([]), h.render(), 1);
   const got = page.series.map((s, i) => {
     const { __name__, ...rest } = obj(s.labels);
     return [__name__, rest.le ?? "", page.values[i]];
@@ -152,7 +163,7 @@ Deno.test("remote-write: external labels fill in, the series' own win, empty one
     { name: "job", value: "x0tta6bl4" },
     { name: "site", value: "" },
   ]);
-  const page = sampler.sample('a{job="own",x=""} 1\nb 2\n', 1);
+  const page = read(sampler, 'a{job="own",x=""} 1\nb 2\n', 1);
   assert.deepEqual(page.series.map((s) => obj(s.labels)), [
     { __name__: "a", instance: "box-1", job: "own" },
     { __name__: "b", instance: "box-1", job: "x0tta6bl4" },
@@ -162,10 +173,11 @@ Deno.test("remote-write: external labels fill in, the series' own win, empty one
 Deno.test("remote-write: a series gone from the page gets a stale marker, once", () => {
   const r = renderer();
   const sampler = new PageSampler([]);
-  const first = sampler.sample(r.renderSnapshot(snapshot([flow(53, 900)]), [], BUILD), 1);
+  const first = read(sampler, r.renderSnapshot(snapshot([flow(53, 900)]), [], BUILD), 1);
   assert.equal(first.stale, 0);
   // The flow on port 53 leaves the top 1 (the one on 443 is bigger now).
-  const second = sampler.sample(
+  const second = read(
+    sampler,
     r.renderSnapshot(snapshot([flow(53, 900), flow(443, 5000)]), [], BUILD),
     2,
   );
@@ -178,16 +190,34 @@ Deno.test("remote-write: a series gone from the page gets a stale marker, once",
   const keep = (p: typeof first) =>
     p.series.find((s) => obj(s.labels).__name__ === "x0tta6bl4_interface_packets_total");
   assert.equal(keep(second), keep(first));
-  const third = sampler.sample(
+  const third = read(
+    sampler,
     r.renderSnapshot(snapshot([flow(53, 900), flow(443, 5000)]), [], BUILD),
     3,
   );
   assert.equal(third.stale, 0, "marked stale once only");
 });
 
+Deno.test("remote-write: a large page is read a slice of lines at a time", () => {
+  const sampler = new PageSampler([]);
+  const lines = 3 * STEP_LINES + 5;
+  const text = Array.from({ length: lines }, (_, i) => `m{i="${i}"} ${i}`).join("\n");
+  const reading = sampler.sample(text, 1);
+  let yields = 0, step = reading.next();
+  for (; !step.done; step = reading.next()) yields++;
+  assert.equal(yields, 3);
+  assert.equal(step.value.series.length, lines);
+  assert.equal(step.value.values[lines - 1], lines - 1);
+  // The next page, empty: every series ends with a stale marker, read in one go.
+  const empty = read(sampler, "", 2);
+  assert.equal(empty.stale, lines);
+  assert.equal(bitsAt(empty.values, lines - 1), STALE_NAN_BITS);
+});
+
 Deno.test("remote-write: lines that are not samples are skipped and counted", () => {
   const sampler = new PageSampler([]);
-  const page = sampler.sample(
+  const page = read(
+    sampler,
     [
       "# HELP ok A fine one.",
       "ok 1",
@@ -204,7 +234,7 @@ Deno.test("remote-write: lines that are not samples are skipped and counted", ()
   assert.deepEqual([...page.values], [1, -Infinity]);
   assert.equal(page.errors, 4);
   assert.match(page.firstError!, /no value: "novalue"/);
-  const long = sampler.sample(`x{a="${"z".repeat(5000)}`, 2);
+  const long = read(sampler, `x{a="${"z".repeat(5000)}`, 2);
   assert.ok(long.firstError!.length < 200, "a long bad line is cut in the error");
   assert.equal(long.stale, 2, "ok and fine_too are gone");
 });
