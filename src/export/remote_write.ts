@@ -163,20 +163,6 @@ function trySet(h: Headers, name: string, value: string): boolean {
   }
 }
 
-/** Sleeps `ms`, or less if `signal` aborts. */
-function sleep(ms: number, signal: AbortSignal): Promise<void> {
-  return new Promise((resolve) => {
-    if (signal.aborted) return resolve();
-    const done = () => {
-      clearTimeout(timer);
-      signal.removeEventListener("abort", done);
-      resolve();
-    };
-    const timer = setTimeout(done, ms);
-    signal.addEventListener("abort", done);
-  });
-}
-
 export class RemoteWriter implements Exporter {
   readonly name = "remote_write";
   readonly #url: string;
@@ -207,6 +193,7 @@ export class RemoteWriter implements Exporter {
   #queued = 0;
   #inflight: Batch | undefined;
   #wakeSender: (() => void) | undefined;
+  #wakePause: (() => void) | undefined;
   #nextAt = -Infinity;
   #lastTimestamp = -Infinity;
   #stopping = false;
@@ -385,18 +372,23 @@ export class RemoteWriter implements Exporter {
         this.#wakeReader = undefined;
         continue;
       }
-      const reading = this.#sampler.sample(p.text, p.timestamp);
-      let step = reading.next();
-      while (!step.done && !abort.aborted) {
-        await new Promise((resolve) => setTimeout(resolve, 0));
-        step = reading.next();
+      let page: Page | undefined;
+      try {
+        const reading = this.#sampler.sample(p.text, p.timestamp);
+        let step = reading.next();
+        while (!step.done && !abort.aborted) {
+          await new Promise((resolve) => setTimeout(resolve, 0));
+          step = reading.next();
+        }
+        page = step.done ? step.value : undefined; // undefined: stop()'s grace ended first
+      } catch (e) {
+        this.#lastError = `reading /metrics failed: ${(e as Error).message}`;
       }
       this.#page = undefined;
-      if (!step.done) {
-        this.#skipped++; // stop()'s grace ended first
+      if (page === undefined) {
+        this.#skipped++;
         continue;
       }
-      const page = step.value;
       if (page.firstError !== undefined) {
         this.#lastError = `${page.errors} line(s) of /metrics skipped: ${page.firstError}`;
       }
@@ -471,7 +463,7 @@ export class RemoteWriter implements Exporter {
       }
       const outcome = await this.#attempt(this.#inflight);
       if (outcome === "sent" || outcome === "rejected") this.#inflight = undefined;
-      else if (outcome === "retry") await sleep(this.#backoffMs(), abort);
+      else if (outcome === "retry") await this.#pause(this.#backoffMs());
     }
   }
 
@@ -487,6 +479,25 @@ export class RemoteWriter implements Exporter {
         error: this.#lastError,
       });
     }
+  }
+
+  /**
+   * Waits `ms`, or less: when stop() begins (one more try at once, within the grace period) or
+   * when its grace period ends.
+   */
+  #pause(ms: number): Promise<void> {
+    return new Promise((resolve) => {
+      const signal = this.#abort.signal;
+      const done = () => {
+        clearTimeout(timer);
+        signal.removeEventListener("abort", done);
+        this.#wakePause = undefined;
+        resolve();
+      };
+      const timer = setTimeout(done, ms);
+      signal.addEventListener("abort", done);
+      this.#wakePause = done;
+    });
   }
 
   /** Exponential in the failures in a row, capped, with jitter: half of it, or up to all. */
@@ -601,6 +612,7 @@ export class RemoteWriter implements Exporter {
     const grace = setTimeout(() => this.#abort.abort(), this.#stopGraceMs);
     this.#wakeReader?.();
     this.#wakeSender?.();
+    this.#wakePause?.();
     await Promise.all(this.#tasks);
     clearTimeout(grace);
     const left = this.#queued + (this.#inflight?.samples ?? 0);

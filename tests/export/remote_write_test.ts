@@ -421,6 +421,18 @@ Deno.test("remote-write: stop sends what is queued within its grace period", asy
   assert.equal(rx.requests.length, 9);
 });
 
+Deno.test("remote-write: stop cuts a long back-off short and tries once more", async () => {
+  await using rx = new StandIn();
+  rx.answer = (n) => new Response(null, { status: n === 1 ? 503 : 204 });
+  const w = writer(rx.url, { minBackoffMs: 60_000, maxBackoffMs: 60_000, stopGraceMs: 5000 });
+  await offer(w, page(4));
+  await until("the first failure", () => w.status().failed === 1);
+  const t = performance.now();
+  await w.stop();
+  assert.ok(performance.now() - t < 1000, "not the minute of back-off, nor the grace period");
+  assert.deepEqual([w.status().sent, w.status().dropped, rx.requests.length], [4, 0, 2]);
+});
+
 Deno.test("remote-write: what is wrong with a page is shown; an older snapshot is skipped", async () => {
   await using rx = new StandIn();
   const w = writer(rx.url);
