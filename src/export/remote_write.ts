@@ -522,7 +522,11 @@ export class RemoteWriter implements Exporter {
       });
       status = res.status;
       location = res.headers.get("location");
-      body = await readExcerpt(res);
+      // A success's body says nothing more: not waited for (it may never end).
+      if (status >= 200 && status < 300) {
+        await res.body?.cancel().catch(() => {});
+        body = "";
+      } else body = await readExcerpt(res);
     } catch (e) {
       if (this.#abort.signal.aborted) return "aborted";
       return this.#failure(

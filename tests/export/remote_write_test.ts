@@ -367,6 +367,29 @@ Deno.test("remote-write: endless or garbage answers are read only so far", async
   }
 });
 
+Deno.test("remote-write: a success whose body never ends is not waited for", async () => {
+  await using rx = new StandIn();
+  rx.answer = () =>
+    new Response(
+      new ReadableStream<Uint8Array>({
+        async pull(c) {
+          c.enqueue(new Uint8Array([0x7b]));
+          await rx.released; // nothing more until the stand-in closes
+        },
+      }),
+      { status: 200 },
+    );
+  const w = writer(rx.url, { timeoutMs: 300 });
+  try {
+    await offer(w, page(3));
+    await until("delivery", () => w.status().sent === 3);
+    await sleep(500); // past the timeout: no failure, no retry
+    assert.deepEqual([rx.requests.length, w.status().failed], [1, 0]);
+  } finally {
+    await w.stop();
+  }
+});
+
 Deno.test("remote-write: a full queue drops the oldest samples and counts them", async () => {
   await using rx = new StandIn();
   let down = true;
