@@ -13,6 +13,8 @@ import { lastUpgrade } from "../cli/upgrade.ts";
 import { Collector, watchedInterfaces } from "../collect/collector.ts";
 import { changedKeys, type Config, tokenFilePath } from "../config/schema.ts";
 import { monotonicNs } from "../datapath/enforce.ts";
+import type { Exporter } from "../export/exporter.ts";
+import { RemoteWriter } from "../export/remote_write.ts";
 import { MapekLoop } from "../mapek/loop.ts";
 import { MeshService } from "../mesh/service.ts";
 import { MetricsRenderer } from "../metrics/exposition.ts";
@@ -43,6 +45,8 @@ export interface ApplianceParts {
   mapek?: MapekLoop;
   allow?: AllowListSources;
   cilium?: CiliumIdentities;
+  /** Where the metrics and flows are sent (export.*), each shown in health as `export:NAME`. */
+  exporters?: Exporter[];
   /** The datapath's clock in ns (flow times use it), for MAPE-K. */
   monoNs?: () => number;
 }
@@ -218,6 +222,7 @@ export class Appliance {
       allow,
       cilium,
       monoNs: () => Number(monotonicNs()),
+      exporters: [RemoteWriter.fromConfig(config, log)].filter((e) => e !== undefined),
     });
     // Live actions from the last run are applied again (some act on the appliance itself).
     mapek?.restore();
@@ -283,6 +288,14 @@ export class Appliance {
       () => this.#upgradeHealth(),
     );
     if (collector.mode === "ebpf") this.#ringHealth(s);
+    for (const e of this.#p.exporters ?? []) {
+      const component = `export:${e.name}`;
+      this.#part(component, "degraded", "offer failed", () => {
+        e.offer(s, () => this.metrics());
+        const st = e.status();
+        health.set(component, st.state, st.reason);
+      });
+    }
   }
 
   /**
@@ -417,6 +430,7 @@ export class Appliance {
     await this.#p.mesh?.stop();
     await this.#p.cilium?.stop();
     this.#p.mapek?.close();
+    await Promise.all((this.#p.exporters ?? []).map((e) => e.stop()));
     await this.#p.collector.stop();
   }
 }
