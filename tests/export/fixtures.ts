@@ -63,7 +63,8 @@ export function snapshot(flows: FlowSnapshot[], mode: "ebpf" | "fallback" = "ebp
 /** A clock the test moves: the datapath's ns and the wall's ms, together. */
 export class Clock {
   ns = 100 * SECOND;
-  readonly wallAtZero = 1_800_000_000_000;
+  /** The wall clock's ms at the datapath's 0, so that now is now (collectors check times). */
+  readonly wallAtZero = Date.now() - 100_000;
   mono = () => this.ns;
   wall = () => this.wallAtZero + this.ns / 1e6;
   advance(seconds: number): void {
