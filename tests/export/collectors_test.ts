@@ -154,3 +154,32 @@ Deno.test("nfcapd and nfacctd sum exactly what the snapshots counted, per flow",
   assertExact("pmacct", nfacctd.flows(), truth);
   assert.doesNotMatch(nfacctd.log(), /expecting flow|missing data|ERROR/i);
 });
+
+Deno.test("a collector port where nothing listens (ICMP port unreachable): no throw, no wait", async () => {
+  const clock = new Clock();
+  const port = await freeUdpPort("127.0.0.1"); // closed again: the kernel answers ICMP
+  const e = new IpfixExporter({
+    collector: `127.0.0.1:${port}`,
+    observationDomainId: 7,
+    activeTimeoutS: 1,
+    idleTimeoutS: 1,
+    templateRefreshS: 300,
+    queueMaxRecords: 65536,
+    monoNs: clock.mono,
+    wallMs: clock.wall,
+  });
+  const flows = Array.from({ length: 2000 }, (_, i) => flow(i, { firstSeenNs: clock.ns }));
+  const t0 = performance.now();
+  for (let s = 0; s < 5; s++) {
+    e.offer(snapshot(flows.map((f) => ({ ...f, packets: s + 1, lastSeenNs: clock.ns }))), () => "");
+    clock.advance(2);
+  }
+  assert.ok(performance.now() - t0 < 1000, "offer() never waits on the network");
+  await e.stop();
+  // Unconnected UDP sockets (all Deno gives) are not told of ICMP errors: every datagram leaves,
+  // none arrives, and the exporter cannot know (docs/EXPORT.md).
+  const s = e.status();
+  const records = Object.values(e.byReason).reduce((a, b) => a + b, 0);
+  assert.ok(records >= 2000);
+  assert.deepEqual([s.sent, s.dropped, s.failed], [records, 0, 0]);
+});
