@@ -287,7 +287,8 @@ export class IpfixExporter implements Exporter {
     const words = raw.byteOffset % 4 === 0
       ? new Uint32Array(raw.buffer, raw.byteOffset, n * KEY_WORDS)
       : new Uint32Array(raw.slice(0, n * KEY_BYTES).buffer);
-    const epoch = this.#epoch = (this.#epoch + 1) >>> 0 || 1;
+    // A flow not seen in this snapshot goes at its end: two values would do, 255 leave room.
+    const epoch = this.#epoch = (this.#epoch % 255) + 1;
     for (let i = 0; i < n; i++) {
       const w = i * KEY_WORDS, h = st.hashOf(words, w);
       const p = t.packets(i), b = t.bytes(i), last = t.lastSeenNs(i);

@@ -2,8 +2,8 @@
  * What the IPFIX exporter remembers per flow, and how it survives a restart.
  *
  * FlowStates: one row per flow the kernel's table holds (plus flows restored from disk until the
- * first snapshot says whether they still exist), in an open-addressing hash table over typed
- * arrays: no object per flow, keys compared as 11 32-bit words. The hash is seeded at random per
+ * first snapshot says whether they still exist), as typed-array columns with an open-addressing
+ * index: no object per flow, keys compared as 11 32-bit words. The hash is seeded at random per
  * process, so flows an attacker chooses cannot be made to collide.
  *
  * ExportedLog: the counters already exported per flow, on disk in the state directory. Every
@@ -18,13 +18,21 @@ import { FLOW_KEY } from "../../ffi/layout.ts";
 export const KEY_BYTES = FLOW_KEY.size;
 export const KEY_WORDS = FLOW_KEY.size / 4;
 
-const EMPTY = 0, LIVE = 1, GONE = 2;
+/** Index entries: 0 empty, DELETED, or a row number + 1. */
+const DELETED = 0xffff_ffff;
 
+/**
+ * Rows (one per flow, dense, reused once freed: a row keeps its number for the flow's life) and an
+ * open-addressing index over them, at most 3/4 full. About 110 bytes a row and 4 an index slot: at
+ * 100k flows, about 15 MB.
+ */
 export class FlowStates {
-  #cap = 0;
+  #index = new Uint32Array(0);
   #mask = 0;
+  #inIndex = 0; // live and deleted entries
+  #rows = 0; // rows ever used (the next new one)
+  #free: number[] = [];
   #live = 0;
-  #gone = 0;
   readonly #seed: number;
   words = new Uint32Array(0);
   /** The same keys as bytes (FLOW_KEY layout), for writing records. */
@@ -44,40 +52,68 @@ export class FlowStates {
   tcpFlags = new Uint8Array(0);
   /** Consecutive snapshots whose counters were below the ones kept. */
   low = new Uint8Array(0);
-  /** The snapshot that last showed the flow. */
-  epoch = new Uint32Array(0);
+  /** The snapshot that last showed the flow (1..255, cycling; 0: none yet). */
+  epoch = new Uint8Array(0);
 
   constructor(capacity = 1024, seed = crypto.getRandomValues(new Uint32Array(1))[0]) {
     this.#seed = seed;
-    this.#alloc(Math.max(16, 2 ** Math.ceil(Math.log2(capacity * 2))));
+    this.#growRows(Math.max(16, capacity));
+    this.#reindex(Math.max(16, 2 ** Math.ceil(Math.log2((capacity * 4) / 3))));
   }
 
   get size(): number {
     return this.#live;
   }
 
+  /** Rows to look at when iterating: row numbers are below it; isLive() says which are flows. */
   get capacity(): number {
-    return this.#cap;
+    return this.#rows;
   }
 
-  #alloc(cap: number): void {
-    this.#cap = cap;
-    this.#mask = cap - 1;
-    this.words = new Uint32Array(cap * KEY_WORDS);
+  #growRows(n: number): void {
+    const grow = <T extends Uint8Array | Uint32Array | Float64Array>(
+      a: T,
+      make: (n: number) => T,
+    ) => {
+      const b = make(a === this.words ? n * KEY_WORDS : n);
+      b.set(a);
+      return b;
+    };
+    this.words = grow(this.words, (m) => new Uint32Array(m));
     this.keyBytes = new Uint8Array(this.words.buffer);
-    this.hash = new Uint32Array(cap);
-    this.used = new Uint8Array(cap);
-    this.exPackets = new Float64Array(cap);
-    this.exOctets = new Float64Array(cap);
-    this.packets = new Float64Array(cap);
-    this.octets = new Float64Array(cap);
-    this.firstNs = new Float64Array(cap);
-    this.lastNs = new Float64Array(cap);
-    this.startNs = new Float64Array(cap);
-    this.tcpFlags = new Uint8Array(cap);
-    this.low = new Uint8Array(cap);
-    this.epoch = new Uint32Array(cap);
-    this.#live = this.#gone = 0;
+    this.hash = grow(this.hash, (m) => new Uint32Array(m));
+    this.used = grow(this.used, (m) => new Uint8Array(m));
+    for (
+      const c of [
+        "exPackets",
+        "exOctets",
+        "packets",
+        "octets",
+        "firstNs",
+        "lastNs",
+        "startNs",
+      ] as const
+    ) {
+      this[c] = grow(this[c], (m) => new Float64Array(m));
+    }
+    this.tcpFlags = grow(this.tcpFlags, (m) => new Uint8Array(m));
+    this.low = grow(this.low, (m) => new Uint8Array(m));
+    this.epoch = grow(this.epoch, (m) => new Uint8Array(m));
+  }
+
+  /** A new index of `size` slots holding every live row. */
+  #reindex(size: number): void {
+    this.#index = new Uint32Array(size);
+    this.#mask = size - 1;
+    this.#inIndex = 0;
+    for (let row = 0; row < this.#rows; row++) if (this.used[row]) this.#place(row);
+  }
+
+  #place(row: number): void {
+    let s = this.hash[row] & this.#mask;
+    while (this.#index[s] !== 0 && this.#index[s] !== DELETED) s = (s + 1) & this.#mask;
+    if (this.#index[s] === 0) this.#inIndex++;
+    this.#index[s] = row + 1;
   }
 
   /** MurmurHash3 (x86, 32-bit) of the key of 11 words at `w[at…]`, with this table's seed. */
@@ -96,106 +132,70 @@ export class FlowStates {
     return (h ^ (h >>> 16)) >>> 0;
   }
 
-  #same(slot: number, w: Uint32Array, at: number): boolean {
-    const o = slot * KEY_WORDS, k = this.words;
+  #same(row: number, w: Uint32Array, at: number): boolean {
+    const o = row * KEY_WORDS, k = this.words;
     for (let j = 0; j < KEY_WORDS; j++) if (k[o + j] !== w[at + j]) return false;
     return true;
   }
 
-  /** The slot of the key at `w[at…]` (hash `h`), or -1. */
+  /** The row of the key at `w[at…]` (hash `h`), or -1. */
   find(w: Uint32Array, at: number, h: number): number {
     for (let s = h & this.#mask;; s = (s + 1) & this.#mask) {
-      const u = this.used[s];
-      if (u === EMPTY) return -1;
-      if (u === LIVE && this.hash[s] === h && this.#same(s, w, at)) return s;
+      const e = this.#index[s];
+      if (e === 0) return -1;
+      if (e !== DELETED && this.hash[e - 1] === h && this.#same(e - 1, w, at)) return e - 1;
     }
   }
 
-  /** A zeroed row for a key that is not in the table; returns its slot. */
+  /** A zeroed row for a key that is not in the table; returns its number. */
   insert(w: Uint32Array, at: number, h: number): number {
-    if ((this.#live + this.#gone + 1) * 2 > this.#cap) this.#rehash();
-    let s = h & this.#mask;
-    while (this.used[s] === LIVE) s = (s + 1) & this.#mask;
-    if (this.used[s] === GONE) this.#gone--;
-    this.used[s] = LIVE;
-    this.hash[s] = h;
-    this.words.set(w.subarray(at, at + KEY_WORDS), s * KEY_WORDS);
-    this.reset(s, 0);
-    this.epoch[s] = 0;
+    // At most 3/4 full, deleted entries included: a probe always ends at an empty slot.
+    if ((this.#inIndex + 1) * 4 > this.#index.length * 3) {
+      const n = this.#index.length;
+      this.#reindex((this.#live + 1) * 2 > n ? n * 2 : n);
+    }
+    let row = this.#free.pop();
+    if (row === undefined) {
+      if (this.#rows === this.used.length) this.#growRows(this.used.length * 2);
+      row = this.#rows++;
+    }
+    this.used[row] = 1;
+    this.hash[row] = h;
+    this.words.set(w.subarray(at, at + KEY_WORDS), row * KEY_WORDS);
+    this.reset(row, 0);
+    this.epoch[row] = 0;
     this.#live++;
-    return s;
+    this.#place(row);
+    return row;
   }
 
-  /** Forgets what was exported of the flow in `slot`: a new flow with this key from now. */
-  reset(slot: number, firstNs: number): void {
-    this.exPackets[slot] =
-      this.exOctets[slot] =
-      this.packets[slot] =
-      this.octets[slot] =
+  /** Forgets what was exported of the flow in `row`: a new flow with this key from now. */
+  reset(row: number, firstNs: number): void {
+    this.exPackets[row] =
+      this.exOctets[row] =
+      this.packets[row] =
+      this.octets[row] =
         0;
-    this.firstNs[slot] = this.lastNs[slot] = this.startNs[slot] = firstNs;
-    this.tcpFlags[slot] = this.low[slot] = 0;
+    this.firstNs[row] = this.lastNs[row] = this.startNs[row] = firstNs;
+    this.tcpFlags[row] = this.low[row] = 0;
   }
 
-  remove(slot: number): void {
-    this.used[slot] = GONE;
+  remove(row: number): void {
+    let s = this.hash[row] & this.#mask;
+    while (this.#index[s] !== row + 1) s = (s + 1) & this.#mask;
+    this.#index[s] = DELETED;
+    this.used[row] = 0;
+    this.#free.push(row);
     this.#live--;
-    this.#gone++;
   }
 
   /** Counts seen that are not exported yet. */
-  open(slot: number): boolean {
-    return this.packets[slot] > this.exPackets[slot] || this.octets[slot] > this.exOctets[slot];
+  open(row: number): boolean {
+    return this.packets[row] > this.exPackets[row] || this.octets[row] > this.exOctets[row];
   }
 
-  isLive(slot: number): boolean {
-    return this.used[slot] === LIVE;
-  }
-
-  /** Doubles the table when live rows fill it; rebuilds it in place when deleted rows do. */
-  #rehash(): void {
-    const old = {
-      cap: this.#cap,
-      words: this.words,
-      hash: this.hash,
-      used: this.used,
-      cols: [
-        this.exPackets,
-        this.exOctets,
-        this.packets,
-        this.octets,
-        this.firstNs,
-        this.lastNs,
-        this.startNs,
-      ],
-      tcpFlags: this.tcpFlags,
-      low: this.low,
-      epoch: this.epoch,
-    };
-    const live = this.#live;
-    this.#alloc((live + 1) * 4 > old.cap ? old.cap * 2 : old.cap);
-    const cols = [
-      this.exPackets,
-      this.exOctets,
-      this.packets,
-      this.octets,
-      this.firstNs,
-      this.lastNs,
-      this.startNs,
-    ];
-    for (let o = 0; o < old.cap; o++) {
-      if (old.used[o] !== LIVE) continue;
-      let s = old.hash[o] & this.#mask;
-      while (this.used[s] !== EMPTY) s = (s + 1) & this.#mask;
-      this.used[s] = LIVE;
-      this.hash[s] = old.hash[o];
-      this.words.set(old.words.subarray(o * KEY_WORDS, (o + 1) * KEY_WORDS), s * KEY_WORDS);
-      for (let c = 0; c < cols.length; c++) cols[c][s] = old.cols[c][o];
-      this.tcpFlags[s] = old.tcpFlags[o];
-      this.low[s] = old.low[o];
-      this.epoch[s] = old.epoch[o];
-    }
-    this.#live = live;
+  isLive(row: number): boolean {
+    return this.used[row] === 1;
   }
 }
 
@@ -220,14 +220,14 @@ export function bootId(): Uint8Array {
   return out;
 }
 
-/** Writes the exported counters of `slot` as one entry at `out[at…]`. */
-export function writeEntry(out: Uint8Array, at: number, s: FlowStates, slot: number): void {
-  out.set(s.keyBytes.subarray(slot * KEY_BYTES, (slot + 1) * KEY_BYTES), at);
+/** Writes the exported counters of `row` as one entry at `out[at…]`. */
+export function writeEntry(out: Uint8Array, at: number, s: FlowStates, row: number): void {
+  out.set(s.keyBytes.subarray(row * KEY_BYTES, (row + 1) * KEY_BYTES), at);
   const v = new DataView(out.buffer, out.byteOffset + at + KEY_BYTES, 32);
-  v.setFloat64(0, s.exPackets[slot], true);
-  v.setFloat64(8, s.exOctets[slot], true);
-  v.setFloat64(16, s.firstNs[slot], true);
-  v.setFloat64(24, s.lastNs[slot], true);
+  v.setFloat64(0, s.exPackets[row], true);
+  v.setFloat64(8, s.exOctets[row], true);
+  v.setFloat64(16, s.firstNs[row], true);
+  v.setFloat64(24, s.lastNs[row], true);
 }
 
 function writeAll(f: Deno.FsFile, b: Uint8Array): void {
@@ -291,12 +291,12 @@ export class ExportedLog {
         wb.set(bytes.subarray(at, at + KEY_BYTES));
         const v = new DataView(bytes.buffer, bytes.byteOffset + at + KEY_BYTES, 32);
         const h = s.hashOf(w, 0);
-        let slot = s.find(w, 0, h);
-        if (slot < 0) slot = s.insert(w, 0, h);
-        s.exPackets[slot] = s.packets[slot] = v.getFloat64(0, true);
-        s.exOctets[slot] = s.octets[slot] = v.getFloat64(8, true);
-        s.firstNs[slot] = v.getFloat64(16, true);
-        s.lastNs[slot] = s.startNs[slot] = v.getFloat64(24, true);
+        let row = s.find(w, 0, h);
+        if (row < 0) row = s.insert(w, 0, h);
+        s.exPackets[row] = s.packets[row] = v.getFloat64(0, true);
+        s.exOctets[row] = s.octets[row] = v.getFloat64(8, true);
+        s.firstNs[row] = v.getFloat64(16, true);
+        s.lastNs[row] = s.startNs[row] = v.getFloat64(24, true);
       }
     }
     return s.size;
@@ -338,15 +338,15 @@ export class ExportedLog {
    */
   compact(s: FlowStates): boolean {
     let n = 0;
-    for (let slot = 0; slot < s.capacity; slot++) {
-      if (s.isLive(slot) && (s.exPackets[slot] > 0 || s.exOctets[slot] > 0)) n++;
+    for (let row = 0; row < s.capacity; row++) {
+      if (s.isLive(row) && (s.exPackets[row] > 0 || s.exOctets[row] > 0)) n++;
     }
     const out = new Uint8Array(HEAD_BYTES + n * ENTRY_BYTES);
     out.set(this.#head());
     let at = HEAD_BYTES;
-    for (let slot = 0; slot < s.capacity; slot++) {
-      if (!s.isLive(slot) || (s.exPackets[slot] === 0 && s.exOctets[slot] === 0)) continue;
-      writeEntry(out, at, s, slot);
+    for (let row = 0; row < s.capacity; row++) {
+      if (!s.isLive(row) || (s.exPackets[row] === 0 && s.exOctets[row] === 0)) continue;
+      writeEntry(out, at, s, row);
       at += ENTRY_BYTES;
     }
     const tmp = `${this.snapshotPath}.tmp`;
