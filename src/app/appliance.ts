@@ -14,6 +14,7 @@ import { Collector, watchedInterfaces } from "../collect/collector.ts";
 import { changedKeys, type Config, tokenFilePath } from "../config/schema.ts";
 import { monotonicNs } from "../datapath/enforce.ts";
 import type { Exporter } from "../export/exporter.ts";
+import { IpfixExporter } from "../export/ipfix_exporter.ts";
 import { RemoteWriter } from "../export/remote_write.ts";
 import { MapekLoop } from "../mapek/loop.ts";
 import { MeshService } from "../mesh/service.ts";
@@ -222,7 +223,10 @@ export class Appliance {
       allow,
       cilium,
       monoNs: () => Number(monotonicNs()),
-      exporters: [RemoteWriter.fromConfig(config, log)].filter((e) => e !== undefined),
+      exporters: [
+        ...IpfixExporter.fromConfig(config, log, () => Number(monotonicNs())),
+        RemoteWriter.fromConfig(config, log),
+      ].filter((e) => e !== undefined),
     });
     // Live actions from the last run are applied again (some act on the appliance itself).
     mapek?.restore();

@@ -173,6 +173,17 @@ export class FlowTable {
   firstSeenNs(i: number): number {
     return this.#first[i];
   }
+  lastSeenNs(i: number): number {
+    return this.#last[i];
+  }
+  /**
+   * The raw keys, FLOW_KEY.size bytes each as the kernel wrote them; the first `size` are this
+   * snapshot's. A live view, valid until the table is refilled (for readers that compare or copy
+   * keys without decoding them).
+   */
+  get keys(): Uint8Array {
+    return this.#keys;
+  }
   tcpFlags(i: number): number {
     return this.#flags[i];
   }
