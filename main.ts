@@ -203,7 +203,7 @@ function readableToken(files: string[]): string | undefined {
 }
 
 /** The API base URL of the local appliance, from the same config sources as serve. */
-function clientBase(
+async function clientBase(
   args: string[],
   extra: Record<string, { type: "string" } | { type: "boolean" }> = {},
   allowPositionals = false,
@@ -214,7 +214,7 @@ function clientBase(
     options: { ...configOptions(), ...extra, help: { type: "boolean", short: "h" } },
   });
   const { config, help, ...flags } = values as Record<string, string | string[] | boolean>;
-  const cfg = loadConfig({
+  const cfg = await loadConfig({
     file: typeof config === "string" ? config : undefined,
     env: Deno.env.toObject(),
     flags,
@@ -241,7 +241,7 @@ export async function main(argv: string[]): Promise<number> {
       case "serve":
         return await serveCommand(rest);
       case "status": {
-        const c = clientBase(rest);
+        const c = await clientBase(rest);
         if (c.help) {
           console.log(
             "Usage: x0tta6bl4 status [--listen ADDR:PORT | --config FILE]\n\n" +
@@ -254,7 +254,7 @@ export async function main(argv: string[]): Promise<number> {
         return await status(c.api);
       }
       case "top": {
-        const c = clientBase(rest, {
+        const c = await clientBase(rest, {
           interval: { type: "string" },
           top: { type: "string" },
           count: { type: "string" },
@@ -279,7 +279,7 @@ export async function main(argv: string[]): Promise<number> {
         );
       }
       case "revoke": {
-        const c = clientBase(rest, {}, true);
+        const c = await clientBase(rest, {}, true);
         const ids = c.positionals;
         if (c.help) {
           console.log(
@@ -303,7 +303,7 @@ export async function main(argv: string[]): Promise<number> {
         }
         return doctor();
       case "bundle": {
-        const c = clientBase(rest, { output: { type: "string" } });
+        const c = await clientBase(rest, { output: { type: "string" } });
         if (c.help) {
           console.log(
             "Usage: x0tta6bl4 bundle [--config FILE | --listen ADDR:PORT] [--output FILE]\n\n" +
@@ -316,7 +316,7 @@ export async function main(argv: string[]): Promise<number> {
         return await bundle(c.config, c.api, versionText(), out);
       }
       case "upgrade": {
-        const c = clientBase(rest, {
+        const c = await clientBase(rest, {
           check: { type: "boolean" },
           "base-url": { type: "string" },
           binary: { type: "string" },

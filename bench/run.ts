@@ -13,6 +13,9 @@
  *            /metrics of the same snapshot
  *   enforce  in-kernel cost of the MAPE-K enforcement check vs the flow program built without
  *            it, and time from a UDP flood's start to its block (enforce mode, 5 runs)
+ *   footprint  the appliance's RSS and CPU idle and after 100 000 real UDP flows (each a kernel
+ *            drop, together a port scan), with the defaults and with parts switched off, vs
+ *            node_exporter in the same namespace
  * Usage: deno task bench [cost|live|read…]. Results go to stdout as Markdown rows; the
  * numbers in docs/BENCHMARKS.md come from here.
  */
@@ -43,9 +46,19 @@ import { sh, VethPair } from "../tests/helpers/netns.ts";
 import { Daemon, DaemonHome, enforceArgs } from "../tests/helpers/daemon.ts";
 import { Lab, type LabNode } from "../scripts/lab.ts";
 
-const sections = Deno.args.length
-  ? Deno.args
-  : ["cost", "live", "read", "ringbuf", "scrape", "startup", "mesh", "signals", "mapek", "enforce"];
+const sections = Deno.args.length ? Deno.args : [
+  "cost",
+  "live",
+  "read",
+  "ringbuf",
+  "scrape",
+  "startup",
+  "mesh",
+  "signals",
+  "mapek",
+  "enforce",
+  "footprint",
+];
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 
 function udpFrame(len: number): Uint8Array<ArrayBuffer> {
@@ -291,10 +304,10 @@ async function ringbuf() {
 
 /** Resident memory in MiB: all of it, and the private (anonymous) part, without the mapped
  * executable (under `deno run` the whole Deno CLI, larger than a compiled binary's runtime). */
-function rssMiB(pid: number): { rss: number; anon: number } {
+function rssMiB(pid: number): { rss: number; anon: number; peak: number } {
   const status = Deno.readTextFileSync(`/proc/${pid}/status`);
   const kb = (field: string) => Number(status.match(new RegExp(`${field}:\\s+(\\d+)`))?.[1]);
-  return { rss: kb("VmRSS") / 1024, anon: kb("RssAnon") / 1024 };
+  return { rss: kb("VmRSS") / 1024, anon: kb("RssAnon") / 1024, peak: kb("VmHWM") / 1024 };
 }
 
 /** Median time of `n` scrapes of `url` by curl inside `ns`, and the body's size. */
@@ -747,6 +760,102 @@ async function enforce() {
   }
 }
 
+const UDP_FLOWS = new URL("../tests/helpers/udp_flows.ts", import.meta.url).pathname;
+
+/** CPU (% of one core) of each of `pids` over `ms`. */
+async function cpuPercent(pids: number[], ms: number): Promise<number[]> {
+  const before = pids.map(cpuSeconds), t = performance.now();
+  await new Promise((r) => setTimeout(r, ms));
+  const secs = (performance.now() - t) / 1000;
+  return pids.map((p, i) => (cpuSeconds(p) - before[i]) / secs * 100);
+}
+
+/**
+ * The real worst case for memory and CPU: 100 000 distinct UDP flows from one source to
+ * 100 000 (address, port) pairs of the box with no listener (each a NO_SOCKET drop in the
+ * kernel; together a port scan), sent as raw frames into veth-b, where the appliance runs as
+ * scripts/run starts it (flow table 262 144, snapshot every second, everything else default).
+ * RSS and CPU idle, then after the flows stopped, against node_exporter in the same namespace.
+ */
+async function footprint() {
+  const FLOWS = 100_000, PORTS = FLOWS / 2;
+  using v = new VethPair(54);
+  const second = "10.201.54.3";
+  v.run(v.b, "ip", ["addr", "add", `${second}/24`, "dev", v.b.dev]);
+  const port = 19200 + (Deno.pid % 1000);
+  const ne = new Deno.Command("ip", {
+    args: [
+      "netns",
+      "exec",
+      v.b.ns,
+      "prometheus-node-exporter",
+      `--web.listen-address=127.0.0.1:${port}`,
+    ],
+    stdout: "null",
+    stderr: "null",
+  }).spawn();
+  const variants: [string, string[]][] = [
+    ["defaults", []],
+    ["`mapek.enabled: false`", ["--mapek.enabled", "false"]],
+    ["`signals.drops: false`", ["--signals.drops", "false"]],
+    ["MAPE-K and all signals off", [
+      "--mapek.enabled",
+      "false",
+      ...["drops", "retransmits", "rtt"].flatMap((k) => [`--signals.${k}`, "false"]),
+    ]],
+  ];
+  const mib = (x: number) => `${x.toFixed(0)} MiB`;
+  try {
+    await new Promise((r) => setTimeout(r, 1000));
+    scrapeTimes(v.b.ns, `http://127.0.0.1:${port}/metrics`, 1); // as a scraped exporter
+    console.log(
+      "| configuration | idle RSS (anon) | idle CPU | RSS at 100k (anon, peak) | CPU at 100k | " +
+        "node_exporter RSS | node_exporter CPU |\n|---|---|---|---|---|---|---|",
+    );
+    for (const [label, args] of variants) {
+      await using d = new Daemon(v.b, [
+        "--interface",
+        v.b.dev,
+        "--datapath.flow-table-size",
+        "262144",
+        "--collect.interval-ms",
+        "1000",
+        ...args,
+      ]);
+      await d.start();
+      await d.until("ready", () => d.request("/readyz").status === 200 || undefined, 20_000);
+      await new Promise((r) => setTimeout(r, 5000));
+      const [idleCpu] = await cpuPercent([d.pid], 10_000);
+      const idle = rssMiB(d.pid);
+      const sent = Number(
+        sh(
+          Deno.execPath(),
+          ["run", "-A", UDP_FLOWS, v.a.dev, v.a.ip4, "40000", "1", String(PORTS), "25000"]
+            .concat([v.b.ip4, second]),
+          v.a.ns,
+        ),
+      );
+      if (sent !== FLOWS) throw new Error(`sent ${sent} datagrams, not ${FLOWS}`);
+      const entries = () =>
+        Number(d.request("/metrics").body.match(/^x0tta6bl4_flow_table_entries (\d+)/m)?.[1]);
+      await d.until("the flows", () => entries() >= FLOWS || undefined, 30_000);
+      await new Promise((r) => setTimeout(r, 10_000));
+      const [cpu, neCpu] = await cpuPercent([d.pid, ne.pid], 20_000);
+      const at = rssMiB(d.pid);
+      console.log(
+        `| ${label} | ${mib(idle.rss)} (${mib(idle.anon)}) | ${idleCpu.toFixed(1)} % | ${
+          mib(at.rss)
+        } (${mib(at.anon)}, ${mib(at.peak)}) | ${cpu.toFixed(1)} % | ${mib(rssMiB(ne.pid).rss)} | ${
+          neCpu.toFixed(1)
+        } % |`,
+      );
+    }
+  } finally {
+    ne.kill("SIGTERM");
+    await ne.status;
+  }
+}
+
 if (sections.includes("cost")) cost();
 if (sections.includes("live")) await live();
 if (sections.includes("read")) read();
@@ -757,3 +866,4 @@ if (sections.includes("mesh")) await mesh();
 if (sections.includes("signals")) await signals();
 if (sections.includes("mapek")) await mapek();
 if (sections.includes("enforce")) await enforce();
+if (sections.includes("footprint")) await footprint();

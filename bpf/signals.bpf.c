@@ -2,7 +2,7 @@
 /*
  * Why packets die and how TCP fares, from the kernel itself:
  *  - skb:kfree_skb (tp_btf): drops per interface and reason, real drops only (not "consumed"),
- *    attributed to the flow when the headers can be read;
+ *    and per flow for a bounded set of flows: those that drop most (see X0_DROP_FLOWS);
  *  - tcp:tcp_retransmit_skb: retransmits per flow;
  *  - tcp:tcp_probe: the socket's smoothed RTT per flow, and a histogram per interface.
  * Each program is attached on its own, so one missing hook does not take the others down.
@@ -40,6 +40,19 @@ struct {
 	__type(value, struct x0_sig_value);
 } x0_sigflows SEC(".maps");
 
+/* Per flow: drops of at most X0_DROP_FLOWS flows (admitted as x0_drop_admit says). */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, X0_DROP_FLOWS);
+	__type(key, struct x0_sig_key);
+	__type(value, struct x0_sig_value);
+} x0_dropflows SEC(".maps");
+
+/* The admission of flows into x0_dropflows: cells of (epoch << 24 | count), racy by design
+ * (an estimate; a lost update only delays an admission). */
+__u32 x0_drop_sketch[X0_DROP_SKETCH_ROWS][X0_DROP_SKETCH_WIDTH];
+__u32 x0_drop_budget;
+
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_HASH);
 	__uint(max_entries, 4096);
@@ -56,6 +69,53 @@ static __always_inline struct x0_sig_value *x0_sig(struct x0_sig_key *k)
 	struct x0_sig_value zero = {};
 	bpf_map_update_elem(&x0_sigflows, k, &zero, BPF_NOEXIST);
 	return bpf_map_lookup_elem(&x0_sigflows, k);
+}
+
+/* A cell's count in `epoch`: kept from the same epoch, halved from the previous one, else 0. */
+static __always_inline __u32 x0_cell_count(__u32 cell, __u32 epoch)
+{
+	__u32 age = (epoch - (cell >> 24)) & 0xff;
+
+	return age == 0 ? cell & 0xffffff : age == 1 ? (cell & 0xffffff) >> 1 : 0;
+}
+
+/*
+ * Whether a flow not yet in x0_dropflows enters it at this drop, and with how many drops: its
+ * count-min estimate (conservative update: only the smallest cells grow).
+ */
+static __always_inline __u32 x0_drop_admit(const struct x0_sig_key *k)
+{
+	const __u32 *w = (const __u32 *)k;
+	__u32 epoch = (bpf_ktime_get_ns() >> 30) & 0xff;
+	__u32 cells[X0_DROP_SKETCH_ROWS], est = 0xffffff, i, n;
+	__u64 h = 0x9E3779B97F4A7C15ULL;
+
+#pragma unroll
+	for (i = 0; i < sizeof(*k) / 4; i++) {
+		h = (h ^ w[i]) * 0xff51afd7ed558ccdULL;
+		h ^= h >> 29;
+	}
+#pragma unroll
+	for (i = 0; i < X0_DROP_SKETCH_ROWS; i++) {
+		cells[i] = (__u32)(h >> (i * 32)) & (X0_DROP_SKETCH_WIDTH - 1);
+		n = x0_cell_count(x0_drop_sketch[i][cells[i]], epoch);
+		if (n < est)
+			est = n;
+	}
+	if (est < 0xffffff)
+		est++;
+#pragma unroll
+	for (i = 0; i < X0_DROP_SKETCH_ROWS; i++) {
+		n = x0_cell_count(x0_drop_sketch[i][cells[i]], epoch);
+		x0_drop_sketch[i][cells[i]] = epoch << 24 | (n > est ? n : est);
+	}
+	if (est >= X0_DROP_FLOW_MIN)
+		return est;
+	n = (x0_drop_budget >> 24) == epoch ? x0_drop_budget & 0xffffff : 0;
+	if (n >= X0_DROP_FLOW_BUDGET)
+		return 0;
+	x0_drop_budget = epoch << 24 | (n + 1);
+	return est;
 }
 
 /* The 5-tuple of a packet in kernel memory, from its network header; 0 if it has none. */
@@ -154,12 +214,18 @@ int BPF_PROG(x0_kfree_skb, struct sk_buff *skb, void *location, enum skb_drop_re
 		bpf_map_update_elem(&x0_drops, &dk, &one, BPF_NOEXIST);
 	if (!x0_skb_tuple(skb, &k))
 		return 0;
-	v = x0_sig(&k);
+	v = bpf_map_lookup_elem(&x0_dropflows, &k);
 	if (v) {
 		__sync_fetch_and_add(&v->drops, 1);
 		v->ifindex = dk.ifindex;
 		v->last_drop_reason = reason;
+		return 0;
 	}
+	struct x0_sig_value nv = { .ifindex = dk.ifindex, .last_drop_reason = reason };
+
+	nv.drops = x0_drop_admit(&k);
+	if (nv.drops)
+		bpf_map_update_elem(&x0_dropflows, &k, &nv, BPF_NOEXIST);
 	return 0;
 }
 

@@ -196,6 +196,18 @@ struct x0_sig_value {
 	__u32 pad;
 };
 
+/* Drops per flow are kept for at most X0_DROP_FLOWS flows (x0_dropflows, LRU, same key and
+ * value as x0_sigflows). A flow enters at its first drop while fewer than X0_DROP_FLOW_BUDGET
+ * flows entered in the current epoch (2^30 ns, about a second); beyond that (a scan, a flood
+ * of one-packet flows), only once a count-min sketch of X0_DROP_SKETCH_ROWS rows of
+ * X0_DROP_SKETCH_WIDTH cells estimates X0_DROP_FLOW_MIN of its drops, within the current and,
+ * halved, the previous epoch. Its drops then start from that estimate. */
+#define X0_DROP_FLOWS 1024
+#define X0_DROP_FLOW_BUDGET 128
+#define X0_DROP_FLOW_MIN 8
+#define X0_DROP_SKETCH_ROWS 2
+#define X0_DROP_SKETCH_WIDTH 65536
+
 /* RTT histogram per interface: bucket b counts samples with 2^b <= srtt_us < 2^(b+1). */
 #define X0_RTT_BUCKETS 24
 struct x0_rtt_key {

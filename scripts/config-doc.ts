@@ -7,5 +7,5 @@
 import { renderConfigDoc } from "../src/config/doc.ts";
 
 const target = new URL("../docs/CONFIG.md", import.meta.url);
-Deno.writeTextFileSync(target, renderConfigDoc());
+Deno.writeTextFileSync(target, await renderConfigDoc());
 console.log(`wrote ${target.pathname}`);

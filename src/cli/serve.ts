@@ -16,7 +16,7 @@ export interface ServeInputs {
 
 export async function serve(inputs: ServeInputs, log: Log = stderrLog): Promise<number> {
   const startedAt = performance.now();
-  const appliance = await Appliance.fromConfig(loadConfig(inputs), log);
+  const appliance = await Appliance.fromConfig(await loadConfig(inputs), log);
   appliance.start();
 
   const { hostname, port } = parseHostPort(appliance.config.api.listen);
@@ -36,9 +36,9 @@ export async function serve(inputs: ServeInputs, log: Log = stderrLog): Promise<
   const done = Promise.withResolvers<void>();
   const onStop = () => done.resolve();
   // A configuration that does not load is refused whole: the running one stays.
-  const onHup = () => {
+  const onHup = async () => {
     try {
-      appliance.reload(loadConfig(inputs));
+      appliance.reload(await loadConfig(inputs));
     } catch (e) {
       log("error", "reload refused: the running configuration stays", { error: String(e) });
       appliance.store.events.append("reload", { ok: false, error: String(e) });

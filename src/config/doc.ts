@@ -64,9 +64,9 @@ collect:
   interval_ms: [1000]
 `;
 
-function problemsOf(f: () => unknown): string[] {
+async function problemsOf(f: () => Promise<unknown>): Promise<string[]> {
   try {
-    f();
+    await f();
   } catch (e) {
     if (e instanceof ConfigError) return [...e.problems];
     throw e;
@@ -75,12 +75,12 @@ function problemsOf(f: () => unknown): string[] {
 }
 
 /** docs/CONFIG.md: every key with type, default, range, variable, flag and description. */
-export function renderConfigDoc(): string {
+export async function renderConfigDoc(): Promise<string> {
   const out: string[] = [];
   const p = (...lines: string[]) => out.push(...lines);
   const aliases = flagSpecs().filter((s) => s.name !== KEYS.find((k) => k.key === s.key)?.flag);
-  const fileErrors = problemsOf(() => parseConfigText(BAD_FILE, "x0tta6bl4.yaml"));
-  const stringErrors = problemsOf(() =>
+  const fileErrors = await problemsOf(() => parseConfigText(BAD_FILE, "x0tta6bl4.yaml"));
+  const stringErrors = await problemsOf(() =>
     loadConfig({
       env: { X0TTA6BL4_DATAPATH_INTERFACES: "eth0,wlan0/1" },
       flags: { "datapath.flow-table-size": "12", listen: "localhost" },

@@ -109,39 +109,43 @@ export class SignalsProbe implements Disposable {
     return out;
   }
 
-  /** Per flow: drops, retransmits and the last smoothed RTT. */
+  /**
+   * Per flow: drops, retransmits and the last smoothed RTT. Retransmits and RTT are kept for
+   * every TCP socket the kernel reported (x0_sigflows), drops only for the flows that drop most
+   * (x0_dropflows: at most DROP_FLOWS); a flow in both gets both.
+   */
   flows(): Map<string, FlowSignal> {
-    const m = this.collection.map("x0_sigflows");
     const out = new Map<string, FlowSignal>();
-    const K = SIG_KEY.members, V = SIG_VALUE.members;
-    for (const { count, keys, values } of m.batches()) {
-      const kv = new DataView(keys.buffer), vv = new DataView(values.buffer);
-      for (let i = 0; i < count; i++) {
-        const k = i * SIG_KEY.size, v = i * m.valueBytes;
-        const family = kv.getUint8(k + K.family[0]);
-        const addr = (at: number) =>
-          formatAddress(
-            new Uint8Array(keys.buffer, keys.byteOffset + k + at, 16),
-            family === 4 ? 4 : 6,
-          );
-        out.set(
-          flowSignalKey(
+    for (const name of ["x0_sigflows", "x0_dropflows"]) {
+      const m = this.collection.map(name);
+      const K = SIG_KEY.members, V = SIG_VALUE.members;
+      for (const { count, keys, values } of m.batches()) {
+        const kv = new DataView(keys.buffer, keys.byteOffset, keys.byteLength);
+        const vv = new DataView(values.buffer, values.byteOffset, values.byteLength);
+        for (let i = 0; i < count; i++) {
+          const k = i * SIG_KEY.size, v = i * m.valueBytes;
+          const family = kv.getUint8(k + K.family[0]);
+          const addr = (at: number) =>
+            formatAddress(keys.subarray(k + at, k + at + 16), family === 4 ? 4 : 6);
+          const key = flowSignalKey(
             family,
             kv.getUint8(k + K.proto[0]),
             addr(K.saddr[0]),
             kv.getUint16(k + K.sport[0], false),
             addr(K.daddr[0]),
             kv.getUint16(k + K.dport[0], false),
-          ),
-          {
+          );
+          const s: FlowSignal = {
             drops: u64(vv, v + V.drops[0]),
             retransmits: u64(vv, v + V.retransmits[0]),
             rttSamples: u64(vv, v + V.rtt_samples[0]),
             srttUs: vv.getUint32(v + V.srtt_us[0], true),
             ifindex: vv.getUint32(v + V.ifindex[0], true),
             lastDropReason: vv.getUint32(v + V.last_drop_reason[0], true),
-          },
-        );
+          };
+          const tcp = out.get(key);
+          out.set(key, tcp ? { ...tcp, drops: s.drops, lastDropReason: s.lastDropReason } : s);
+        }
       }
     }
     return out;

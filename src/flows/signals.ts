@@ -26,7 +26,10 @@ export function flowSignalKey(
 
 /**
  * The signals of a flow (drops, TCP retransmits, last smoothed RTT), matched in either
- * direction: a socket's signals are recorded as it sends, flows are seen both ways.
+ * direction: a socket's signals are recorded as it sends, flows are seen both ways. Undefined
+ * for a flow the kernel kept nothing of: drops are kept per flow only for the flows that drop
+ * most (at most X0_DROP_FLOWS, bpf/x0tta6bl4.h), so a flow of a large scan may have none even
+ * though its drops count per interface and reason.
  */
 export function flowSignals(
   signals: Map<string, FlowSignal> | undefined,

@@ -84,6 +84,10 @@ export class Monitor {
   #prevEvicted = 0;
   #prevLost = { kernel: 0, consumer: 0 };
   #primed = false;
+  /** Kept across snapshots (cleared, not reallocated): at 100k flows, no garbage per flow. */
+  readonly #opened = new Opened();
+  readonly #answered = new Fingerprints();
+  #udpCandidates = new Uint32Array(1024);
 
   constructor(public o: MonitorOptions) {}
 
@@ -100,15 +104,20 @@ export class Monitor {
     const scanSince = nowMonoNs - this.o.scanWindowS * 1e9;
     const halfOpen = new Map<Id, number>();
     const halfOpenByDestination = new Map<string, Map<string, number>>();
-    const opened = new Opened();
-    const udpCandidates: number[] = [];
+    const opened = this.#opened, answered = this.#answered;
+    opened.clear();
+    answered.clear();
+    let udpCandidates = this.#udpCandidates, candidates = 0;
     const verified = new Set<Id>();
     for (let i = 0; i < t.size; i++) {
       if (isEgressHook(t.hook(i))) {
         const dst = t.addressId(i, "daddr");
         replies.add(dst, t.packets(i), t.bytes(i));
-        if (t.proto(i) === TCP && t.bytes(i) > t.packets(i) * BARE_SEGMENT[t.family(i)]) {
+        const proto = t.proto(i);
+        if (proto === TCP && t.bytes(i) > t.packets(i) * BARE_SEGMENT[t.family(i)]) {
           verified.add(dst);
+        } else if (proto === UDP) {
+          answered.add(t.addressId(i, "saddr"), t.port(i, "sport"), dst, t.port(i, "dport"));
         }
         continue;
       }
@@ -119,7 +128,10 @@ export class Monitor {
       const first = t.firstSeenNs(i);
       if (first < scanSince) continue;
       if (proto === UDP) {
-        udpCandidates.push(i);
+        if (candidates === udpCandidates.length) {
+          udpCandidates = this.#udpCandidates = grown(udpCandidates, candidates * 2);
+        }
+        udpCandidates[candidates++] = i;
         continue;
       }
       const flags = t.tcpFlags(i);
@@ -136,13 +148,10 @@ export class Monitor {
     // UDP: a flow opened to a port counts unless this box answered it (a reply flow exists
     // on egress), so the replies to the box's own queries (from port 53 to many ephemeral
     // ports) never look like a scan.
-    if (udpCandidates.length) {
-      const answered = egressUdp(t);
-      for (const i of udpCandidates) {
-        const reply = `${t.addressId(i, "daddr")}/${t.port(i, "dport")}/${
-          t.addressId(i, "saddr")
-        }/${t.port(i, "sport")}`;
-        if (!answered.has(reply)) opened.add(t.addressId(i, "saddr"), i, t);
+    for (let c = 0; c < candidates; c++) {
+      const i = udpCandidates[c], src = t.addressId(i, "saddr");
+      if (!answered.has(t.addressId(i, "daddr"), t.port(i, "dport"), src, t.port(i, "sport"))) {
+        opened.add(src, i, t);
       }
     }
     if (!this.#primed) {
@@ -356,33 +365,84 @@ function grown<T extends Float64Array | Uint32Array>(a: T, n: number): T {
   return b;
 }
 
-/** Distinct (destination, protocol, port) a source opened, counted without a set per source. */
+/**
+ * A set of 32-bit fingerprints of fixed size (2^18 slots, 1 MiB, open addressing), emptied at
+ * every snapshot: membership of 4-part keys without a string or an object per key. Two keys
+ * share a fingerprint with odds of about n / 2^32; once three quarters full, `add` stops
+ * inserting and reports every key as new (the scan count then overestimates, never misses).
+ */
+class Fingerprints {
+  static readonly SLOTS = 1 << 18;
+  readonly #slots = new Uint32Array(Fingerprints.SLOTS);
+  #n = 0;
+
+  clear(): void {
+    if (this.#n) this.#slots.fill(0);
+    this.#n = 0;
+  }
+
+  /** Adds the key; true when it was not there. */
+  add(a: Id, b: number, c: Id, d: number): boolean {
+    return this.#find(a, b, c, d, true);
+  }
+
+  has(a: Id, b: number, c: Id, d: number): boolean {
+    return !this.#find(a, b, c, d, false);
+  }
+
+  /** Probes for the key's fingerprint: false when found, else (inserting if asked) true. */
+  #find(a: Id, b: number, c: Id, d: number, insert: boolean): boolean {
+    const f = (mix(mix(mix(hashId(a)) ^ b) ^ hashId(c)) ^ d) >>> 0 || 1;
+    const mask = Fingerprints.SLOTS - 1, slots = this.#slots;
+    for (let at = f & mask;; at = (at + 1) & mask) {
+      const x = slots[at];
+      if (x === f) return false;
+      if (x !== 0) continue;
+      if (!insert) return true;
+      if (this.#n >= Fingerprints.SLOTS * 0.75) return true;
+      slots[at] = f;
+      this.#n++;
+      return true;
+    }
+  }
+}
+
+/** murmur3's finalizer: every bit of x affects every bit of the result. */
+function mix(x: number): number {
+  x = Math.imul(x ^ (x >>> 16), 0x85ebca6b);
+  x = Math.imul(x ^ (x >>> 13), 0xc2b2ae35);
+  return x ^ (x >>> 16);
+}
+
+/** An address id as 32 bits: an IPv4 address itself, an IPv6 address's text by FNV-1a. */
+function hashId(id: Id): number {
+  if (typeof id === "number") return id | 0;
+  let h = 0x811c9dc5;
+  for (let i = 0; i < id.length; i++) h = Math.imul(h ^ id.charCodeAt(i), 0x01000193);
+  return h;
+}
+
+/**
+ * Distinct (destination, protocol, port) each source opened: one fingerprint set for every
+ * source, and a count per source, instead of a set per source or a string per flow.
+ */
 class Opened {
-  readonly #seen = new Set<string>();
+  readonly #seen = new Fingerprints();
   readonly #count = new Map<Id, number>();
 
+  clear(): void {
+    this.#seen.clear();
+    this.#count.clear();
+  }
+
   add(src: Id, i: number, t: FlowTable): void {
-    const k = `${src}/${t.addressId(i, "daddr")}/${t.proto(i)}/${t.port(i, "dport")}`;
-    if (this.#seen.has(k)) return;
-    this.#seen.add(k);
+    if (!this.#seen.add(src, t.proto(i) << 16 | t.port(i, "dport"), t.addressId(i, "daddr"), 0)) {
+      return;
+    }
     this.#count.set(src, (this.#count.get(src) ?? 0) + 1);
   }
 
   count(src: Id): number {
     return this.#count.get(src) ?? 0;
   }
-}
-
-/** The box's UDP flows on egress, as "saddr/sport/daddr/dport" (address ids). */
-function egressUdp(t: FlowTable): Set<string> {
-  const out = new Set<string>();
-  for (let i = 0; i < t.size; i++) {
-    if (!isEgressHook(t.hook(i)) || t.proto(i) !== UDP) continue;
-    out.add(
-      `${t.addressId(i, "saddr")}/${t.port(i, "sport")}/${t.addressId(i, "daddr")}/${
-        t.port(i, "dport")
-      }`,
-    );
-  }
-  return out;
 }

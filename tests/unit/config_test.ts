@@ -13,9 +13,9 @@ import { CONFIG_SCHEMA, KEYS } from "../../src/config/schema.ts";
 import { parseHostPort } from "../../src/net/hostport.ts";
 
 /** The problems a failing call reports; fails when it does not throw ConfigError. */
-function problems(f: () => unknown): string[] {
+async function problems(f: () => unknown): Promise<string[]> {
   try {
-    f();
+    await f();
   } catch (e) {
     assert.ok(e instanceof ConfigError, `not a ConfigError: ${e}`);
     assert.equal(e.message, e.problems.join("\n"));
@@ -27,34 +27,34 @@ function problems(f: () => unknown): string[] {
 const parse = (text: string) => parseConfigText(text, "x.yaml");
 const fileErrors = (text: string) => problems(() => parse(text));
 
-function withFile<T>(text: string, f: (path: string) => T): T {
+async function withFile<T>(text: string, f: (path: string) => T): Promise<Awaited<T>> {
   const dir = Deno.makeTempDirSync({ prefix: "x0tta6bl4-config-" });
   try {
     const path = `${dir}/x0tta6bl4.yaml`;
     Deno.writeTextFileSync(path, text);
-    return f(path);
+    return await f(path);
   } finally {
     Deno.removeSync(dir, { recursive: true });
   }
 }
 
-Deno.test("config: the defaults are valid and an empty file gives them", () => {
+Deno.test("config: the defaults are valid and an empty file gives them", async () => {
   assert.ok(CONFIG_SCHEMA.safeParse(DEFAULT_CONFIG).success);
   assert.equal(DEFAULT_CONFIG.api.listen, "127.0.0.1:9477");
   assert.equal(DEFAULT_CONFIG.datapath.tc_handle, 0x7830);
   assert.deepEqual(DEFAULT_CONFIG.datapath.interfaces, []);
   for (const text of ["", "\n", "# nothing set\n", "---\n", "~\n", "api:\ndatapath:\n"]) {
-    assert.deepEqual(parse(text), DEFAULT_CONFIG, JSON.stringify(text));
+    assert.deepEqual(await parse(text), DEFAULT_CONFIG, JSON.stringify(text));
   }
-  assert.deepEqual(loadConfig({}), DEFAULT_CONFIG);
+  assert.deepEqual(await loadConfig({}), DEFAULT_CONFIG);
   // The defaults stay untouched: results are fresh copies.
   assert.ok(Object.isFrozen(DEFAULT_CONFIG.datapath.interfaces));
-  const c = parse("");
+  const c = await parse("");
   c.datapath.interfaces.push("eth0");
   assert.deepEqual(DEFAULT_CONFIG.datapath.interfaces, []);
 });
 
-Deno.test("config: a full file sets every key", () => {
+Deno.test("config: a full file sets every key", async () => {
   const text = `# every key, none at its default
 api:
   listen: "[::1]:0"
@@ -255,23 +255,23 @@ export:
       },
     },
   };
-  const got = parse(text);
+  const got = await parse(text);
   assert.deepEqual(got, want);
   // Every key differs from its default, so each one is read.
   for (const k of KEYS) {
     const at = (c: unknown) => k.path.reduce((v, s) => (v as Record<string, unknown>)[s], c);
     assert.notDeepEqual(at(got), at(DEFAULT_CONFIG), k.key);
   }
-  assert.deepEqual(withFile(text, (file) => loadConfig({ file })), want);
+  assert.deepEqual(await withFile(text, (file) => loadConfig({ file })), want);
 });
 
-Deno.test("config: the example file of the doc holds every key at its default", () => {
+Deno.test("config: the example file of the doc holds every key at its default", async () => {
   const example = exampleConfigYaml();
-  assert.deepEqual(parse(example), DEFAULT_CONFIG);
+  assert.deepEqual(await parse(example), DEFAULT_CONFIG);
   for (const k of KEYS) assert.ok(example.includes(`${k.path.at(-1)}:`), k.key);
 });
 
-Deno.test("config: precedence is defaults < file < environment < flags", () => {
+Deno.test("config: precedence is defaults < file < environment < flags", async () => {
   const file = `api:
   listen: 10.0.0.1:1000
   max_body_bytes: 1000
@@ -302,7 +302,7 @@ collect:
     "--state-dir": "/tmp/x0",
     help: true, // the CLI's own flag: ignored
   };
-  const c = withFile(file, (path) => loadConfig({ file: path, env, flags }));
+  const c = await withFile(file, (path) => loadConfig({ file: path, env, flags }));
   assert.equal(c.api.listen, "[::]:3000"); // flag over env over file
   assert.equal(c.datapath.flow_table_size, 262144); // flag over env over file
   assert.deepEqual(c.datapath.interfaces, ["veth0", "veth1", "veth2"]); // flag list replaces
@@ -317,7 +317,7 @@ collect:
   assert.equal(c.datapath.ring_buffer_bytes, 1048576); // default
 
   // Canonical flag names, booleans given as flags, lists from two flag names.
-  const d = loadConfig({
+  const d = await loadConfig({
     flags: {
       "api.listen": "0.0.0.0:0",
       "datapath.fallback": false,
@@ -336,66 +336,69 @@ collect:
   assert.equal(d.datapath.xdp_mode, "native");
 });
 
-Deno.test("config: each kind of error points at the offending value", () => {
+Deno.test("config: each kind of error points at the offending value", async () => {
   // Wrong type.
-  assert.deepEqual(fileErrors("datapath:\n  flow_table_size: big\n"), [
+  assert.deepEqual(await fileErrors("datapath:\n  flow_table_size: big\n"), [
     'x.yaml:2:20: datapath.flow_table_size: wrong type (expected an integer 1024..16777216, got "big")',
   ]);
-  assert.deepEqual(fileErrors("collect: 5\n"), [
+  assert.deepEqual(await fileErrors("collect: 5\n"), [
     "x.yaml:1:10: collect: wrong type (expected a map of collect.* settings, got 5)",
   ]);
-  assert.deepEqual(fileErrors("- a\n"), [
+  assert.deepEqual(await fileErrors("- a\n"), [
     "x.yaml:1:1: (document): wrong type (expected a map of settings, got a list)",
   ]);
-  assert.deepEqual(fileErrors("metrics:\n  top_flows: 1.5\n"), [
+  assert.deepEqual(await fileErrors("metrics:\n  top_flows: 1.5\n"), [
     "x.yaml:2:14: metrics.top_flows: not an integer (expected an integer 0..100000, got 1.5)",
   ]);
-  assert.deepEqual(fileErrors("datapath:\n  fallback: yes\n"), [
+  assert.deepEqual(await fileErrors("datapath:\n  fallback: yes\n"), [
     'x.yaml:2:13: datapath.fallback: wrong type (expected true or false, got "yes")',
   ]);
   // MAPE-K: a bad CIDR in the allow-list, a policy its symptom cannot take.
-  assert.deepEqual(fileErrors("mapek:\n  allow: [10.0.0.0/8, 10.1.0.0/33, fd00::/8, nope]\n"), [
-    'x.yaml:2:23: mapek.allow[1]: prefix length not 0..32 (expected an IPv4 or IPv6 address or network: 192.0.2.0/24, 2001:db8::/32, got "10.1.0.0/33")',
-    'x.yaml:2:46: mapek.allow[3]: not an IPv4 or IPv6 address (expected an IPv4 or IPv6 address or network: 192.0.2.0/24, 2001:db8::/32, got "nope")',
-  ]);
-  assert.deepEqual(fileErrors("mapek:\n  policy:\n    mesh_degraded: block\n"), [
+  assert.deepEqual(
+    await fileErrors("mapek:\n  allow: [10.0.0.0/8, 10.1.0.0/33, fd00::/8, nope]\n"),
+    [
+      'x.yaml:2:23: mapek.allow[1]: prefix length not 0..32 (expected an IPv4 or IPv6 address or network: 192.0.2.0/24, 2001:db8::/32, got "10.1.0.0/33")',
+      'x.yaml:2:46: mapek.allow[3]: not an IPv4 or IPv6 address (expected an IPv4 or IPv6 address or network: 192.0.2.0/24, 2001:db8::/32, got "nope")',
+    ],
+  );
+  assert.deepEqual(await fileErrors("mapek:\n  policy:\n    mesh_degraded: block\n"), [
     'x.yaml:3:20: mapek.policy.mesh_degraded: not an allowed value (expected "mark_degraded" or "none", got "block")',
   ]);
   // Out of range, both ends.
-  assert.deepEqual(fileErrors("api:\n    max_body_bytes: 0\n"), [
+  assert.deepEqual(await fileErrors("api:\n    max_body_bytes: 0\n"), [
     "x.yaml:2:21: api.max_body_bytes: too small (expected an integer ≥ 1, got 0)",
   ]);
-  assert.deepEqual(fileErrors("datapath:\n  tc_handle: 0x100000000\n"), [
+  assert.deepEqual(await fileErrors("datapath:\n  tc_handle: 0x100000000\n"), [
     "x.yaml:2:14: datapath.tc_handle: too large (expected an integer ≤ 0xffffffff, got 4294967296)",
   ]);
   // Unknown keys, with a suggestion where one is close.
-  assert.deepEqual(fileErrors("api:\n  lsten: 1.2.3.4:5\n"), [
+  assert.deepEqual(await fileErrors("api:\n  lsten: 1.2.3.4:5\n"), [
     "x.yaml:2:3: api.lsten: unknown key (expected one of: listen, token_file, max_body_bytes, auth, read_token_file, allowed_hosts, max_event_clients; " +
     "did you mean listen?)",
   ]);
-  assert.deepEqual(fileErrors("verbose: true\n"), [
+  assert.deepEqual(await fileErrors("verbose: true\n"), [
     "x.yaml:1:1: verbose: unknown key (expected one of: api, state_dir, datapath, collect, signals, mesh, mapek, cilium, metrics, export)",
   ]);
-  assert.deepEqual(fileErrors("datapath.hook: xdp\n"), [
+  assert.deepEqual(await fileErrors("datapath.hook: xdp\n"), [
     'x.yaml:1:1: datapath.hook: unknown key (expected datapath.hook written as nested maps: "datapath:" with "hook:" indented below it)',
   ]);
   // Not one of the allowed values.
-  assert.deepEqual(fileErrors("datapath:\n  hook: ebpf\n  xdp_mode: fast\n"), [
+  assert.deepEqual(await fileErrors("datapath:\n  hook: ebpf\n  xdp_mode: fast\n"), [
     'x.yaml:2:9: datapath.hook: not an allowed value (expected "tc" or "xdp", got "ebpf")',
     'x.yaml:3:13: datapath.xdp_mode: not an allowed value (expected "auto", "native" or "generic", got "fast")',
   ]);
   // YAML syntax errors.
-  assert.deepEqual(fileErrors("api:\n  listen: [a, b\nstate_dir: /x\n"), [
+  assert.deepEqual(await fileErrors("api:\n  listen: [a, b\nstate_dir: /x\n"), [
     "x.yaml:3:1: YAML syntax error: Flow sequence in block collection must be sufficiently " +
     "indented and end with a ]",
   ]);
-  assert.deepEqual(fileErrors("api:\n\tlisten: x\n"), [
+  assert.deepEqual(await fileErrors("api:\n\tlisten: x\n"), [
     "x.yaml:2:1: YAML syntax error: Tabs are not allowed as indentation",
   ]);
-  assert.deepEqual(fileErrors("state_dir: /a\nstate_dir: /b\n"), [
+  assert.deepEqual(await fileErrors("state_dir: /a\nstate_dir: /b\n"), [
     "x.yaml:2:1: YAML syntax error: Map keys must be unique",
   ]);
-  assert.deepEqual(fileErrors("api:\n  listen: *addr\n"), [
+  assert.deepEqual(await fileErrors("api:\n  listen: *addr\n"), [
     "x.yaml:2:11: api.listen: unknown alias *addr",
   ]);
   // Bad listen addresses.
@@ -415,18 +418,18 @@ Deno.test("config: each kind of error points at the offending value", () => {
       [":9477", "missing host; 0.0.0.0 or [::] means all addresses"],
     ]
   ) {
-    assert.deepEqual(listen(v), [
+    assert.deepEqual(await listen(v), [
       `x.yaml:2:11: api.listen: bad listen address: ${what} ${tail(v)}`,
     ]);
   }
   // Ring buffer size not a power of two.
-  assert.deepEqual(fileErrors("datapath:\n  ring_buffer_bytes: 5000\n"), [
+  assert.deepEqual(await fileErrors("datapath:\n  ring_buffer_bytes: 5000\n"), [
     "x.yaml:2:22: datapath.ring_buffer_bytes: not a power of two (expected a power of two " +
     "4096..1073741824, got 5000)",
   ]);
   // List items, paths and duplicates.
   assert.deepEqual(
-    fileErrors(
+    await fileErrors(
       "state_dir: var/lib\ndatapath:\n  interfaces:\n    - eth0\n    - eth 1\n    - eth0\n",
     ),
     [
@@ -436,13 +439,13 @@ Deno.test("config: each kind of error points at the offending value", () => {
     ],
   );
   // Checks across keys.
-  assert.deepEqual(fileErrors("datapath:\n  max_interfaces: 1\n  interfaces: [a, b]\n"), [
+  assert.deepEqual(await fileErrors("datapath:\n  max_interfaces: 1\n  interfaces: [a, b]\n"), [
     "x.yaml:3:15: datapath.interfaces: too many interfaces (expected at most 1 " +
     "(datapath.max_interfaces), got 2)",
   ]);
 });
 
-Deno.test("config: every problem of a file is reported at once, in order", () => {
+Deno.test("config: every problem of a file is reported at once, in order", async () => {
   const text = `api:
   listen: 127.0.0.1:99999
   max_body_bytes: 2097152
@@ -457,7 +460,7 @@ collect:
 metrics:
   top_flows: "10"
 `;
-  assert.deepEqual(fileErrors(text), [
+  assert.deepEqual(await fileErrors(text), [
     'x.yaml:2:11: api.listen: bad listen address: port out of range (expected HOST:PORT or [IPv6]:PORT with a port 0..65535, got "127.0.0.1:99999")',
     "x.yaml:3:19: api.max_body_bytes: too large (expected an integer ≤ 1048576, got 2097152)",
     "x.yaml:4:3: api.colour: unknown key (expected one of: listen, token_file, max_body_bytes, auth, read_token_file, allowed_hosts, max_event_clients)",
@@ -470,9 +473,9 @@ metrics:
   ]);
 });
 
-Deno.test("config: environment and flag values are converted and checked by name", () => {
+Deno.test("config: environment and flag values are converted and checked by name", async () => {
   assert.deepEqual(
-    problems(() =>
+    await problems(() =>
       loadConfig({
         env: {
           X0TTA6BL4_DATAPATH_FLOW_TABLE_SIZE: "12",
@@ -507,7 +510,7 @@ Deno.test("config: environment and flag values are converted and checked by name
   );
   // Across keys, the problem names where the value came from.
   assert.deepEqual(
-    problems(() =>
+    await problems(() =>
       loadConfig({
         env: { X0TTA6BL4_DATAPATH_MAX_INTERFACES: "1" },
         flags: { interface: ["a", "b"] },
@@ -520,15 +523,18 @@ Deno.test("config: environment and flag values are converted and checked by name
   );
 });
 
-Deno.test("config: file, environment and flag problems are reported together", () => {
-  const errors = withFile("datapath:\n  hook: ebpf\n", (file) =>
-    problems(() =>
-      loadConfig({
-        file,
-        env: { X0TTA6BL4_API_LISTEN: "nowhere" },
-        flags: { "collect.interval-ms": "50" },
-      })
-    ));
+Deno.test("config: file, environment and flag problems are reported together", async () => {
+  const errors = await withFile(
+    "datapath:\n  hook: ebpf\n",
+    (file) =>
+      problems(() =>
+        loadConfig({
+          file,
+          env: { X0TTA6BL4_API_LISTEN: "nowhere" },
+          flags: { "collect.interval-ms": "50" },
+        })
+      ),
+  );
   assert.equal(errors.length, 3);
   assert.match(errors[0], /^\/.*\/x0tta6bl4\.yaml:2:9: datapath\.hook: not an allowed value/);
   assert.match(errors[1], /^env X0TTA6BL4_API_LISTEN: api\.listen: bad listen address/);
@@ -538,8 +544,8 @@ Deno.test("config: file, environment and flag problems are reported together", (
   );
 });
 
-Deno.test("config: a configuration file named but missing is an error naming it", () => {
-  assert.deepEqual(problems(() => loadConfig({ file: "/nonexistent/x0tta6bl4.yaml" })), [
+Deno.test("config: a configuration file named but missing is an error naming it", async () => {
+  assert.deepEqual(await problems(() => loadConfig({ file: "/nonexistent/x0tta6bl4.yaml" })), [
     "/nonexistent/x0tta6bl4.yaml: cannot read the configuration file: no such file",
   ]);
 });
@@ -566,16 +572,16 @@ Deno.test("config: flag specs cover every key once, plus the short aliases", () 
   assert.equal(specs.find((s) => s.name === "interface")?.multiple, true);
 });
 
-Deno.test("config: helpers for listen and token file", () => {
+Deno.test("config: helpers for listen and token file", async () => {
   assert.deepEqual(parseHostPort("127.0.0.1:9477"), { hostname: "127.0.0.1", port: 9477 });
   assert.deepEqual(parseHostPort("[::1]:0"), { hostname: "::1", port: 0 });
   assert.throws(() => parseHostPort("::1"), TypeError);
   assert.equal(tokenFilePath(DEFAULT_CONFIG), "/var/lib/x0tta6bl4/api-token");
-  assert.equal(tokenFilePath(parse("api:\n  token_file: /etc/t\n")), "/etc/t");
+  assert.equal(tokenFilePath(await parse("api:\n  token_file: /etc/t\n")), "/etc/t");
 });
 
-Deno.test("config: docs/CONFIG.md is the rendered reference", () => {
-  const doc = renderConfigDoc();
+Deno.test("config: docs/CONFIG.md is the rendered reference", async () => {
+  const doc = await renderConfigDoc();
   const onDisk = Deno.readTextFileSync(new URL("../../docs/CONFIG.md", import.meta.url));
   assert.ok(
     onDisk === doc,
