@@ -4,7 +4,7 @@
  * input, live events, /metrics through promtool and a real Prometheus.
  */
 import assert from "node:assert/strict";
-import { Daemon, type HttpReply, sh } from "../helpers/daemon.ts";
+import { Daemon, type HttpReply, Prometheus } from "../helpers/daemon.ts";
 import { nft, nftInputRule, type Side, sweep, udpSend, VethPair } from "../helpers/netns.ts";
 
 const MAIN = new URL("../../main.ts", import.meta.url).pathname;
@@ -319,47 +319,18 @@ Deno.test("daemon: API, auth, bad input, events, metrics, promtool and Prometheu
   });
 
   await t.step("a real Prometheus scrapes it and finds the traffic", async () => {
-    const dir = Deno.makeTempDirSync({ prefix: "x0t-prom-" });
-    const port = 19090 + (Deno.pid % 1000);
-    Deno.writeTextFileSync(
-      `${dir}/prometheus.yml`,
-      `global:\n  scrape_interval: 1s\nscrape_configs:\n  - job_name: x0tta6bl4\n    static_configs:\n      - targets: ["${
-        d.base.replace("http://", "")
-      }"]\n`,
+    const target = d.base.replace("http://", "");
+    await using prom = new Prometheus(
+      v.b.ns,
+      19090 + (Deno.pid % 1000),
+      () =>
+        `global:\n  scrape_interval: 1s\nscrape_configs:\n  - job_name: x0tta6bl4\n    static_configs:\n      - targets: ["${target}"]\n`,
     );
-    const prom = new Deno.Command("ip", {
-      args: [
-        "netns",
-        "exec",
-        v.b.ns,
-        "prometheus",
-        `--config.file=${dir}/prometheus.yml`,
-        `--storage.tsdb.path=${dir}/data`,
-        `--web.listen-address=127.0.0.1:${port}`,
-      ],
-      stdout: "null",
-      stderr: "null",
-    }).spawn();
-    try {
-      const q = encodeURIComponent(
+    const value = await d.until("Prometheus to have the series", () =>
+      prom.query(
         `x0tta6bl4_interface_packets_total{direction="rx",protocol="udp",family="ipv4"}`,
-      );
-      const value = await d.until("Prometheus to have the series", () => {
-        try {
-          const r = JSON.parse(
-            sh("curl", ["-s", `http://127.0.0.1:${port}/api/v1/query?query=${q}`], v.b.ns),
-          );
-          return r.data?.result?.[0]?.value?.[1];
-        } catch {
-          return undefined;
-        }
-      }, 20_000);
-      assert.equal(Number(value), 25 + 15); // the 25 counted, and the 15 the firewall dropped
-    } finally {
-      prom.kill("SIGTERM");
-      await prom.status;
-      Deno.removeSync(dir, { recursive: true });
-    }
+      )?.[0]?.value?.[1], 20_000);
+    assert.equal(Number(value), 25 + 15); // the 25 counted, and the 15 the firewall dropped
   });
 
   const status = await d.stop();

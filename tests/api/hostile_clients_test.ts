@@ -4,7 +4,7 @@
  * for the scraper, and an event-stream client that never reads.
  */
 import assert from "node:assert/strict";
-import { Daemon, DaemonHome, sh } from "../helpers/daemon.ts";
+import { Daemon, DaemonHome, Prometheus } from "../helpers/daemon.ts";
 import { trafficCommand, VethPair } from "../helpers/netns.ts";
 
 function metric(text: string, line: string): number | undefined {
@@ -49,13 +49,10 @@ Deno.test("hostile clients: DNS rebinding is refused; with auth all the read-onl
 
   // A real Prometheus scrapes with the read-only token from its credentials_file; a job
   // without it gets nothing.
-  const dir = Deno.makeTempDirSync({ prefix: "x0t-prom-" });
-  const port = 19390 + (Deno.pid % 500);
   const target = d.base.replace("http://", "");
-  Deno.writeTextFileSync(`${dir}/read-token`, read);
-  Deno.writeTextFileSync(
-    `${dir}/prometheus.yml`,
-    [
+  await using prom = new Prometheus(v.b.ns, 19390 + (Deno.pid % 500), (dir) => {
+    Deno.writeTextFileSync(`${dir}/read-token`, read);
+    return [
       "global:",
       "  scrape_interval: 1s",
       "scrape_configs:",
@@ -68,49 +65,19 @@ Deno.test("hostile clients: DNS rebinding is refused; with auth all the read-onl
       "    static_configs:",
       `      - targets: ["${target}"]`,
       "",
-    ].join("\n"),
-  );
-  const prom = new Deno.Command("ip", {
-    args: [
-      "netns",
-      "exec",
-      v.b.ns,
-      "prometheus",
-      `--config.file=${dir}/prometheus.yml`,
-      `--storage.tsdb.path=${dir}/data`,
-      `--web.listen-address=127.0.0.1:${port}`,
-    ],
-    stdout: "null",
-    stderr: "null",
-  }).spawn();
-  try {
-    const query = (q: string) => {
-      try {
-        const r = JSON.parse(sh("curl", [
-          "-s",
-          `http://127.0.0.1:${port}/api/v1/query?query=${encodeURIComponent(q)}`,
-        ], v.b.ns));
-        return r.data?.result as { metric: Record<string, string>; value: [number, string] }[];
-      } catch {
-        return undefined;
-      }
-    };
-    const up = await d.until("both jobs scraped", () => {
-      const r = query("up");
-      return r && r.length === 2 ? r : undefined;
-    }, 20_000);
-    const byJob = Object.fromEntries(up.map((x) => [x.metric.job, x.value[1]]));
-    assert.deepEqual(byJob, { with_token: "1", without_token: "0" });
-    const build = await d.until("build_info through the token", () => {
-      const r = query('x0tta6bl4_build_info{job="with_token"}');
-      return r?.length ? r : undefined;
-    }, 20_000);
-    assert.equal(build[0].value[1], "1");
-  } finally {
-    prom.kill("SIGTERM");
-    await prom.status;
-    Deno.removeSync(dir, { recursive: true });
-  }
+    ].join("\n");
+  });
+  const up = await d.until("both jobs scraped", () => {
+    const r = prom.query("up");
+    return r && r.length === 2 ? r : undefined;
+  }, 20_000);
+  const byJob = Object.fromEntries(up.map((x) => [x.metric.job, x.value[1]]));
+  assert.deepEqual(byJob, { with_token: "1", without_token: "0" });
+  const build = await d.until("build_info through the token", () => {
+    const r = prom.query('x0tta6bl4_build_info{job="with_token"}');
+    return r?.length ? r : undefined;
+  }, 20_000);
+  assert.equal(build[0].value[1], "1");
 });
 
 Deno.test("hostile clients: an event-stream client that never reads loses only its own events; the ring buffer stays healthy", async () => {

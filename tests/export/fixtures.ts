@@ -4,10 +4,10 @@
  */
 import type { Transport } from "../../src/export/ipfix_exporter.ts";
 import type { FlowSnapshot } from "../../src/flows/key.ts";
-import { FlowTable } from "../../src/flows/table.ts";
 import { formatAddress, parseAddress } from "../../src/net/address.ts";
 import type { Snapshot } from "../../src/state/snapshot.ts";
 import { Collector, type DataRecord } from "./decode.ts";
+import { snapshotOf } from "../helpers/snapshot.ts";
 
 export const SECOND = 1e9;
 
@@ -48,16 +48,9 @@ export function flowKey(f: FlowSnapshot): string {
 }
 
 export function snapshot(flows: FlowSnapshot[], mode: "ebpf" | "fallback" = "ebpf"): Snapshot {
-  return {
-    takenAt: Date.now(),
-    mode,
-    interfaces: [],
-    flows: FlowTable.from(flows),
-    flowTable: { entries: flows.length, capacity: 0, created: 0, evicted: 0, insertFailed: 0 },
-    events: { sent: 0, suppressed: 0, lostKernel: 0, lostConsumer: 0, consumed: 0 },
-    programs: [],
-    bpfStatsEnabled: false,
-  };
+  const s = snapshotOf(flows, { mode });
+  s.flowTable.capacity = 0;
+  return s;
 }
 
 /** A clock the test moves: the datapath's ns and the wall's ms, together. */

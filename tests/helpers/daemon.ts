@@ -244,3 +244,43 @@ export function enforceArgs(dev: string, ttlS: number, extra: string[] = []): st
 }
 
 export { sh };
+
+/** A real Prometheus inside a test namespace, on a loopback port, with its own files. */
+export class Prometheus implements AsyncDisposable {
+  readonly dir = Deno.makeTempDirSync({ prefix: "x0t-prom-" });
+  readonly #child: Deno.ChildProcess;
+
+  /** `config` gets the directory Prometheus keeps its files in, and returns prometheus.yml. */
+  constructor(readonly ns: string, readonly port: number, config: (dir: string) => string) {
+    Deno.writeTextFileSync(`${this.dir}/prometheus.yml`, config(this.dir));
+    this.#child = new Deno.Command("ip", {
+      args: [
+        "netns",
+        "exec",
+        ns,
+        "prometheus",
+        `--config.file=${this.dir}/prometheus.yml`,
+        `--storage.tsdb.path=${this.dir}/data`,
+        `--web.listen-address=127.0.0.1:${port}`,
+      ],
+      stdout: "null",
+      stderr: "null",
+    }).spawn();
+  }
+
+  /** The result of an instant query, or undefined while Prometheus cannot answer yet. */
+  query(q: string): { metric: Record<string, string>; value: [number, string] }[] | undefined {
+    try {
+      const url = `http://127.0.0.1:${this.port}/api/v1/query?query=${encodeURIComponent(q)}`;
+      return JSON.parse(sh("curl", ["-s", url], this.ns)).data?.result;
+    } catch {
+      return undefined;
+    }
+  }
+
+  async [Symbol.asyncDispose](): Promise<void> {
+    this.#child.kill("SIGTERM");
+    await this.#child.status;
+    Deno.removeSync(this.dir, { recursive: true });
+  }
+}

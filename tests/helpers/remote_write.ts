@@ -8,8 +8,8 @@
 import { uncompress } from "snappyjs";
 import { WRITE_REQUEST } from "../../src/export/remote_write_wire.ts";
 import type { FlowSnapshot } from "../../src/flows/key.ts";
-import { FlowTable } from "../../src/flows/table.ts";
 import type { Snapshot } from "../../src/state/snapshot.ts";
+import { snapshotOf } from "./snapshot.ts";
 
 export const BUILD = { version: "0.1.0", commit: "0123abc", denoVersion: "2.9.6" };
 
@@ -41,9 +41,8 @@ export function snapshot(
   o: { rxPackets?: number; takenAt?: number } = {},
 ): Snapshot {
   const packets = o.rxPackets ?? 10;
-  return {
+  return snapshotOf(flows, {
     takenAt: o.takenAt ?? 1_700_000_000_250,
-    mode: "ebpf",
     interfaces: [{
       ifindex: 2,
       name: "eth0",
@@ -63,11 +62,7 @@ export function snapshot(
       evicted: 0,
       insertFailed: 0,
     },
-    events: { sent: 0, suppressed: 0, lostKernel: 0, lostConsumer: 0, consumed: 0 },
-    programs: [],
-    bpfStatsEnabled: false,
-    flows: FlowTable.from(flows),
-  };
+  });
 }
 
 export interface DecodedSeries {

@@ -17,6 +17,7 @@ import { MapekLoop } from "../../src/mapek/loop.ts";
 import { StateStore } from "../../src/state/store.ts";
 import type { Enforcer } from "../../src/datapath/enforce.ts";
 import { parseAddress } from "../../src/net/address.ts";
+import { snapshotOf } from "../helpers/snapshot.ts";
 
 const A: AnalyzerOptions = {
   floodPps: 1000,
@@ -309,16 +310,7 @@ Deno.test("mapek: the monitor turns snapshots into rates per source, across sour
     tcpFlags: 0,
     fragment: false,
   });
-  const snap = (at: number, flows: FlowSnapshot[]) => ({
-    takenAt: at,
-    mode: "ebpf" as const,
-    interfaces: [],
-    flows: FlowTable.from(flows),
-    flowTable: { entries: flows.length, capacity: 1e6, created: 0, evicted: 0, insertFailed: 0 },
-    events: { sent: 0, suppressed: 0, lostKernel: 0, lostConsumer: 0, consumed: 0 },
-    programs: [],
-    bpfStatsEnabled: false,
-  });
+  const snap = (at: number, flows: FlowSnapshot[]) => snapshotOf(flows, { takenAt: at });
   const now = 1e12; // flows first seen long before: outside the scan window
   // What the box sends back to a source: its egress flows towards it.
   const reply = (packets: number): FlowSnapshot => ({
@@ -485,16 +477,7 @@ Deno.test("mapek: a source is verified only when this box sent it TCP payload", 
     bytes,
     tcpFlags: 0x12,
   });
-  const snap = (at: number, flows: FlowSnapshot[]) => ({
-    takenAt: at,
-    mode: "ebpf" as const,
-    interfaces: [],
-    flows: FlowTable.from(flows),
-    flowTable: { entries: flows.length, capacity: 1e6, created: 0, evicted: 0, insertFailed: 0 },
-    events: { sent: 0, suppressed: 0, lostKernel: 0, lostConsumer: 0, consumed: 0 },
-    programs: [],
-    bpfStatsEnabled: false,
-  });
+  const snap = (at: number, flows: FlowSnapshot[]) => snapshotOf(flows, { takenAt: at });
   const flows = [
     // A spoofed scanner: only our SYN-ACKs (and their retransmits) went back.
     ...[1, 2, 3].map((p) => syn("203.0.113.7", p)),

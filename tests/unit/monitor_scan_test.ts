@@ -5,8 +5,8 @@
  */
 import assert from "node:assert/strict";
 import type { FlowSnapshot } from "../../src/flows/key.ts";
-import { FlowTable } from "../../src/flows/table.ts";
 import { Monitor } from "../../src/mapek/monitor.ts";
+import { snapshotOf } from "../helpers/snapshot.ts";
 
 const NOW = 1e12; // the datapath clock at the snapshots; flows first seen just before
 
@@ -32,16 +32,7 @@ function flow(o: Partial<FlowSnapshot>): FlowSnapshot {
   };
 }
 
-const snap = (at: number, flows: FlowSnapshot[]) => ({
-  takenAt: at,
-  mode: "ebpf" as const,
-  interfaces: [],
-  flows: FlowTable.from(flows),
-  flowTable: { entries: flows.length, capacity: 1e6, created: 0, evicted: 0, insertFailed: 0 },
-  events: { sent: 0, suppressed: 0, lostKernel: 0, lostConsumer: 0, consumed: 0 },
-  programs: [],
-  bpfStatsEnabled: false,
-});
+const snap = (at: number, flows: FlowSnapshot[]) => snapshotOf(flows, { takenAt: at });
 
 Deno.test("monitor: a scan's distinct ports, without answered UDP, duplicates or carry-over", () => {
   const m = new Monitor({ scanWindowS: 10, floodPps: 1e9, scanPorts: 20 });
