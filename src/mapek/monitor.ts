@@ -202,10 +202,7 @@ export class Monitor {
         floodIds.get(src)!.topDestination = [...m].sort((a, b) => b[1] - a[1])[0]?.[0];
       }
     }
-    const drops = new Map<string, number>();
-    for (const d of s.signals?.drops ?? []) {
-      drops.set(d.reason, (drops.get(d.reason) ?? 0) + d.count);
-    }
+    const drops = watchedDrops(s);
     const dropsPerS = new Map<string, number>();
     for (const [reason, n] of drops) {
       dropsPerS.set(reason, Math.max(0, n - (this.#prevDrops.get(reason) ?? 0)) / dt);
@@ -240,13 +237,25 @@ export class Monitor {
 
   #remember(s: Snapshot): void {
     this.#prevAt = s.takenAt;
-    this.#prevDrops = new Map();
-    for (const d of s.signals?.drops ?? []) {
-      this.#prevDrops.set(d.reason, (this.#prevDrops.get(d.reason) ?? 0) + d.count);
-    }
+    this.#prevDrops = watchedDrops(s);
     this.#prevEvicted = s.flowTable.evicted;
     this.#prevLost = { kernel: s.events.lostKernel, consumer: s.events.lostConsumer };
   }
+}
+
+/**
+ * Kernel drops per reason on the watched interfaces. The drop probe counts every drop of the
+ * box's namespace, and those whose namespace nothing tells (a queue purged as another namespace
+ * or socket goes away) under "unknown": those are not this box's traffic, and a test lab or a
+ * container that tears down must not look like an attack on the box.
+ */
+function watchedDrops(s: Snapshot): Map<string, number> {
+  const watched = new Set(s.interfaces.map((i) => i.name));
+  const drops = new Map<string, number>();
+  for (const d of s.signals?.drops ?? []) {
+    if (watched.has(d.interface)) drops.set(d.reason, (drops.get(d.reason) ?? 0) + d.count);
+  }
+  return drops;
 }
 
 /**

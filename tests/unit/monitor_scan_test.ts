@@ -81,3 +81,27 @@ Deno.test("monitor: a scan's distinct ports, without answered UDP, duplicates or
     assert.equal(o.sources.get("2001:db8::7")!.scanPorts, 50, `at ${at}`);
   }
 });
+
+Deno.test("monitor: kernel drops count on the watched interfaces only", () => {
+  const m = new Monitor({ scanWindowS: 10, floodPps: 1e9, scanPorts: 20 });
+  const iface = { ifindex: 2, name: "eth0", source: "ebpf" as const, hooks: [], traffic: [] };
+  const at = (t: number, eth0: number, unknown: number, lo: number) =>
+    snapshotOf([], {
+      takenAt: t,
+      interfaces: [{ ...iface, malformed: {}, fragments: 0, vlanTagged: 0 }],
+      signals: {
+        drops: [
+          { interface: "eth0", reason: "NETFILTER_DROP", count: eth0 },
+          { interface: "unknown", reason: "QUEUE_PURGE", count: unknown },
+          { interface: "lo", reason: "NETFILTER_DROP", count: lo },
+        ],
+        flows: new Map(),
+        rtt: [],
+        retransmitsByInterface: {},
+        unavailable: {},
+      },
+    });
+  assert.equal(m.observe(at(1000, 100, 100, 100), NOW), undefined, "primes");
+  const o = m.observe(at(3000, 700, 5000, 900), NOW + 2e9)!;
+  assert.deepEqual([...o.dropsPerS], [["NETFILTER_DROP", 300]]);
+});
