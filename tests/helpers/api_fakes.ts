@@ -12,30 +12,21 @@ import type { Action, Decision, PolicyAction } from "../../src/mapek/plan.ts";
 import type { MeshSnapshot, PeerSnapshot } from "../../src/mesh/node.ts";
 import type { InterfaceSnapshot, Snapshot } from "../../src/state/snapshot.ts";
 import { StateStore } from "../../src/state/store.ts";
+import { flowOf } from "./snapshot.ts";
 
 export const TOKEN = "test-token-0123456789abcdef";
 
 /** A UDP flow from 10.0.0.1:1000 to 192.0.2.1:53 on eth0 (ifindex 2), unless `over` says. */
 export function flow(over: Partial<FlowSnapshot> = {}): FlowSnapshot {
-  return {
-    ifindex: 2,
-    hook: "tcIngress",
-    family: 4,
-    proto: 17,
+  return flowOf({
     saddr: "10.0.0.1",
-    daddr: "192.0.2.1",
     sport: 1000,
     dport: 53,
-    packets: 1,
     bytes: 100,
     firstSeenNs: 1,
     lastSeenNs: 2,
-    tcpFlags: 0,
-    fragment: false,
-    interface: "eth0",
-    direction: "rx",
     ...over,
-  };
+  });
 }
 
 export function iface(ifindex: number, name: string): InterfaceSnapshot {

@@ -9,30 +9,21 @@ import { uncompress } from "snappyjs";
 import { WRITE_REQUEST } from "../../src/export/remote_write_wire.ts";
 import type { FlowSnapshot } from "../../src/flows/key.ts";
 import type { Snapshot } from "../../src/state/snapshot.ts";
-import { snapshotOf } from "./snapshot.ts";
+import { flowOf, snapshotOf } from "./snapshot.ts";
 
 export const BUILD = { version: "0.1.0", commit: "0123abc", denoVersion: "2.9.6" };
 
 /** A UDP flow received on eth0 to `dport`, of `bytes` bytes (100 per packet). */
 export function flow(dport: number, bytes: number): FlowSnapshot {
-  return {
-    ifindex: 2,
-    hook: "tcIngress",
-    family: 4,
-    proto: 17,
+  return flowOf({
     saddr: "10.0.0.1",
     daddr: "10.0.0.2",
-    sport: 40000,
     dport,
     packets: bytes / 100,
     bytes,
     firstSeenNs: 1,
     lastSeenNs: 2,
-    tcpFlags: 0,
-    fragment: false,
-    interface: "eth0",
-    direction: "rx",
-  };
+  });
 }
 
 /** A snapshot of eth0 with `rxPackets` UDP packets received (150 bytes each) and `flows`. */

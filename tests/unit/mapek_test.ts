@@ -17,7 +17,7 @@ import { MapekLoop } from "../../src/mapek/loop.ts";
 import { StateStore } from "../../src/state/store.ts";
 import type { Enforcer } from "../../src/datapath/enforce.ts";
 import { parseAddress } from "../../src/net/address.ts";
-import { snapshotOf } from "../helpers/snapshot.ts";
+import { flowOf, snapshotOf } from "../helpers/snapshot.ts";
 
 const A: AnalyzerOptions = {
   floodPps: 1000,
@@ -292,24 +292,8 @@ Deno.test("mapek: knowledge survives reopening: baselines, decisions newest firs
 
 Deno.test("mapek: the monitor turns snapshots into rates per source, across sources that come and go", () => {
   const m = new Monitor({ scanWindowS: 10, floodPps: 100, scanPorts: 20 });
-  const flow = (saddr: string, packets: number, sport = 1000): FlowSnapshot => ({
-    ifindex: 2,
-    interface: "eth0",
-    direction: "rx",
-    hook: "tcIngress",
-    family: 4,
-    proto: 17,
-    saddr,
-    daddr: "192.0.2.1",
-    sport,
-    dport: 53,
-    packets,
-    bytes: packets * 100,
-    firstSeenNs: 0,
-    lastSeenNs: 0,
-    tcpFlags: 0,
-    fragment: false,
-  });
+  const flow = (saddr: string, packets: number, sport = 1000) =>
+    flowOf({ saddr, sport, dport: 53, packets, bytes: packets * 100 });
   const snap = (at: number, flows: FlowSnapshot[]) => snapshotOf(flows, { takenAt: at });
   const now = 1e12; // flows first seen long before: outside the scan window
   // What the box sends back to a source: its egress flows towards it.
@@ -516,24 +500,8 @@ Deno.test("mapek: a knowledge store that cannot be written skips no plan and say
       },
     },
   );
-  const udp = (saddr: string, packets: number): FlowSnapshot => ({
-    ifindex: 2,
-    interface: "eth0",
-    direction: "rx",
-    hook: "tcIngress",
-    family: 4,
-    proto: 17,
-    saddr,
-    daddr: "192.0.2.1",
-    sport: 1000,
-    dport: 53,
-    packets,
-    bytes: packets * 100,
-    firstSeenNs: 0,
-    lastSeenNs: 0,
-    tcpFlags: 0,
-    fragment: false,
-  });
+  const udp = (saddr: string, packets: number) =>
+    flowOf({ saddr, sport: 1000, dport: 53, packets, bytes: packets * 100 });
   const snap = (at: number, n: number) => ({
     takenAt: at,
     mode: "ebpf" as const,

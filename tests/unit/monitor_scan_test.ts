@@ -6,31 +6,12 @@
 import assert from "node:assert/strict";
 import type { FlowSnapshot } from "../../src/flows/key.ts";
 import { Monitor } from "../../src/mapek/monitor.ts";
-import { snapshotOf } from "../helpers/snapshot.ts";
+import { flowOf, snapshotOf } from "../helpers/snapshot.ts";
 
 const NOW = 1e12; // the datapath clock at the snapshots; flows first seen just before
 
-function flow(o: Partial<FlowSnapshot>): FlowSnapshot {
-  return {
-    ifindex: 2,
-    interface: "eth0",
-    direction: "rx",
-    hook: "tcIngress",
-    family: 4,
-    proto: 17,
-    saddr: "198.51.100.7",
-    daddr: "192.0.2.1",
-    sport: 40000,
-    dport: 1,
-    packets: 1,
-    bytes: 60,
-    firstSeenNs: NOW - 1e9,
-    lastSeenNs: NOW - 1e9,
-    tcpFlags: 0,
-    fragment: false,
-    ...o,
-  };
-}
+const flow = (o: Partial<FlowSnapshot>) =>
+  flowOf({ firstSeenNs: NOW - 1e9, lastSeenNs: NOW - 1e9, ...o });
 
 const snap = (at: number, flows: FlowSnapshot[]) => snapshotOf(flows, { takenAt: at });
 
