@@ -1,0 +1,297 @@
+/**
+ * `deno task bench ipfix`: IPFIX export by the appliance against softflowd, on the same traffic
+ * in the same run. A sender in one test namespace writes known frames (bench/ipfix_traffic.ts:
+ * 10 000 flows, IPv4 and IPv6, UDP and TCP) into a veth pair; the other namespace forwards them
+ * to a dummy device (freed as sent: no drop, no reply). On that namespace's veth runs, in turn,
+ * nothing (the baseline), the appliance exporting IPFIX, or softflowd exporting IPFIX (`-v 10`),
+ * each with a 5 s active timeout, each to its own nfcapd on that namespace's loopback (also
+ * started for the baseline). Whole-system CPU from /proc/stat (user, nice, system, irq, softirq,
+ * all CPUs) over the traffic and 6 s after it, per million packets above the baseline; then the
+ * monitor stops (exporting what it still holds) and nfdump's records are compared per flow with
+ * what the sender sent. Rounds are interleaved (baseline, ours, softflowd, …) and the median
+ * taken, so that each sees the same machine.
+ */
+import { formatAddress, parseAddress } from "../src/net/address.ts";
+import { Daemon } from "../tests/helpers/daemon.ts";
+import { nft, sh, VethPair } from "../tests/helpers/netns.ts";
+import { freeUdpPort, Nfcapd, type Totals } from "../tests/export/collectors.ts";
+import { benchFlow, DPORT } from "./ipfix_traffic.ts";
+
+const TRAFFIC = new URL("./ipfix_traffic.ts", import.meta.url).pathname;
+const FLOWS = 10_000;
+const ACTIVE_TIMEOUT_S = 5;
+const TAIL_MS = 6_000, IDLE_MS = 3_000;
+/** Rates asked of the sender, and rounds of one packet per flow at each. */
+const RATES = [[100_000, 100], [1_000_000, 100]];
+const ROUNDS = 3;
+const DST4 = "10.202.55.1", DST6 = "fd00:202:55::1", SINK_MAC = "02:00:00:00:00:56";
+type Monitor = "baseline" | "x0tta6bl4" | "softflowd";
+
+/** Busy CPU-seconds of the whole system so far: user+nice+system+irq+softirq of all CPUs. */
+function busySeconds(): number {
+  const f = Deno.readTextFileSync("/proc/stat").split("\n")[0].trim().split(/\s+/).map(Number);
+  const [user, nice, system, , , irq, softirq] = f.slice(1);
+  return (user + nice + system + irq + softirq) / 100; // USER_HZ
+}
+
+/**
+ * Seconds the threads of `pid` have run on a CPU (schedstat). Without IRQ time accounting (this
+ * kernel), that includes the softirq work done while they ran: the receive path of frames a
+ * sender writes into a veth runs in the sender's own system call.
+ */
+function ranSeconds(pid: number): number {
+  let ns = 0;
+  for (const t of Deno.readDirSync(`/proc/${pid}/task`)) {
+    try {
+      ns += Number(Deno.readTextFileSync(`/proc/${pid}/task/${t.name}/schedstat`).split(" ")[0]);
+    } catch { /* the thread ended */ }
+  }
+  return ns / 1e9;
+}
+
+/** The kernel threads that take over softirq work when it piles up. */
+const KSOFTIRQD = sh("pgrep", ["-x", "ksoftirqd/[0-9]+"]).trim().split("\n").map(Number);
+
+const canonical = (a: string) => {
+  const p = parseAddress(a);
+  return formatAddress(p.bytes, p.family);
+};
+
+interface Run {
+  /**
+   * Busy CPU-seconds a second before the traffic, with the monitor running: whole system, and
+   * the monitor's process alone.
+   */
+  idle: number;
+  monitorIdle: number;
+  /** Busy CPU-seconds over the traffic and the tail after it; seconds the sender took. */
+  busy: number;
+  seconds: number;
+  /** CPU-seconds of the monitor's own process over the same window. */
+  process: number;
+  /**
+   * CPU-seconds of what the bench runs, over the same window: the sender while it sends (with
+   * the softirq work done in its system calls), the monitor, nfcapd, and ksoftirqd.
+   */
+  attributed: number;
+  packets: number;
+  /** Flows whose records add up to exactly the packets sent, and to their bytes as well. */
+  exactPackets: number;
+  exactBytes: number;
+  /** What the monitor said of itself (softflowd: its own statistics). */
+  note: string;
+}
+
+/** softflowd in `ns`, exporting IPFIX to 127.0.0.1:`port` (stopped by SIGTERM). */
+class Softflowd implements AsyncDisposable {
+  readonly dir = Deno.makeTempDirSync({ prefix: `x0t${Deno.pid}-softflowd-` });
+  readonly child: Deno.ChildProcess;
+
+  constructor(readonly ns: string, dev: string, port: number) {
+    this.child = new Deno.Command("ip", {
+      args: [
+        ...["netns", "exec", ns, "softflowd", "-d", "-i", dev, "-v", "10", "-A", "milli"],
+        ...["-n", `127.0.0.1:${port}`, "-m", "65536", "-p", `${this.dir}/pid`],
+        ...["-c", `${this.dir}/ctl`],
+        ...["maxlife", "general", "tcp", "udp", "expint"].flatMap((t) => [
+          "-t",
+          `${t}=${t === "maxlife" ? ACTIVE_TIMEOUT_S : t === "expint" ? 1 : 15}`,
+        ]),
+      ],
+      stdout: "null",
+      stderr: "null",
+    }).spawn();
+  }
+
+  async ready(): Promise<void> {
+    for (let i = 0; i < 100; i++) {
+      try {
+        Deno.statSync(`${this.dir}/ctl`);
+        return;
+      } catch { /* not yet */ }
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    throw new Error("softflowd did not start");
+  }
+
+  statistics(): string {
+    return sh("softflowctl", ["-c", `${this.dir}/ctl`, "statistics"], this.ns);
+  }
+
+  async [Symbol.asyncDispose](): Promise<void> {
+    try {
+      this.child.kill("SIGTERM");
+    } catch { /* gone */ }
+    await this.child.status;
+    Deno.removeSync(this.dir, { recursive: true });
+  }
+}
+
+async function oneRun(v: VethPair, monitor: Monitor, rounds: number, pps: number): Promise<Run> {
+  const addrs = { src4: v.a.ip4, src6: v.a.ip6, dst4: DST4, dst6: DST6 };
+  const port = await freeUdpPort();
+  // A 4 MiB socket buffer (net.core.rmem_max here): softflowd sends each expiry's records at
+  // once, which nfcapd's default buffer drops most of.
+  await using nfcapd = new Nfcapd("127.0.0.1", port, v.b.ns, 4 << 20);
+  await nfcapd.start();
+  let note = "";
+  let busy: number, idle: number, seconds: number, process = 0, attributed: number;
+  let monitorIdle = 0;
+  {
+    await using d = monitor === "x0tta6bl4"
+      ? new Daemon(v.b, [
+        ...["--interface", v.b.dev, "--collect.interval-ms", "1000"],
+        ...["--export.ipfix.collectors", `127.0.0.1:${port}`],
+        ...["--export.ipfix.active-timeout-s", String(ACTIVE_TIMEOUT_S)],
+      ])
+      : undefined;
+    await using sf = monitor === "softflowd" ? new Softflowd(v.b.ns, v.b.dev, port) : undefined;
+    if (d) {
+      await d.start();
+      await d.until("ready", () => d.request("/readyz").status === 200 || undefined, 20_000);
+    }
+    await sf?.ready();
+    await new Promise((r) => setTimeout(r, 2000));
+    const pid = d?.pid ?? sf?.child.pid;
+    const quiet = busySeconds(), quietRan = pid ? ranSeconds(pid) : 0;
+    await new Promise((r) => setTimeout(r, IDLE_MS));
+    const before = busySeconds();
+    if (pid) monitorIdle = (ranSeconds(pid) - quietRan) / (IDLE_MS / 1000);
+    const others = [...KSOFTIRQD, nfcapd.pid!, ...pid ? [pid] : []];
+    const ran = others.map(ranSeconds);
+    idle = (before - quiet) / (IDLE_MS / 1000);
+    const out = await new Deno.Command("ip", {
+      args: ["netns", "exec", v.a.ns, Deno.execPath(), "run", "-A", TRAFFIC, v.a.dev]
+        .concat([FLOWS, rounds, pps].map(String))
+        .concat([addrs.src4, addrs.src6, addrs.dst4, addrs.dst6]),
+      stdout: "piped",
+      stderr: "piped",
+    }).output();
+    if (!out.success) throw new Error(new TextDecoder().decode(out.stderr));
+    const [sent, took, sender] = new TextDecoder().decode(out.stdout).trim().split(" ")
+      .map(Number);
+    seconds = took;
+    if (sent !== FLOWS * rounds) throw new Error(`sent ${sent} frames, not ${FLOWS * rounds}`);
+    await new Promise((r) => setTimeout(r, TAIL_MS));
+    busy = busySeconds() - before;
+    const after = others.map(ranSeconds);
+    if (pid) process = after[after.length - 1] - ran[ran.length - 1];
+    attributed = sender + after.reduce((n, x, i) => n + x - ran[i], 0);
+    if (sf) {
+      const stat = sf.statistics();
+      const n = (what: string) => stat.match(new RegExp(`${what}: (\\d+)`))?.[1];
+      note = `libpcap received ${n("Packets received by libpcap")}, dropped ${
+        n("Packets dropped by libpcap")
+      }`;
+    }
+    if (d) {
+      const status = await d.stop();
+      if (status?.code !== 0) throw new Error(`the appliance exited with ${status?.code}`);
+    }
+  }
+  const dropped = await nfcapd.drained();
+  if (dropped) note += ` nfcapd's socket dropped ${dropped} datagrams`;
+  await nfcapd.stop();
+  const got = nfcapd.flows();
+  let packets = 0, exactPackets = 0, exactBytes = 0;
+  for (const t of got.values()) packets += t.packets;
+  for (let i = 0; i < FLOWS; i++) {
+    const f = benchFlow(i, addrs);
+    const [src, dst] = f.v6 ? [addrs.src6, addrs.dst6] : [addrs.src4, addrs.dst4];
+    const t: Totals | undefined = got.get(
+      `${canonical(src)} ${f.sport} ${canonical(dst)} ${DPORT} ${f.proto}`,
+    );
+    if (t?.packets !== rounds) continue;
+    exactPackets++;
+    // The appliance counts whole frames; softflowd counts IP packets.
+    if (t.octets === rounds * (monitor === "softflowd" ? f.ipBytes : f.frameBytes)) exactBytes++;
+  }
+  return {
+    idle,
+    monitorIdle,
+    busy,
+    seconds,
+    process,
+    attributed,
+    packets,
+    exactPackets,
+    exactBytes,
+    note,
+  };
+}
+
+export async function ipfix(): Promise<void> {
+  using v = new VethPair(55);
+  // veth-b's namespace forwards the traffic through another veth into a third namespace, which
+  // drops it at once (nftables' ingress hook there): nothing comes back, nothing is dropped on
+  // the monitored side.
+  using sink = new VethPair(56);
+  sh("ip", [
+    ...["link", "add", "x0fwd", "netns", v.b.ns, "type", "veth", "peer", "name", "x0sink"],
+    ...["netns", sink.a.ns, "address", SINK_MAC],
+  ]);
+  sh("ip", ["link", "set", "x0sink", "up"], sink.a.ns);
+  await nft(
+    sink.a.ns,
+    'table netdev x0sink {\n chain in {\n  type filter hook ingress device "x0sink" priority 0;' +
+      " policy drop;\n }\n}\n",
+  );
+  for (const s of ["net.ipv4.ip_forward=1", "net.ipv6.conf.all.forwarding=1"]) {
+    v.run(v.b, "sysctl", ["-qw", s]);
+  }
+  v.run(v.b, "ip", ["link", "set", "x0fwd", "up"]);
+  for (const [net, dst] of [["10.202.55.0/24", DST4], ["fd00:202:55::/64", DST6]]) {
+    v.run(v.b, "ip", ["route", "add", net, "dev", "x0fwd"]);
+    v.run(
+      v.b,
+      "ip",
+      ["neigh", "replace", dst, "lladdr", SINK_MAC, "dev", "x0fwd", "nud"]
+        .concat(["permanent"]),
+    );
+  }
+  const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
+  const range = (xs: number[], digits: number) =>
+    `${median(xs).toFixed(digits)} (${Math.min(...xs).toFixed(digits)}–${
+      Math.max(...xs).toFixed(digits)
+    })`;
+  console.log(
+    "| rate (sender's, median) | monitor | CPU-s of the bench's processes | of which the monitor " +
+      "(idle, per s) | " +
+      "per 1M packets above baseline | whole system: busy CPU-s (idle, per s) | " +
+      "per 1M packets above baseline | packets reported (of sent) | " +
+      "flows exact in packets, and in bytes too (of 10 000) | notes |",
+  );
+  console.log("|---|---|---|---|---|---|---|---|---|---|");
+  for (const [pps, rounds] of RATES) {
+    const runs = new Map<Monitor, Run[]>();
+    for (let round = 0; round < ROUNDS; round++) {
+      for (const m of ["baseline", "x0tta6bl4", "softflowd"] as const) {
+        runs.set(m, [...runs.get(m) ?? [], await oneRun(v, m, rounds, pps)]);
+      }
+    }
+    const sent = FLOWS * rounds;
+    const base = runs.get("baseline")!;
+    const above = (rs: Run[], f: (r: Run) => number) =>
+      ((median(rs.map(f)) - median(base.map(f))) / (sent / 1e6)).toFixed(2);
+    for (const [m, rs] of runs) {
+      const ours = m !== "baseline";
+      console.log(
+        `| ${(sent / median(rs.map((r) => r.seconds)) / 1000).toFixed(0)} kpps (${
+          pps / 1000
+        } asked) | ${m} | ${range(rs.map((r) => r.attributed), 2)} | ${
+          ours
+            ? `${range(rs.map((r) => r.process), 2)} (${
+              median(rs.map((r) => r.monitorIdle)).toFixed(3)
+            })`
+            : "–"
+        } | ${ours ? above(rs, (r) => r.attributed) : "–"} | ${range(rs.map((r) => r.busy), 2)} (${
+          range(rs.map((r) => r.idle), 2)
+        }) | ${ours ? above(rs, (r) => r.busy) : "–"} | ${
+          ours ? `${rs.map((r) => r.packets).join(", ")} (${sent})` : "–"
+        } | ${ours ? rs.map((r) => `${r.exactPackets}, ${r.exactBytes}`).join("; ") : "–"} | ${
+          rs.map((r) => r.note).filter(Boolean).join(" / ")
+        } |`,
+      );
+    }
+  }
+}
