@@ -599,8 +599,10 @@ export class IpfixExporter implements Exporter {
       problems.push(`${this.#disk.error}: a restart may count flows twice`);
     }
     const dropped = this.#droppedQueueFull + this.#droppedStopped;
-    const counts = `sent ${this.#sent} records in ${this.#messages} messages, ${this.#queued} ` +
+    let counts = `sent ${this.#sent} records in ${this.#messages} messages, ${this.#queued} ` +
       `queued, ${dropped} dropped, ${this.#failed} failed sends`;
+    // Sending again: the last error stays in view (while failing, it leads the reason).
+    if (!failing && this.#lastError) counts += `; last error: ${this.#lastError}`;
     return {
       kind: "ipfix",
       destination: joinHostPort(this.#host, this.#port),

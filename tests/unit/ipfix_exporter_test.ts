@@ -242,7 +242,11 @@ Deno.test("a collector that cannot be reached: bounded queue, oldest dropped and
   s = e.status();
   assert.equal(s.sent, queued);
   assert.equal(s.sent + s.dropped, 300);
-  assert.deepEqual([s.queued, s.lastSuccessAt], [0, clock.wall()]);
+  assert.deepEqual([s.queued, s.lastSuccessAt, s.state], [0, clock.wall(), "degraded"]);
+  assert.match(
+    s.reason,
+    /^records dropped in the last minute \(queue full\) \(sent \d+ records in \d+ messages, 0 queued, \d+ dropped, \d+ failed sends; last error: send to 127\.0\.0\.1:4739: ENETUNREACH\)$/,
+  );
   assert.ok(logs.some((l) => l === "info IPFIX: sending again"));
   await e.stop();
 });
