@@ -1,14 +1,17 @@
 /**
  * `deno task bench ipfix`: IPFIX export by the appliance against softflowd, on the same traffic
  * in the same run. A sender in one test namespace writes known frames (bench/ipfix_traffic.ts:
- * 10 000 flows, IPv4 and IPv6, UDP and TCP) into a veth pair; the other namespace forwards them
- * to a dummy device (freed as sent: no drop, no reply). On that namespace's veth runs, in turn,
- * nothing (the baseline), the appliance exporting IPFIX, or softflowd exporting IPFIX (`-v 10`),
- * each with a 5 s active timeout, each to its own nfcapd on that namespace's loopback (also
- * started for the baseline). Whole-system CPU from /proc/stat (user, nice, system, irq, softirq,
- * all CPUs) over the traffic and 6 s after it, per million packets above the baseline; then the
- * monitor stops (exporting what it still holds) and nfdump's records are compared per flow with
- * what the sender sent. Rounds are interleaved (baseline, ours, softflowd, …) and the median
+ * 10 000 flows, IPv4 and IPv6, UDP and TCP, 100 packets each, in turn or 10 of a flow in a row)
+ * into a veth pair; the other namespace forwards them into a third one, which drops them at once
+ * (nothing comes back, nothing is dropped on the monitored side). On the monitored veth runs, in
+ * turn, nothing (the baseline), the appliance exporting IPFIX, or softflowd exporting IPFIX
+ * (`-v 10`), each with a 5 s active timeout, each to its own nfcapd on that namespace's loopback
+ * (also started for the baseline). CPU over the traffic and 6 s after it, per million packets
+ * above the baseline: of the bench's own processes (the sender with the softirq work done in its
+ * system calls, the monitor, nfcapd, ksoftirqd), and of the whole system from /proc/stat (user,
+ * nice, system, irq, softirq, all CPUs), which other work on a shared machine also moves. Then
+ * the monitor stops (exporting what it still holds) and nfdump's records are compared per flow
+ * with what the sender sent. Rounds are interleaved (baseline, ours, softflowd, …) and the median
  * taken, so that each sees the same machine.
  */
 import { formatAddress, parseAddress } from "../src/net/address.ts";
@@ -21,11 +24,22 @@ const TRAFFIC = new URL("./ipfix_traffic.ts", import.meta.url).pathname;
 const FLOWS = 10_000;
 const ACTIVE_TIMEOUT_S = 5;
 const TAIL_MS = 6_000, IDLE_MS = 3_000;
-/** Rates asked of the sender, and rounds of one packet per flow at each. */
-const RATES = [[100_000, 100], [1_000_000, 100]];
+/**
+ * The traffic's variants: the rate asked of the sender, and packets of a flow sent back to back
+ * (1: each packet is of another flow than the one before, the datapath's worst case).
+ */
+const VARIANTS = [[100_000, 1], [100_000, 10]];
+/** Packets of each flow: 1 000 000 in all. */
+const PACKETS_PER_FLOW = 100;
 const ROUNDS = 3;
 const DST4 = "10.202.55.1", DST6 = "fd00:202:55::1", SINK_MAC = "02:00:00:00:00:56";
 type Monitor = "baseline" | "x0tta6bl4" | "softflowd";
+
+const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
+const range = (xs: number[], digits: number) =>
+  `${median(xs).toFixed(digits)} (${Math.min(...xs).toFixed(digits)}–${
+    Math.max(...xs).toFixed(digits)
+  })`;
 
 /** Busy CPU-seconds of the whole system so far: user+nice+system+irq+softirq of all CPUs. */
 function busySeconds(): number {
@@ -52,6 +66,15 @@ function ranSeconds(pid: number): number {
 /** The kernel threads that take over softirq work when it piles up. */
 const KSOFTIRQD = sh("pgrep", ["-x", "ksoftirqd/[0-9]+"]).trim().split("\n").map(Number);
 
+/** The run time of each of the appliance's BPF programs so far, from its /metrics. */
+function bpfSeconds(d: Daemon): Map<string, number> {
+  const body = d.request("/metrics").body;
+  return new Map(
+    [...body.matchAll(/^x0tta6bl4_bpf_program_run_seconds_total\{program="([^"]+)"\} (\S+)$/gm)]
+      .map((m) => [m[1], Number(m[2])]),
+  );
+}
+
 const canonical = (a: string) => {
   const p = parseAddress(a);
   return formatAddress(p.bytes, p.family);
@@ -64,6 +87,8 @@ interface Run {
    */
   idle: number;
   monitorIdle: number;
+  /** The appliance's BPF programs' run time over the window (kernel.bpf_stats_enabled). */
+  bpf: Map<string, number>;
   /** Busy CPU-seconds over the traffic and the tail after it; seconds the sender took. */
   busy: number;
   seconds: number;
@@ -127,7 +152,8 @@ class Softflowd implements AsyncDisposable {
   }
 }
 
-async function oneRun(v: VethPair, monitor: Monitor, rounds: number, pps: number): Promise<Run> {
+async function oneRun(v: VethPair, monitor: Monitor, pps: number, burst: number): Promise<Run> {
+  const rounds = PACKETS_PER_FLOW;
   const addrs = { src4: v.a.ip4, src6: v.a.ip6, dst4: DST4, dst6: DST6 };
   const port = await freeUdpPort();
   // A 4 MiB socket buffer (net.core.rmem_max here): softflowd sends each expiry's records at
@@ -137,6 +163,7 @@ async function oneRun(v: VethPair, monitor: Monitor, rounds: number, pps: number
   let note = "";
   let busy: number, idle: number, seconds: number, process = 0, attributed: number;
   let monitorIdle = 0;
+  const bpf = new Map<string, number>();
   {
     await using d = monitor === "x0tta6bl4"
       ? new Daemon(v.b, [
@@ -159,10 +186,11 @@ async function oneRun(v: VethPair, monitor: Monitor, rounds: number, pps: number
     if (pid) monitorIdle = (ranSeconds(pid) - quietRan) / (IDLE_MS / 1000);
     const others = [...KSOFTIRQD, nfcapd.pid!, ...pid ? [pid] : []];
     const ran = others.map(ranSeconds);
+    const bpfBefore = d ? bpfSeconds(d) : undefined;
     idle = (before - quiet) / (IDLE_MS / 1000);
     const out = await new Deno.Command("ip", {
       args: ["netns", "exec", v.a.ns, Deno.execPath(), "run", "-A", TRAFFIC, v.a.dev]
-        .concat([FLOWS, rounds, pps].map(String))
+        .concat([FLOWS, rounds / burst, burst, pps].map(String))
         .concat([addrs.src4, addrs.src6, addrs.dst4, addrs.dst6]),
       stdout: "piped",
       stderr: "piped",
@@ -174,6 +202,9 @@ async function oneRun(v: VethPair, monitor: Monitor, rounds: number, pps: number
     if (sent !== FLOWS * rounds) throw new Error(`sent ${sent} frames, not ${FLOWS * rounds}`);
     await new Promise((r) => setTimeout(r, TAIL_MS));
     busy = busySeconds() - before;
+    if (d) {
+      for (const [p, t] of bpfSeconds(d)) bpf.set(p, t - (bpfBefore?.get(p) ?? 0));
+    }
     const after = others.map(ranSeconds);
     if (pid) process = after[after.length - 1] - ran[ran.length - 1];
     attributed = sender + after.reduce((n, x, i) => n + x - ran[i], 0);
@@ -209,6 +240,7 @@ async function oneRun(v: VethPair, monitor: Monitor, rounds: number, pps: number
   return {
     idle,
     monitorIdle,
+    bpf,
     busy,
     seconds,
     process,
@@ -249,27 +281,43 @@ export async function ipfix(): Promise<void> {
         .concat(["permanent"]),
     );
   }
-  const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
-  const range = (xs: number[], digits: number) =>
-    `${median(xs).toFixed(digits)} (${Math.min(...xs).toFixed(digits)}–${
-      Math.max(...xs).toFixed(digits)
-    })`;
   console.log(
-    "| rate (sender's, median) | monitor | CPU-s of the bench's processes | of which the monitor " +
-      "(idle, per s) | " +
-      "per 1M packets above baseline | whole system: busy CPU-s (idle, per s) | " +
+    "| traffic: rate (sender's, median) | monitor | CPU-s of the bench's processes | of which the monitor " +
+      "(idle, per s) | of which its BPF programs | per 1M packets above baseline | whole system: busy CPU-s (idle, per s) | " +
       "per 1M packets above baseline | packets reported (of sent) | " +
       "flows exact in packets, and in bytes too (of 10 000) | notes |",
   );
-  console.log("|---|---|---|---|---|---|---|---|---|---|");
-  for (const [pps, rounds] of RATES) {
+  console.log("|---|---|---|---|---|---|---|---|---|---|---|");
+  // The BPF programs' run time is counted only while this is 1 (it costs them two clock reads).
+  const stats = sh("sysctl", ["-n", "kernel.bpf_stats_enabled"]).trim();
+  sh("sysctl", ["-qw", "kernel.bpf_stats_enabled=1"]);
+  try {
+    await rates(v);
+  } finally {
+    sh("sysctl", ["-qw", `kernel.bpf_stats_enabled=${stats}`]);
+  }
+}
+
+/** The BPF programs' time: all of them, then each that ran for 10 ms or more (medians). */
+function bpfCell(rs: Run[]): string {
+  const total = range(rs.map((r) => [...r.bpf.values()].reduce((n, x) => n + x, 0)), 2);
+  const each = [...rs[0].bpf.keys()]
+    .map((p) => [p, median(rs.map((r) => r.bpf.get(p) ?? 0))] as const)
+    .filter(([, t]) => t >= 0.01)
+    .map(([p, t]) => `${p} ${t.toFixed(2)}`);
+  return `${total}: ${each.join(", ")}`;
+}
+
+/** Each rate's runs, interleaved, and its rows of the table. */
+async function rates(v: VethPair): Promise<void> {
+  for (const [pps, burst] of VARIANTS) {
     const runs = new Map<Monitor, Run[]>();
     for (let round = 0; round < ROUNDS; round++) {
       for (const m of ["baseline", "x0tta6bl4", "softflowd"] as const) {
-        runs.set(m, [...runs.get(m) ?? [], await oneRun(v, m, rounds, pps)]);
+        runs.set(m, [...runs.get(m) ?? [], await oneRun(v, m, pps, burst)]);
       }
     }
-    const sent = FLOWS * rounds;
+    const sent = FLOWS * PACKETS_PER_FLOW;
     const base = runs.get("baseline")!;
     const above = (rs: Run[], f: (r: Run) => number) =>
       ((median(rs.map(f)) - median(base.map(f))) / (sent / 1e6)).toFixed(2);
@@ -278,19 +326,21 @@ export async function ipfix(): Promise<void> {
       console.log(
         `| ${(sent / median(rs.map((r) => r.seconds)) / 1000).toFixed(0)} kpps (${
           pps / 1000
-        } asked) | ${m} | ${range(rs.map((r) => r.attributed), 2)} | ${
+        } asked), ${burst === 1 ? "flows in turn" : `${burst} packets a flow in a row`} | ${m} | ${
+          range(rs.map((r) => r.attributed), 2)
+        } | ${
           ours
             ? `${range(rs.map((r) => r.process), 2)} (${
               median(rs.map((r) => r.monitorIdle)).toFixed(3)
             })`
             : "–"
-        } | ${ours ? above(rs, (r) => r.attributed) : "–"} | ${range(rs.map((r) => r.busy), 2)} (${
-          range(rs.map((r) => r.idle), 2)
-        }) | ${ours ? above(rs, (r) => r.busy) : "–"} | ${
-          ours ? `${rs.map((r) => r.packets).join(", ")} (${sent})` : "–"
-        } | ${ours ? rs.map((r) => `${r.exactPackets}, ${r.exactBytes}`).join("; ") : "–"} | ${
-          rs.map((r) => r.note).filter(Boolean).join(" / ")
-        } |`,
+        } | ${m === "x0tta6bl4" ? bpfCell(rs) : "–"} | ${
+          ours ? above(rs, (r) => r.attributed) : "–"
+        } | ${range(rs.map((r) => r.busy), 2)} (${range(rs.map((r) => r.idle), 2)}) | ${
+          ours ? above(rs, (r) => r.busy) : "–"
+        } | ${ours ? `${rs.map((r) => r.packets).join(", ")} (${sent})` : "–"} | ${
+          ours ? rs.map((r) => `${r.exactPackets}, ${r.exactBytes}`).join("; ") : "–"
+        } | ${rs.map((r) => r.note).filter(Boolean).join(" / ")} |`,
       );
     }
   }

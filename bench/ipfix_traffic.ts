@@ -1,11 +1,11 @@
 /**
  * The traffic of `deno task bench ipfix`, with exact counts known in advance:
- *   deno run -A ipfix_traffic.ts IFACE FLOWS ROUNDS PPS SRC4 SRC6 DST4 DST6
+ *   deno run -A ipfix_traffic.ts IFACE FLOWS ROUNDS BURST PPS SRC4 SRC6 DST4 DST6
  * FLOWS flows, in turn IPv4 UDP, IPv4 TCP, IPv6 UDP, IPv6 TCP, each from its own source port
  * to port 5001 of DST4 or DST6 (addresses the bench routes inside its own namespace), payloads
- * of 64 to 414 bytes; ROUNDS rounds, one packet of every flow each, at about PPS packets a
- * second, written as whole Ethernet frames to IFACE (see tests/helpers/packet.ts). Prints the
- * number of frames sent (FLOWS × ROUNDS unless the kernel refused one: then it throws), the
+ * of 64 to 414 bytes; ROUNDS rounds, BURST packets of every flow each, back to back (1: every
+ * packet is of another flow than the one before), at about PPS packets a second, written as whole Ethernet frames to IFACE (see tests/helpers/packet.ts). Prints the
+ * number of frames sent (FLOWS × ROUNDS × BURST unless the kernel refused one: then it throws), the
  * seconds it took, and the CPU-seconds this process used meanwhile (user and system time of all
  * its threads; without IRQ time accounting, as here, that includes the softirq work done in its
  * system calls: the receive path of every frame written into the veth).
@@ -61,9 +61,9 @@ export function benchFlow(
 }
 
 if (import.meta.main) {
-  const [iface, flows, rounds, pps, src4, src6, dst4, dst6] = Deno.args;
+  const [iface, flows, rounds, burst, pps, src4, src6, dst4, dst6] = Deno.args;
   if (!dst6 || !(Number(pps) > 0)) {
-    console.error("usage: ipfix_traffic.ts IFACE FLOWS ROUNDS PPS SRC4 SRC6 DST4 DST6");
+    console.error("usage: ipfix_traffic.ts IFACE FLOWS ROUNDS BURST PPS SRC4 SRC6 DST4 DST6");
     Deno.exit(2);
   }
   const all = Array.from(
@@ -74,11 +74,13 @@ if (import.meta.main) {
   const start = performance.now(), cpu = process.cpuUsage();
   for (let r = 0; r < Number(rounds); r++) {
     for (const f of all) {
-      socket.send(f.frame, f.v6);
-      // Paced in steps of 500 frames.
-      if (socket.sent % 500 === 0) {
-        const ahead = start + (socket.sent / Number(pps)) * 1000 - performance.now();
-        if (ahead > 0) await new Promise((r) => setTimeout(r, ahead));
+      for (let b = 0; b < Number(burst); b++) {
+        socket.send(f.frame, f.v6);
+        // Paced in steps of 500 frames.
+        if (socket.sent % 500 === 0) {
+          const ahead = start + (socket.sent / Number(pps)) * 1000 - performance.now();
+          if (ahead > 0) await new Promise((r) => setTimeout(r, ahead));
+        }
       }
     }
   }
