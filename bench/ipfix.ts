@@ -64,7 +64,7 @@ function ranSeconds(pid: number): number {
 }
 
 /** The kernel threads that take over softirq work when it piles up. */
-const KSOFTIRQD = sh("pgrep", ["-x", "ksoftirqd/[0-9]+"]).trim().split("\n").map(Number);
+const ksoftirqd = () => sh("pgrep", ["-x", "ksoftirqd/[0-9]+"]).trim().split("\n").map(Number);
 
 /** The run time of each of the appliance's BPF programs so far, from its /metrics. */
 function bpfSeconds(d: Daemon): Map<string, number> {
@@ -184,7 +184,7 @@ async function oneRun(v: VethPair, monitor: Monitor, pps: number, burst: number)
     await new Promise((r) => setTimeout(r, IDLE_MS));
     const before = busySeconds();
     if (pid) monitorIdle = (ranSeconds(pid) - quietRan) / (IDLE_MS / 1000);
-    const others = [...KSOFTIRQD, nfcapd.pid!, ...pid ? [pid] : []];
+    const others = [...ksoftirqd(), nfcapd.pid!, ...pid ? [pid] : []];
     const ran = others.map(ranSeconds);
     const bpfBefore = d ? bpfSeconds(d) : undefined;
     idle = (before - quiet) / (IDLE_MS / 1000);
