@@ -4,7 +4,8 @@
  * 10 000 flows, IPv4 and IPv6, UDP and TCP, 100 packets each, in turn or 10 of a flow in a row)
  * into a veth pair; the other namespace forwards them into a third one, which drops them at once
  * (nothing comes back, nothing is dropped on the monitored side). On the monitored veth runs, in
- * turn, nothing (the baseline), the appliance exporting IPFIX, or softflowd exporting IPFIX
+ * turn, nothing (the baseline), the appliance exporting IPFIX (with flows in turn also without
+ * export, to tell the export's cost from the monitoring's), or softflowd exporting IPFIX
  * (`-v 10`), each with a 5 s active timeout, each to its own nfcapd on that namespace's loopback
  * (also started for the baseline). CPU over the traffic and 6 s after it, per million packets
  * above the baseline: of the bench's own processes (the sender with the softirq work done in its
