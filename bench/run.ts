@@ -16,6 +16,7 @@
  *   footprint  the appliance's RSS and CPU idle and after 100 000 real UDP flows (each a kernel
  *            drop, together a port scan), with the defaults and with parts switched off, vs
  *            node_exporter in the same namespace
+ *   ipfix    IPFIX export vs softflowd on the same traffic: CPU per million packets, exact counts
  * Usage: deno task bench [cost|live|read…]. Results go to stdout as Markdown rows; the
  * numbers in docs/BENCHMARKS.md come from here.
  */
@@ -45,6 +46,7 @@ import { FLOW_KEY } from "../ffi/layout.ts";
 import { sh, VethPair } from "../tests/helpers/netns.ts";
 import { Daemon, DaemonHome, enforceArgs } from "../tests/helpers/daemon.ts";
 import { Lab, type LabNode } from "../scripts/lab.ts";
+import { ipfix } from "./ipfix.ts";
 
 const sections = Deno.args.length ? Deno.args : [
   "cost",
@@ -58,6 +60,7 @@ const sections = Deno.args.length ? Deno.args : [
   "mapek",
   "enforce",
   "footprint",
+  "ipfix",
 ];
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 
@@ -933,3 +936,4 @@ if (sections.includes("signals")) await signals();
 if (sections.includes("mapek")) await mapek();
 if (sections.includes("enforce")) await enforce();
 if (sections.includes("footprint")) await footprint();
+if (sections.includes("ipfix")) await ipfix();

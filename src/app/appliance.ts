@@ -292,11 +292,16 @@ export class Appliance {
       () => this.#upgradeHealth(),
     );
     if (collector.mode === "ebpf") this.#ringHealth(s);
-    for (const e of this.#p.exporters ?? []) {
+    const exporters = this.#p.exporters ?? [];
+    // The counters as they stand before this snapshot's offers, for remote-write's page; then
+    // as the offers leave them, for the next scrape.
+    if (exporters.length) s.exports = exporters.map((e) => e.status());
+    for (const [i, e] of exporters.entries()) {
       const component = `export:${e.name}`;
       this.#part(component, "degraded", "offer failed", () => {
         e.offer(s, () => this.metrics());
         const st = e.status();
+        s.exports![i] = st;
         health.set(component, st.state, st.reason);
       });
     }

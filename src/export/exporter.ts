@@ -3,19 +3,15 @@
  * collector, Prometheus remote-write to a central receiver) takes each snapshot as it is made,
  * queues what it will send, and sends in the background: it never blocks the snapshot loop,
  * bounds its queue, and counts what it could not send. The Appliance shows each destination's
- * status as the health component `export:NAME`.
+ * status as the health component `export:NAME`, and its counters on /metrics (metrics.ts).
  */
-import type { HealthState, Snapshot } from "../state/snapshot.ts";
+import type { ExportSnapshot, HealthState, Snapshot } from "../state/snapshot.ts";
 
-export interface ExportStatus {
+export interface ExportStatus extends ExportSnapshot {
   state: HealthState;
   /** One line: what was sent, what failed, and the last error. */
   reason: string;
-  /** Records (IPFIX) or samples (remote-write) delivered. */
-  sent: number;
-  /** Sends that failed (each retried or given up, as the exporter's policy says). */
-  failed: number;
-  /** Records or samples dropped: queue full, or given up. */
+  /** Records or samples dropped, for every reason. */
   dropped: number;
   lastError?: string;
 }

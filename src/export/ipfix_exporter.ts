@@ -212,8 +212,11 @@ export class IpfixExporter implements Exporter {
   #sent = 0;
   #messages = 0;
   #failed = 0;
-  #dropped = 0;
+  /** Records dropped: the queue was full, or stop() could not send them nor keep them. */
+  #droppedQueueFull = 0;
+  #droppedStopped = 0;
   #droppedAt = -Infinity;
+  #lastSuccessAt?: number;
   #lastError?: string;
   #lastSentAt = performance.now();
   #persistLogged = false;
@@ -415,7 +418,7 @@ export class IpfixExporter implements Exporter {
     while (this.#queued > this.#o.queueMaxRecords && this.#queue.length > 0) {
       const m = this.#queue.shift()!;
       this.#queued -= m.records;
-      this.#dropped += m.records;
+      this.#droppedQueueFull += m.records;
       this.#droppedAt = performance.now();
     }
   }
@@ -487,6 +490,7 @@ export class IpfixExporter implements Exporter {
         this.#seq = (this.#seq + m.records) >>> 0;
         this.#sent += m.records;
         this.#messages++;
+        this.#lastSuccessAt = this.#o.wallMs();
       } else {
         this.#queue.unshift(m);
         this.#queued += m.records;
@@ -594,14 +598,22 @@ export class IpfixExporter implements Exporter {
       if (state === "healthy") state = "degraded";
       problems.push(`${this.#disk.error}: a restart may count flows twice`);
     }
-    const counts = `sent ${this.#sent} records in ${this.#messages} messages, ${this.#queued} ` +
-      `queued, ${this.#dropped} dropped, ${this.#failed} failed sends`;
+    const dropped = this.#droppedQueueFull + this.#droppedStopped;
+    let counts = `sent ${this.#sent} records in ${this.#messages} messages, ${this.#queued} ` +
+      `queued, ${dropped} dropped, ${this.#failed} failed sends`;
+    // Sending again: the last error stays in view (while failing, it leads the reason).
+    if (!failing && this.#lastError) counts += `; last error: ${this.#lastError}`;
     return {
+      kind: "ipfix",
+      destination: joinHostPort(this.#host, this.#port),
       state,
       reason: problems.length ? `${problems.join("; ")} (${counts})` : counts,
       sent: this.#sent,
       failed: this.#failed,
-      dropped: this.#dropped,
+      dropped,
+      droppedBy: { queue_full: this.#droppedQueueFull, stopped: this.#droppedStopped },
+      queued: this.#queued,
+      ...(this.#lastSuccessAt === undefined ? {} : { lastSuccessAt: this.#lastSuccessAt }),
       ...(this.#lastError ? { lastError: this.#lastError } : {}),
     };
   }
@@ -641,7 +653,7 @@ export class IpfixExporter implements Exporter {
       this.#disk.close();
     }
     // Taken back and saved, the counts go out after the next start; otherwise they are lost.
-    this.#dropped += gone + (kept ? 0 : unsent);
+    this.#droppedStopped += gone + (kept ? 0 : unsent);
     if (gone + unsent > 0) {
       this.#o.log?.("warn", "IPFIX: records not sent before stopping", {
         collector: this.name,

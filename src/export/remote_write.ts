@@ -211,6 +211,7 @@ export class RemoteWriter implements Exporter {
   #failuresInARow = 0;
   #lastError: string | undefined;
   #lastRejectLogAt = -Infinity;
+  #lastSuccessAt: number | undefined;
 
   constructor(o: RemoteWriteOptions, log: WriterLog) {
     this.#log = log;
@@ -547,6 +548,7 @@ export class RemoteWriter implements Exporter {
       this.#failuresInARow = 0;
       this.#sent += b.samples;
       this.#requests++;
+      this.#lastSuccessAt = Date.now();
       return "sent";
     }
     if (status === 429 || status >= 500) return this.#failure(`HTTP ${status}: ${body}`);
@@ -573,7 +575,21 @@ export class RemoteWriter implements Exporter {
 
   status(): ExportStatus {
     const dropped = this.#droppedQueueFull + this.#droppedRejected + this.#droppedAtStop;
-    const counts = { sent: this.#sent, failed: this.#failed, dropped };
+    const queued = this.#queued + (this.#inflight?.samples ?? 0);
+    const counts = {
+      kind: "remote_write" as const,
+      destination: this.#where,
+      sent: this.#sent,
+      failed: this.#failed,
+      dropped,
+      droppedBy: {
+        queue_full: this.#droppedQueueFull,
+        rejected: this.#droppedRejected,
+        stopped: this.#droppedAtStop,
+      },
+      queued,
+      ...(this.#lastSuccessAt === undefined ? {} : { lastSuccessAt: this.#lastSuccessAt }),
+    };
     if (this.#configError !== undefined) {
       return {
         state: "unhealthy",
@@ -582,7 +598,6 @@ export class RemoteWriter implements Exporter {
         lastError: this.#configError,
       };
     }
-    const queued = this.#queued + (this.#inflight?.samples ?? 0);
     let reason = `to ${this.#where}: ${this.#sent} samples sent in ${this.#requests} ` +
       `requests, ${queued} queued, ${dropped} dropped (${this.#droppedQueueFull} queue full, ` +
       `${this.#droppedRejected} rejected, ${this.#droppedAtStop} at stop)`;

@@ -21,6 +21,7 @@ import {
 import { SignalMetrics, TcpRttMetrics } from "../collect/signals_metrics.ts";
 import type { Config } from "../config/schema.ts";
 import type { FlowFilter } from "../flows/table.ts";
+import { ExportMetrics } from "../export/metrics.ts";
 import { MapekMetrics } from "../mapek/metrics.ts";
 import { MeshMetrics, MeshRttMetrics } from "../mesh/metrics.ts";
 import { ApplianceMetrics, EventClientMetrics } from "../state/metrics.ts";
@@ -109,6 +110,7 @@ const COLLECTORS: readonly SnapshotCollectorClass[] = [
   SignalMetrics,
   MeshMetrics,
   MapekMetrics,
+  ExportMetrics,
   EventClientMetrics,
   ApplianceMetrics,
   MeshRttMetrics,

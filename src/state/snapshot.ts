@@ -91,6 +91,25 @@ export interface Snapshot {
   signals?: SignalsSnapshot;
   /** The MAPE-K loop's counters, when it runs. */
   mapek?: MapekSnapshot;
+  /** Each export destination's counters (export.*), when any is configured. */
+  exports?: ExportSnapshot[];
+}
+
+/** What one exporter has done since start, as it counts it. */
+export interface ExportSnapshot {
+  kind: "ipfix" | "remote_write";
+  /** The collector's HOST:PORT, or the receiver's URL without credentials or query. */
+  destination: string;
+  /** Records (IPFIX) or samples (remote-write) delivered. */
+  sent: number;
+  /** Sends that failed (each retried or given up, as the exporter's policy says). */
+  failed: number;
+  /** Records or samples dropped, by reason: queue_full, rejected (4xx), stopped. */
+  droppedBy: Record<string, number>;
+  /** Records or samples waiting to be sent now. */
+  queued: number;
+  /** When a send last succeeded, in ms since the epoch; undefined: never. */
+  lastSuccessAt?: number;
 }
 
 export interface MapekSnapshot {

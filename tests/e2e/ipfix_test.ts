@@ -52,6 +52,29 @@ Deno.test("IPFIX: nfcapd's records add up to exactly the packets sent across the
   assert.ok(exp, JSON.stringify(health));
   assert.equal(exp.state, "healthy", exp.reason);
   assert.match(exp.reason, /sent [1-9]\d* records/);
+  // `x0tta6bl4 status` shows it with what was sent and what failed; /metrics counts it.
+  const cli = d.cli(["status"]);
+  assert.equal(cli.code, 0, cli.stdout + cli.stderr);
+  const name = `export:ipfix ${v.a.ip4}:${port}`.replaceAll(".", "\\.");
+  assert.match(
+    cli.stdout,
+    new RegExp(
+      `^${name}\\s+healthy\\s+\\S+\\s+sent [1-9]\\d* records in [1-9]\\d* messages, ` +
+        "\\d+ queued, 0 dropped, 0 failed sends$",
+      "m",
+    ),
+  );
+  const labels = `kind="ipfix",destination="${v.a.ip4}:${port}"`;
+  const metrics = d.request("/metrics").body;
+  assert.match(
+    metrics,
+    new RegExp(`^x0tta6bl4_export_records_total\\{${labels}\\} [1-9]\\d*$`, "m"),
+  );
+  for (
+    const line of [`failures_total{${labels}} 0`, `dropped_total{${labels},reason="queue_full"} 0`]
+  ) {
+    assert.ok(metrics.includes(`\nx0tta6bl4_export_${line}\n`), line);
+  }
   const status = await d.stop();
   assert.equal(status?.code, 0, d.log);
   assert.equal(await nfcapd.drained(), 0, "no datagram dropped at nfcapd's socket");

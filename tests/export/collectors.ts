@@ -64,6 +64,11 @@ abstract class Collector implements AsyncDisposable {
   /** Whether what it wrote says it listens. */
   protected abstract ready(): boolean;
 
+  /** Its process id while it runs. */
+  get pid(): number | undefined {
+    return this.child?.pid;
+  }
+
   get output(): string {
     return this.#output;
   }
@@ -139,6 +144,12 @@ abstract class Collector implements AsyncDisposable {
 /** nfdump's collector (1.7 syntax): files in `dir`, read back with nfdump. */
 export class Nfcapd extends Collector {
   protected readonly stopSignal = "SIGTERM";
+
+  /** `socketBuffer`: its socket's receive buffer in bytes (nfcapd -B), for bursty exporters. */
+  constructor(host: string, port: number, netns?: string, readonly socketBuffer?: number) {
+    super(host, port, netns);
+  }
+
   protected ready(): boolean {
     return /Startup nfcapd/.test(this.output);
   }
@@ -147,7 +158,8 @@ export class Nfcapd extends Collector {
     return [
       "nfcapd",
       ["-w", this.dir, "-b", this.host, "-p", String(this.port), "-t", "3600"]
-        .concat(this.host.includes(":") ? ["-6"] : []),
+        .concat(this.host.includes(":") ? ["-6"] : [])
+        .concat(this.socketBuffer ? ["-B", String(this.socketBuffer)] : []),
     ];
   }
 

@@ -151,6 +151,9 @@ Deno.test("remote-write: a page pushed with the protocol's headers, bearer token
     const st = w.status();
     assert.deepEqual([st.state, st.sent, st.failed, st.dropped], ["healthy", lines.length, 0, 0]);
     assert.match(st.reason, new RegExp(`${lines.length} samples sent in 1 requests, 0 queued`));
+    // What /metrics shows of it (src/export/metrics.ts): the URL without its query.
+    assert.deepEqual([st.kind, st.destination, st.queued], ["remote_write", rx.url, 0]);
+    assert.ok(st.lastSuccessAt! <= Date.now() && st.lastSuccessAt! > Date.now() - 10_000);
   } finally {
     await w.stop();
     Deno.removeSync(dir, { recursive: true });
@@ -226,6 +229,8 @@ Deno.test("remote-write: a 400 is not retried: its samples are dropped and count
     assert.deepEqual([st.state, st.sent, st.failed, st.dropped], ["degraded", 0, 1, 7]);
     assert.equal(st.lastError, "HTTP 400: out of order sample for series m");
     assert.match(st.reason, /7 dropped \(0 queue full, 7 rejected, 0 at stop\)/);
+    assert.deepEqual(st.droppedBy, { queue_full: 0, rejected: 7, stopped: 0 });
+    assert.equal(st.lastSuccessAt, undefined);
     // It goes on with the next page.
     await offer(w, page(7, 2));
     await until("the next page", () => w.status().sent === 7);
@@ -293,6 +298,7 @@ Deno.test("remote-write: a receiver that does not answer times out and is retrie
     const st = w.status();
     assert.equal(st.dropped, 1000);
     assert.match(st.reason, /1000 at stop/);
+    assert.deepEqual([st.droppedBy, st.queued], [{ queue_full: 0, rejected: 0, stopped: 1000 }, 0]);
   }
 });
 

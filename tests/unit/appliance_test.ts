@@ -146,10 +146,18 @@ Deno.test("appliance: a reload attaches and detaches interfaces and says which k
     next.datapath.flow_table_size = config.datapath.flow_table_size * 2;
     next.metrics.top_flows = 7;
     next.mesh.probe_interval_ms = config.mesh.probe_interval_ms + 100;
+    // Exporters are made at start (documented): a reload says their keys wait for a restart.
+    next.export.ipfix.collectors = ["127.0.0.1:4739"];
+    next.export.remote_write.url = "http://127.0.0.1:9090/api/v1/write";
     collector.refuse.add("bad0");
     const notApplied = appliance.reload(next);
     assert.deepEqual(collector.watched().sort(), ["b0", "c0"]);
-    assert.deepEqual(notApplied, ["datapath.flow_table_size", "mesh.probe_interval_ms"]);
+    assert.deepEqual(notApplied, [
+      "datapath.flow_table_size",
+      "mesh.probe_interval_ms",
+      "export.ipfix.collectors",
+      "export.remote_write.url",
+    ]);
     assert.ok(
       lines.some((l) => l.msg === "attach on reload failed" && l.fields?.interface === "bad0"),
     );

@@ -224,6 +224,11 @@ Deno.test("a collector that cannot be reached: bounded queue, oldest dropped and
   // Whole messages are dropped, oldest first, until at most 100 records wait.
   const queued = 300 - s.dropped;
   assert.ok(queued <= 100 && queued > 70, `${queued} queued`);
+  // What /metrics shows of it (src/export/metrics.ts).
+  assert.deepEqual(
+    [s.kind, s.destination, s.queued, s.droppedBy, s.lastSuccessAt],
+    ["ipfix", "127.0.0.1:4739", queued, { queue_full: 300 - queued, stopped: 0 }, undefined],
+  );
   assert.ok(s.failed >= 1);
   assert.match(s.lastError!, /send to 127\.0\.0\.1:4739: ENETUNREACH/);
   assert.match(s.reason, /sending fails.*records dropped in the last minute/);
@@ -237,6 +242,11 @@ Deno.test("a collector that cannot be reached: bounded queue, oldest dropped and
   s = e.status();
   assert.equal(s.sent, queued);
   assert.equal(s.sent + s.dropped, 300);
+  assert.deepEqual([s.queued, s.lastSuccessAt, s.state], [0, clock.wall(), "degraded"]);
+  assert.match(
+    s.reason,
+    /^records dropped in the last minute \(queue full\) \(sent \d+ records in \d+ messages, 0 queued, \d+ dropped, \d+ failed sends; last error: send to 127\.0\.0\.1:4739: ENETUNREACH\)$/,
+  );
   assert.ok(logs.some((l) => l === "info IPFIX: sending again"));
   await e.stop();
 });
@@ -265,6 +275,7 @@ Deno.test("a collector name that resolves to nothing is counted, never thrown", 
   await e.stop();
   assert.ok(asked >= 2, "asked again at stop");
   assert.equal(e.status().dropped, 1, "no state directory to keep it for the next start: lost");
+  assert.deepEqual(e.status().droppedBy, { queue_full: 0, stopped: 1 });
 });
 
 Deno.test("a snapshot of the fallback collector says nothing about the kernel's flows", async () => {

@@ -404,6 +404,66 @@ Deno.test("exposition: exact lines of the snapshot families", () => {
   assert.ok(text.endsWith("\n"));
 });
 
+/** Two destinations, one that never delivered, as the exporters' status() counts them. */
+const EXPORTS: Snapshot["exports"] = [
+  {
+    kind: "ipfix",
+    destination: "[2001:db8::9]:4739",
+    sent: 1200,
+    failed: 2,
+    droppedBy: { queue_full: 30, stopped: 0 },
+    queued: 17,
+    lastSuccessAt: 1_700_000_000_500,
+  },
+  {
+    kind: "remote_write",
+    destination: "https://prom.example:9090/api/v1/write",
+    sent: 0,
+    failed: 5,
+    droppedBy: { queue_full: 0, rejected: 7, stopped: 0 },
+    queued: 4000,
+  },
+];
+
+Deno.test("exposition: the exporters' families, per destination, exact lines", () => {
+  const text = renderer().renderSnapshot(snapshot({ exports: EXPORTS }), HEALTH, BUILD);
+  const P = "x0tta6bl4_export_";
+  const ipfix = 'kind="ipfix",destination="[2001:db8::9]:4739"';
+  const rw = 'kind="remote_write",destination="https://prom.example:9090/api/v1/write"';
+  assert.deepEqual(text.split("\n").filter((l) => l.includes(P)), [
+    `# HELP ${P}records_total IPFIX data records an exporter delivered to its collector.`,
+    `# TYPE ${P}records_total counter`,
+    `${P}records_total{${ipfix}} 1200`,
+    `# HELP ${P}samples_total Samples remote-write delivered to its receiver (answered 2xx).`,
+    `# TYPE ${P}samples_total counter`,
+    `${P}samples_total{${rw}} 0`,
+    `# HELP ${P}failures_total Sends that failed: retried later, or given up (remote-write: ` +
+    "refused with 4xx).",
+    `# TYPE ${P}failures_total counter`,
+    `${P}failures_total{${ipfix}} 2`,
+    `${P}failures_total{${rw}} 5`,
+    `# HELP ${P}dropped_total Records or samples never delivered, by reason: queue_full (the ` +
+    "oldest went), rejected (4xx), stopped (left at stop, and not kept for the next start).",
+    `# TYPE ${P}dropped_total counter`,
+    `${P}dropped_total{${ipfix},reason="queue_full"} 30`,
+    `${P}dropped_total{${ipfix},reason="stopped"} 0`,
+    `${P}dropped_total{${rw},reason="queue_full"} 0`,
+    `${P}dropped_total{${rw},reason="rejected"} 7`,
+    `${P}dropped_total{${rw},reason="stopped"} 0`,
+    `# HELP ${P}queue Records or samples waiting to be sent.`,
+    `# TYPE ${P}queue gauge`,
+    `${P}queue{${ipfix}} 17`,
+    `${P}queue{${rw}} 4000`,
+    `# HELP ${P}last_success_timestamp_seconds When a send last succeeded, in seconds since ` +
+    "the epoch (absent: never).",
+    `# TYPE ${P}last_success_timestamp_seconds gauge`,
+    `${P}last_success_timestamp_seconds{${ipfix}} 1700000000.5`,
+  ]);
+  // Without exporters, their families have no series.
+  const none = renderer().renderSnapshot(snapshot(), HEALTH, BUILD);
+  assert.deepEqual(none.split("\n").filter((l) => l.startsWith(P)), []);
+});
+
 Deno.test("exposition: label values from the snapshot are escaped", () => {
   const weird = 'we"ird\\if\nname';
   const s = snapshot({
@@ -749,6 +809,7 @@ Deno.test("exposition: the whole page with process metrics passes promtool check
       flow(),
       flow({ family: 6, proto: 58, saddr: "2001:db8::1", daddr: "2001:db8::2", sport: 128 }),
     ],
+    exports: EXPORTS,
   });
   const text = await r.render(s, HEALTH, BUILD);
   // Ours first, then the process metrics, with no family twice.
