@@ -176,11 +176,7 @@ export class Nfcapd extends Collector {
       const f = line.split("|").map((x) => x.trim());
       if (f.length !== 7) continue;
       const key = `${canonical(f[0])} ${f[1]} ${canonical(f[2])} ${f[3]} ${f[4]}`;
-      const t = flows.get(key) ?? { packets: 0, octets: 0, records: 0 };
-      t.packets += Number(f[5]);
-      t.octets += Number(f[6]);
-      t.records++;
-      flows.set(key, t);
+      addRecord(flows, key, Number(f[5]), Number(f[6]));
     }
     return flows;
   }
@@ -195,6 +191,15 @@ export class Nfcapd extends Collector {
       )
     ).join("\n");
   }
+}
+
+/** One record's packets and octets added to its flow's totals. */
+function addRecord(flows: Map<string, Totals>, key: string, packets: number, octets: number) {
+  const t = flows.get(key) ?? { packets: 0, octets: 0, records: 0 };
+  t.packets += packets;
+  t.octets += octets;
+  t.records++;
+  flows.set(key, t);
 }
 
 /** pmacct's collector: the print plugin appends its cache to a CSV file every second. */
@@ -240,11 +245,7 @@ export class Nfacctd extends Collector {
       if (f.length !== 7 || f[0] === "SRC_IP") continue;
       const proto = { tcp: 6, udp: 17, icmp: 1, "ipv6-icmp": 58 }[f[4]] ?? f[4];
       const key = `${canonical(f[0])} ${f[2]} ${canonical(f[1])} ${f[3]} ${proto}`;
-      const t = flows.get(key) ?? { packets: 0, octets: 0, records: 0 };
-      t.packets += Number(f[5]);
-      t.octets += Number(f[6]);
-      t.records++;
-      flows.set(key, t);
+      addRecord(flows, key, Number(f[5]), Number(f[6]));
     }
     return flows;
   }

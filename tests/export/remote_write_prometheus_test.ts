@@ -17,25 +17,11 @@ import {
   page,
   Prometheus,
   snapshot,
+  testWriter,
   until,
 } from "../helpers/remote_write.ts";
 
-function writer(url: string, over: Partial<RemoteWriteOptions> = {}): RemoteWriter {
-  return new RemoteWriter({
-    url,
-    intervalMs: 0,
-    timeoutMs: 5000,
-    queueMaxSamples: 200_000,
-    externalLabels: [],
-    headers: [],
-    bearerTokenFile: "",
-    basicAuthUser: "",
-    basicAuthPasswordFile: "",
-    minBackoffMs: 100,
-    maxBackoffMs: 400,
-    ...over,
-  }, () => {});
-}
+const writer = (url: string, over: Partial<RemoteWriteOptions> = {}) => testWriter(url, over);
 
 /** Everything offered was either delivered or dropped, and nothing waits. */
 function settled(w: RemoteWriter, offered: number): boolean {

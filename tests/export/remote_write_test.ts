@@ -19,6 +19,7 @@ import {
   freePort,
   page,
   snapshot,
+  testWriter,
   until,
 } from "../helpers/remote_write.ts";
 
@@ -71,23 +72,8 @@ class StandIn implements AsyncDisposable {
 const logged: string[] = [];
 const log = (level: string, msg: string) => logged.push(`${level} ${msg}`);
 
-function writer(url: string, over: Partial<RemoteWriteOptions> = {}): RemoteWriter {
-  return new RemoteWriter({
-    url,
-    intervalMs: 0,
-    timeoutMs: 2000,
-    queueMaxSamples: 200_000,
-    externalLabels: [],
-    headers: [],
-    bearerTokenFile: "",
-    basicAuthUser: "",
-    basicAuthPasswordFile: "",
-    minBackoffMs: 50,
-    maxBackoffMs: 400,
-    stopGraceMs: 1000,
-    ...over,
-  }, log);
-}
+const writer = (url: string, over: Partial<RemoteWriteOptions> = {}) =>
+  testWriter(url, { timeoutMs: 2000, minBackoffMs: 50, stopGraceMs: 1000, ...over }, log);
 
 let clock = Date.now() - 60_000;
 /** Offers a page at the next second of a clock of its own, and lets it be read. */

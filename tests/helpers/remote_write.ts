@@ -6,6 +6,7 @@
  * it kills it and removes the directory.
  */
 import { uncompress } from "snappyjs";
+import { type RemoteWriteOptions, RemoteWriter } from "../../src/export/remote_write.ts";
 import { WRITE_REQUEST } from "../../src/export/remote_write_wire.ts";
 import type { FlowSnapshot } from "../../src/flows/key.ts";
 import type { Snapshot } from "../../src/state/snapshot.ts";
@@ -249,4 +250,26 @@ export class Prometheus implements AsyncDisposable {
     await this.stop();
     if (this.#ownsDir) Deno.removeSync(this.dir, { recursive: true });
   }
+}
+
+/** A remote writer to `url` with test timings (no interval, short back-off); `over` replaces any. */
+export function testWriter(
+  url: string,
+  over: Partial<RemoteWriteOptions> = {},
+  log: (level: string, msg: string) => void = () => {},
+): RemoteWriter {
+  return new RemoteWriter({
+    url,
+    intervalMs: 0,
+    timeoutMs: 5000,
+    queueMaxSamples: 200_000,
+    externalLabels: [],
+    headers: [],
+    bearerTokenFile: "",
+    basicAuthUser: "",
+    basicAuthPasswordFile: "",
+    minBackoffMs: 100,
+    maxBackoffMs: 400,
+    ...over,
+  }, log);
 }
