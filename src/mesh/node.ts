@@ -53,7 +53,32 @@ export interface MeshOptions {
   maxClockSkewMs: number;
   /** Sends a datagram instead of the UDP socket (tests; start() then binds nothing). */
   transport?: (b: Uint8Array, host: string, port: number) => void;
+  /** Time, timers and randomness (the simulator's virtual clock); default the system's. */
+  clock?: MeshClock;
 }
+
+/** Where a node takes its time, timers and random numbers from. */
+export interface MeshClock {
+  /** Wall clock, ms since the epoch (timestamps, incarnation, `since`). */
+  wallMs(): number;
+  /** Monotonic clock, ms (silence, RTT). */
+  monoMs(): number;
+  /** Calls `f` every `ms` until the returned function is called. */
+  every(ms: number, f: () => void): () => void;
+  /** Uniform in [0, 1). */
+  random(): number;
+}
+
+/** The system's clock and timers. */
+export const systemClock: MeshClock = {
+  wallMs: () => Date.now(),
+  monoMs: () => performance.now(),
+  every(ms, f) {
+    const t = setInterval(f, ms);
+    return () => clearInterval(t);
+  },
+  random: Math.random,
+};
 
 /** Why a datagram or a member in it was refused, besides the wire format's reasons. */
 export type NodeDropReason =
@@ -132,7 +157,7 @@ interface Peer {
   incarnation: number;
   state: PeerState;
   since: number;
-  lastHeard: number; // performance.now(), or -Infinity
+  lastHeard: number; // the monotonic clock, ms, or -Infinity
   replay: ReplayWindow;
   rttLast: number | null;
   rttEwma: number | null;
@@ -158,10 +183,11 @@ export class MeshNode {
   /** Indirect probes this node runs for others: its probe seq → whom to tell. */
   readonly #relays = new Map<bigint, { to: string; probeSeq: bigint; sentNs: bigint }>();
   #socket?: dgram.Socket;
-  #timers: ReturnType<typeof setInterval>[] = [];
+  #timers: (() => void)[] = [];
+  readonly #clock: MeshClock;
   #seq: bigint;
   /** Seconds since the epoch at start: a restarted node outranks what others recall of it. */
-  readonly #incarnation = Math.floor(Date.now() / 1000) >>> 0;
+  readonly #incarnation: number;
   /** Where the next gossip's member list starts, so that every member gets its turn. */
   #gossipFrom = 0;
   /** The last error a timer threw (counted as tick_failed). */
@@ -170,8 +196,10 @@ export class MeshNode {
   onChange?: (p: PeerSnapshot, previous: PeerState | undefined) => void;
 
   constructor(readonly o: MeshOptions) {
+    this.#clock = o.clock ?? systemClock;
     // Sequence numbers start from the wall clock in µs, so they keep rising across restarts.
-    this.#seq = BigInt(Date.now()) * 1000n;
+    this.#seq = BigInt(Math.floor(this.#clock.wallMs())) * 1000n;
+    this.#incarnation = Math.floor(this.#clock.wallMs() / 1000) >>> 0;
     this.#seeds = new Set(o.peers);
   }
 
@@ -185,8 +213,8 @@ export class MeshNode {
         this.#drop("tick_failed");
       }
     };
-    this.#timers.push(setInterval(guarded(() => this.probe()), this.o.probeIntervalMs));
-    this.#timers.push(setInterval(guarded(() => this.gossip()), this.o.gossipIntervalMs));
+    this.#timers.push(this.#clock.every(this.o.probeIntervalMs, guarded(() => this.probe())));
+    this.#timers.push(this.#clock.every(this.o.gossipIntervalMs, guarded(() => this.gossip())));
     if (!this.o.transport) await this.#bind();
     guarded(() => this.gossip())();
   }
@@ -216,7 +244,7 @@ export class MeshNode {
 
   /** Says goodbye to every peer, then closes the socket. */
   async stop(): Promise<void> {
-    for (const t of this.#timers) clearInterval(t);
+    for (const cancel of this.#timers) cancel();
     this.#timers = [];
     for (const p of this.#peers.values()) {
       if (p.state !== "left") this.#send("leave", p.mesh, encodeHello(this.#self()));
@@ -241,7 +269,7 @@ export class MeshNode {
       type,
       sender: this.o.id,
       seq,
-      timestampNs: BigInt(Date.now()) * 1_000_000n,
+      timestampNs: BigInt(Math.floor(this.#clock.wallMs())) * 1_000_000n,
     }, payload);
     try {
       const { hostname: host, port } = parseHostPort(to);
@@ -270,7 +298,7 @@ export class MeshNode {
     if (p.state === state) return;
     const prev = p.state;
     p.state = state;
-    p.since = Date.now();
+    p.since = this.#clock.wallMs();
     this.onChange?.(this.#snap(p), prev);
   }
 
@@ -319,8 +347,8 @@ export class MeshNode {
         metrics,
         incarnation,
         state: "alive",
-        since: Date.now(),
-        lastHeard: performance.now(),
+        since: this.#clock.wallMs(),
+        lastHeard: this.#clock.monoMs(),
         replay: new ReplayWindow(),
         rttLast: null,
         rttEwma: null,
@@ -357,7 +385,7 @@ export class MeshNode {
     const d = decode(this.o.key, b);
     if (typeof d === "string") return this.#drop(d);
     // A datagram from another time is a replay (our replay windows do not survive a restart).
-    const skewMs = Math.abs(Date.now() - Number(d.timestampNs / 1_000_000n));
+    const skewMs = Math.abs(this.#clock.wallMs() - Number(d.timestampNs / 1_000_000n));
     if (skewMs > this.o.maxClockSkewMs) return this.#drop("stale");
     if (d.sender === this.o.id) {
       this.#seeds.delete(from); // a seed that is this very node: no more hellos to it
@@ -380,7 +408,7 @@ export class MeshNode {
     seq: bigint,
     known: Peer | undefined,
   ) {
-    const now = performance.now();
+    const now = this.#clock.monoMs();
     let p = known;
     if (type === "hello" || type === "leave") {
       const h = decodeHello(payload);
@@ -480,7 +508,7 @@ export class MeshNode {
     if (!w || w.acked) return;
     w.acked = true;
     p.acked++;
-    const rtt = Math.max(0, (performance.now() * 1e6 - Number(sentNs)) / 1e9);
+    const rtt = Math.max(0, (this.#clock.monoMs() * 1e6 - Number(sentNs)) / 1e9);
     if (p.rttLast !== null) {
       const d = Math.abs(rtt - p.rttLast);
       p.jitter = p.jitter === null ? d : p.jitter + (d - p.jitter) / 16; // RFC 3550
@@ -517,7 +545,7 @@ export class MeshNode {
 
   /** One probe round: every member probed, silence turned into suspicion and death. */
   probe(): void {
-    const now = performance.now();
+    const now = this.#clock.monoMs();
     for (const p of this.#peers.values()) {
       if (p.state === "left") continue;
       const sentNs = BigInt(Math.round(now * 1e6));
@@ -531,7 +559,9 @@ export class MeshNode {
       } else if (silent > this.o.suspectAfterMs) {
         this.#setState(p, "suspect");
         const helpers = [...this.#peers.values()].filter((h) => h !== p && h.state === "alive");
-        for (const h of helpers.sort(() => Math.random() - 0.5).slice(0, this.o.indirectProbes)) {
+        for (
+          const h of helpers.sort(() => this.#clock.random() - 0.5).slice(0, this.o.indirectProbes)
+        ) {
           this.#send(
             "probeRequest",
             h.mesh,
@@ -572,7 +602,7 @@ export class MeshNode {
   }
 
   #snap(p: Peer, traffic?: { sent: number; received: number }): PeerSnapshot {
-    const now = performance.now();
+    const now = this.#clock.monoMs();
     // Loss over probes old enough to have been answered (3 probe intervals).
     const settled = p.window.filter((w) => now - w.at > 3 * this.o.probeIntervalMs);
     const lost = settled.filter((w) => !w.acked).length;
