@@ -3,7 +3,7 @@
  * over both with the shared mesh key. Decoding never throws on bad input: it returns the reason
  * the datagram was dropped, and the caller counts it.
  */
-import { createHmac, timingSafeEqual } from "node:crypto";
+import { hmacSha256, macEqual } from "./hmac.ts";
 
 export const MAGIC = 0x5830; // "X0"
 export const VERSION = 1;
@@ -63,10 +63,6 @@ export function nodeIdBytes(hex: string): Uint8Array {
   return Uint8Array.from(hex.match(/../g)!.map((h) => parseInt(h, 16)));
 }
 
-function mac(key: Uint8Array, data: Uint8Array): Uint8Array {
-  return new Uint8Array(createHmac("sha256", key).update(data).digest());
-}
-
 /** Builds an authenticated datagram. */
 export function encode(key: Uint8Array, h: Header, payload: Uint8Array): Uint8Array {
   if (payload.length > MAX_PAYLOAD) {
@@ -82,7 +78,10 @@ export function encode(key: Uint8Array, h: Header, payload: Uint8Array): Uint8Ar
   v.setBigUint64(24, h.seq);
   v.setBigUint64(32, h.timestampNs);
   out.set(payload, HEADER_BYTES);
-  out.set(mac(key, out.subarray(0, HEADER_BYTES + payload.length)), HEADER_BYTES + payload.length);
+  out.set(
+    hmacSha256(key, out.subarray(0, HEADER_BYTES + payload.length)),
+    HEADER_BYTES + payload.length,
+  );
   return out;
 }
 
@@ -96,7 +95,7 @@ export function decode(key: Uint8Array, b: Uint8Array): Datagram | DropReason {
   const len = v.getUint16(6);
   if (HEADER_BYTES + len + MAC_BYTES !== b.length) return "bad_length";
   const body = b.subarray(0, HEADER_BYTES + len);
-  if (!timingSafeEqual(mac(key, body), b.subarray(HEADER_BYTES + len))) return "bad_mac";
+  if (!macEqual(hmacSha256(key, body), b.subarray(HEADER_BYTES + len))) return "bad_mac";
   const type = TYPE_NAMES[v.getUint8(3)];
   if (!type) return "unknown_type";
   return {
@@ -149,6 +148,9 @@ export interface MemberInfo {
 
 const STATES: MemberInfo["state"][] = ["alive", "suspect", "dead", "left"];
 
+const UTF8 = new TextEncoder();
+const UTF8_STRICT = new TextDecoder("utf-8", { fatal: true });
+
 class Writer {
   #b = new Uint8Array(MAX_PAYLOAD);
   #v = new DataView(this.#b.buffer);
@@ -173,7 +175,7 @@ class Writer {
     this.n += x.length;
   }
   str(s: string) {
-    const b = new TextEncoder().encode(s);
+    const b = UTF8.encode(s);
     if (b.length > 255) throw new RangeError(`string of ${b.length} bytes in a payload`);
     this.u8(b.length);
     this.bytes(b);
@@ -216,7 +218,7 @@ class Reader {
     return this.b.subarray(this.n, this.n += k);
   }
   str(): string {
-    return new TextDecoder("utf-8", { fatal: true }).decode(this.bytes(this.u8()));
+    return UTF8_STRICT.decode(this.bytes(this.u8()));
   }
   end() {
     if (this.n !== this.b.length) throw new RangeError("trailing bytes in payload");
