@@ -1,9 +1,14 @@
 /**
- * One member of the mesh: probes every known peer each interval, measures RTT, jitter and
- * loss, declares a peer suspect after `suspectAfterMs` of silence (then asks others to probe
- * it: indirect probes) and dead after `deadAfterMs`, and learns members through hello and
- * gossip. Liveness comes from what this node hears itself, directly or through a helper, never
- * from what others claim, so one lossy link cannot make a healthy peer "dead" elsewhere.
+ * One member of the mesh (docs/PROTOCOL.md, section 7). The peers it watches closely (the
+ * configured ones, and up to `watchPeers` it exchanges the most traffic with) are probed every
+ * `probeIntervalMs` for RTT, jitter and loss, suspect after `suspectAfterMs` of silence (then
+ * probed through others too) and dead after `deadAfterMs`. The rest of the fleet is watched
+ * SWIM-style at a cost per node that does not grow with the fleet: one member probed per
+ * `memberProbeIntervalMs` (directly, then through `indirectProbes` helpers), suspected after
+ * two failed rounds, the suspicion spread to the fleet (which the member refutes with a higher
+ * incarnation) and turned into a death after a timeout that grows with log10 of the fleet;
+ * changes go out to `gossipFanout` random members per `gossipIntervalMs`, and one random member
+ * swaps part of the member list with it every `syncIntervalMs`.
  */
 import dgram from "node:dgram";
 import { parseAddress } from "../net/address.ts";
@@ -41,7 +46,19 @@ export interface MeshOptions {
   deadAfterMs: number;
   /** Helpers asked to probe a suspect peer. */
   indirectProbes: number;
+  /** How often queued membership changes go to `gossipFanout` random members. */
   gossipIntervalMs: number;
+  /** Members watched closely besides the configured peers (those with the most traffic). */
+  watchPeers: number;
+  /** SWIM probe period for the members not watched closely: one member per period. */
+  memberProbeIntervalMs: number;
+  gossipFanout: number;
+  /** A change is sent retransmitMult × ceil(log10(members + 1)) times. */
+  retransmitMult: number;
+  /** A suspicion turns into a death after suspicionMult × max(1, log10(members)) periods. */
+  suspicionMult: number;
+  /** How often part of the member list is swapped with one random member (push-pull). */
+  syncIntervalMs: number;
   /**
    * Networks a member must be in: its mesh address, and its metrics address (which is handed
    * to Prometheus). Empty: any address (tests on loopback only).
@@ -134,6 +151,8 @@ export interface PeerSnapshot {
   };
   loss: { ratio: number | null; window: number };
   probes: { sent: number; acked: number; indirectAcks: number };
+  /** Watched closely (probed every probe interval, full measurement), or SWIM only. */
+  watched: boolean;
   /** Mesh datagrams exchanged with the peer (the probing's own cost), in bytes. */
   probeBytes: { sent: number; received: number };
   /** Traffic with the peer's address seen by the datapath on watched interfaces. */
@@ -172,24 +191,48 @@ interface Peer {
   indirectAcks: number;
   bytesSent: number;
   bytesReceived: number;
+  /** When a SWIM suspicion of it started here (monotonic ms). */
+  suspectAt: number;
+}
+
+/** A membership change being disseminated, and how many more times it is sent. */
+interface Update {
+  info: MemberInfo;
+  left: number;
 }
 
 export class MeshNode {
   readonly #peers = new Map<string, Peer>();
+  /** The same members in an array (members are never removed), for random picks. */
+  readonly #list: Peer[] = [];
+  readonly #byMesh = new Map<string, Peer>();
   /** Seeds not yet known as members, by address. */
   readonly #seeds: Set<string>;
+  /** The configured peers' addresses: always watched closely. */
+  readonly #configured: Set<string>;
+  /** Members watched closely for their traffic (watch()). */
+  #busiest = new Set<string>();
   readonly #dropped: Record<string, number> = {};
   readonly #stats = { sent: 0, received: 0, bytesSent: 0, bytesReceived: 0 };
   /** Indirect probes this node runs for others: its probe seq → whom to tell. */
   readonly #relays = new Map<bigint, { to: string; probeSeq: bigint; sentNs: bigint }>();
+  /** Membership changes to disseminate, by member id. */
+  readonly #updates = new Map<string, Update>();
+  /** Members suspect here (their suspicion runs out into a death). */
+  readonly #suspects = new Set<Peer>();
   #socket?: dgram.Socket;
   #timers: (() => void)[] = [];
   readonly #clock: MeshClock;
   #seq: bigint;
-  /** Seconds since the epoch at start: a restarted node outranks what others recall of it. */
-  readonly #incarnation: number;
-  /** Where the next gossip's member list starts, so that every member gets its turn. */
+  /** Starts at the wall clock's seconds since the epoch (a restarted node outranks what others
+   * recall of it) and rises to refute a suspicion. */
+  #incarnation: number;
+  /** Where the next gossip or sync's member list starts, so that every member gets its turn. */
   #gossipFrom = 0;
+  /** SWIM: members in probe order, the next one, and the round in progress. */
+  #order: Peer[] = [];
+  #next = 0;
+  #round?: { target: Peer; start: number; failures: number; indirect: boolean };
   /** The last error a timer threw (counted as tick_failed). */
   lastError?: string;
   /** Called when a peer's state changes. */
@@ -201,6 +244,7 @@ export class MeshNode {
     this.#seq = BigInt(Math.floor(this.#clock.wallMs())) * 1000n;
     this.#incarnation = Math.floor(this.#clock.wallMs() / 1000) >>> 0;
     this.#seeds = new Set(o.peers);
+    this.#configured = new Set(o.peers);
   }
 
   async start(): Promise<void> {
@@ -213,10 +257,15 @@ export class MeshNode {
         this.#drop("tick_failed");
       }
     };
-    this.#timers.push(this.#clock.every(this.o.probeIntervalMs, guarded(() => this.probe())));
-    this.#timers.push(this.#clock.every(this.o.gossipIntervalMs, guarded(() => this.gossip())));
+    const every = (ms: number, f: () => void) =>
+      this.#timers.push(this.#clock.every(ms, guarded(f)));
+    every(this.o.probeIntervalMs, () => this.probe());
+    // Two steps per period: the probe, then (half a period later) helpers if it was not acked.
+    every(this.o.memberProbeIntervalMs / 2, () => this.swim());
+    every(this.o.gossipIntervalMs, () => this.gossip());
+    every(this.o.syncIntervalMs, () => this.sync());
     if (!this.o.transport) await this.#bind();
-    guarded(() => this.gossip())();
+    guarded(() => this.#greet())();
   }
 
   async #bind(): Promise<void> {
@@ -246,13 +295,29 @@ export class MeshNode {
   async stop(): Promise<void> {
     for (const cancel of this.#timers) cancel();
     this.#timers = [];
-    for (const p of this.#peers.values()) {
-      if (p.state !== "left") this.#send("leave", p.mesh, encodeHello(this.#self()));
+    for (const p of this.#list) {
+      if (p.state !== "left" && p.state !== "dead") {
+        this.#send("leave", p.mesh, encodeHello(this.#self()));
+      }
     }
     if (!this.#socket) return;
     await new Promise((r) => setTimeout(r, 20));
     await new Promise<void>((r) => this.#socket!.close(() => r()));
     this.#socket = undefined;
+  }
+
+  /** The members to watch closely for their traffic, busiest first (at most watchPeers). */
+  watch(ids: Iterable<string>): void {
+    const busiest = new Set<string>();
+    for (const id of ids) {
+      if (busiest.size >= this.o.watchPeers) break;
+      if (this.#peers.has(id)) busiest.add(id);
+    }
+    this.#busiest = busiest;
+  }
+
+  #watched(p: Peer): boolean {
+    return this.#configured.has(p.mesh) || this.#busiest.has(p.id);
   }
 
   #self() {
@@ -281,7 +346,7 @@ export class MeshNode {
       }
       this.#stats.sent++;
       this.#stats.bytesSent += d.length;
-      const peer = this.#byAddress(to);
+      const peer = this.#byMesh.get(to);
       if (peer) peer.bytesSent += d.length;
     } catch {
       this.#drop("send_failed");
@@ -289,16 +354,15 @@ export class MeshNode {
     return seq;
   }
 
-  #byAddress(addr: string): Peer | undefined {
-    for (const p of this.#peers.values()) if (p.mesh === addr) return p;
-    return undefined;
-  }
-
   #setState(p: Peer, state: PeerState) {
     if (p.state === state) return;
     const prev = p.state;
     p.state = state;
     p.since = this.#clock.wallMs();
+    if (state === "suspect") {
+      p.suspectAt = this.#clock.monoMs();
+      this.#suspects.add(p);
+    } else this.#suspects.delete(p);
     this.onChange?.(this.#snap(p), prev);
   }
 
@@ -362,17 +426,53 @@ export class MeshNode {
         indirectAcks: 0,
         bytesSent: 0,
         bytesReceived: 0,
+        suspectAt: 0,
       };
       this.#peers.set(id, p);
+      this.#list.push(p);
+      this.#byMesh.set(mesh, p);
       this.#seeds.delete(mesh);
       this.onChange?.(this.#snap(p), undefined);
+      this.#announce(p); // the fleet learns it from us
     } else {
       p.name = name;
       p.metrics = metrics;
       if (incarnation > p.incarnation) p.incarnation = incarnation;
-      if (mesh !== p.mesh) p.mesh = mesh;
+      if (mesh !== p.mesh) {
+        if (this.#byMesh.get(p.mesh) === p) this.#byMesh.delete(p.mesh);
+        p.mesh = mesh;
+        this.#byMesh.set(mesh, p);
+      }
     }
     return p;
+  }
+
+  /** Queues a member's state for dissemination, replacing what was queued about it. */
+  #announce(p: Peer | undefined) {
+    const info = p ? this.#info(p) : this.#members()[0];
+    const left = this.o.retransmitMult * Math.ceil(Math.log10(this.#peers.size + 2));
+    this.#updates.set(info.id, { info, left });
+  }
+
+  #info(p: Peer): MemberInfo {
+    return {
+      id: p.id,
+      name: p.name,
+      mesh: p.mesh,
+      metrics: p.metrics,
+      incarnation: p.incarnation,
+      state: p.state,
+    };
+  }
+
+  /** Heard from the member itself (or a helper's ack about it): alive, whatever was claimed. */
+  #heard(p: Peer, now: number) {
+    p.lastHeard = now;
+    if (this.#round?.target === p) this.#round.failures = -1; // acked
+    if (p.state === "alive") return;
+    const wasGone = p.state !== "left";
+    this.#setState(p, "alive");
+    if (wasGone) this.#announce(p);
   }
 
   /**
@@ -415,32 +515,15 @@ export class MeshNode {
       p = this.#learn(sender, h.name, from, h.metrics, h.incarnation);
       if (!p) return;
       if (!known) p.replay.accept(seq);
-      if (type === "leave") return this.#setState(p, "left");
-      this.#send("gossip", from, encodeGossip(this.#members()).payload);
-    }
-    if (type === "gossip") {
-      // Gossip names its sender too: a node learns the members, the sender among them.
-      for (const m of decodeGossip(payload)) {
-        if (m.id === this.o.id) continue;
-        if (m.state === "left") {
-          const q = this.#peers.get(m.id);
-          if (q && m.incarnation >= q.incarnation) this.#setState(q, "left");
-          continue;
-        }
-        if (!this.#peers.has(m.id)) {
-          // The sender is reached where its datagram came from; others as gossip says.
-          const q = this.#learn(
-            m.id,
-            m.name,
-            m.id === sender ? from : m.mesh,
-            m.metrics,
-            m.incarnation,
-          );
-          if (!q) continue;
-          q.lastHeard = now; // give it the full timeout to answer our probes
-          if (m.id === sender) q.replay.accept(seq);
-        }
+      if (type === "leave") {
+        if (p.state !== "left") this.#setState(p, "left");
+        return;
       }
+      this.#send("gossip", from, this.#memberChunk());
+    }
+    if (type === "gossip" || type === "update" || type === "sync") {
+      // A list names its sender too: a node learns the members, the sender among them.
+      for (const m of decodeGossip(payload)) this.#merge(m, sender, from, seq, now);
       p = this.#peers.get(sender);
     }
     if (!p) {
@@ -448,9 +531,8 @@ export class MeshNode {
       this.#send("hello", from, encodeHello(this.#self()));
       return;
     }
-    p.lastHeard = now;
     p.bytesReceived += payload.length + 72; // header and MAC too
-    if (p.state !== "alive") this.#setState(p, "alive");
+    this.#heard(p, now);
     switch (type) {
       case "probe": {
         const b = decodeProbe(payload);
@@ -476,11 +558,8 @@ export class MeshNode {
         if (b.about !== undefined && b.about !== sender) { // a helper reached `about` for us
           const target = this.#peers.get(b.about);
           if (target) {
-            target.lastHeard = now;
             target.indirectAcks++;
-            if (target.state !== "alive" && target.state !== "left") {
-              this.#setState(target, "alive");
-            }
+            if (target.state !== "left") this.#heard(target, now);
           }
           break;
         }
@@ -498,8 +577,73 @@ export class MeshNode {
         this.#send("probe", target.mesh, encodeProbe({ probeSeq, sentNs: r.sentNs }));
         break;
       }
-      case "gossip": // handled above
+      case "sync": // push-pull: our part of the list back
+        this.#send("gossip", from, this.#memberChunk());
         break;
+    }
+  }
+
+  /**
+   * One member as a list claims it (SWIM's rules): a higher incarnation wins; at the same
+   * incarnation suspect beats alive and dead beats suspect. A claim that this node is suspect
+   * or dead is refuted with a higher incarnation. What is news is passed on.
+   */
+  #merge(m: MemberInfo, sender: string, from: string, seq: bigint, now: number) {
+    if (m.id === this.o.id) {
+      if ((m.state === "suspect" || m.state === "dead") && m.incarnation >= this.#incarnation) {
+        this.#incarnation = (m.incarnation + 1) >>> 0;
+        this.#announce(undefined);
+      }
+      return;
+    }
+    const q = this.#peers.get(m.id);
+    if (!q) {
+      if (m.state === "left" || m.state === "dead") return; // not a member to learn
+      // The sender is reached where its datagram came from; others as the list says.
+      const learned = this.#learn(
+        m.id,
+        m.name,
+        m.id === sender ? from : m.mesh,
+        m.metrics,
+        m.incarnation,
+      );
+      if (!learned) return;
+      learned.lastHeard = now; // give it the full timeout to answer our probes
+      if (m.id === sender) learned.replay.accept(seq);
+      return;
+    }
+    const newer = m.incarnation > q.incarnation;
+    if (m.id === sender) { // what a member says of itself: heard directly (the caller's job)
+      if (newer && m.state === "alive") {
+        q.incarnation = m.incarnation;
+        this.#announce(q); // a refutation: passed on
+      }
+      return;
+    }
+    if (!newer && m.incarnation !== q.incarnation) return;
+    if (m.state === "alive") {
+      if (!newer) return;
+      q.incarnation = m.incarnation;
+      if (q.state === "suspect" || q.state === "dead") this.#setState(q, "alive");
+      this.#announce(q);
+      return;
+    }
+    if (m.state === "left") {
+      q.incarnation = m.incarnation;
+      if (q.state !== "left") this.#setState(q, "left");
+      return;
+    }
+    if (this.#watched(q) && now - q.lastHeard < this.o.suspectAfterMs) return; // we hear it
+    if (m.state === "suspect" && (newer || q.state === "alive")) {
+      q.incarnation = m.incarnation;
+      if (q.state === "alive") {
+        this.#setState(q, "suspect");
+        this.#announce(q);
+      }
+    } else if (m.state === "dead" && q.state !== "dead" && q.state !== "left") {
+      q.incarnation = m.incarnation;
+      this.#setState(q, "dead");
+      this.#announce(q);
     }
   }
 
@@ -530,24 +674,47 @@ export class MeshNode {
       incarnation: this.#incarnation,
       state: "alive",
     };
-    return [
-      self,
-      ...[...this.#peers.values()].map((p) => ({
-        id: p.id,
-        name: p.name,
-        mesh: p.mesh,
-        metrics: p.metrics,
-        incarnation: p.incarnation,
-        state: p.state,
-      })),
-    ];
+    return [self, ...this.#list.map((p) => this.#info(p))];
   }
 
-  /** One probe round: every member probed, silence turned into suspicion and death. */
+  /** Ourselves, then as many others as fit from a rotating start (long lists go in turns). */
+  #memberChunk(): Uint8Array {
+    const [self, ...others] = this.#members();
+    const from = others.length ? this.#gossipFrom % others.length : 0;
+    const { payload, count } = encodeGossip([
+      self,
+      ...others.slice(from, from + 255),
+      ...others.slice(0, Math.max(0, from + 255 - others.length)),
+    ]);
+    this.#gossipFrom = from + Math.max(1, count - 1);
+    return payload;
+  }
+
+  /** Up to `n` distinct random members that are neither `not` nor dead nor gone. */
+  #pick(n: number, not?: Peer): Peer[] {
+    const out = new Set<Peer>();
+    for (let tries = 0; out.size < n && tries < 4 * n + 8 && this.#list.length; tries++) {
+      const h = this.#list[Math.floor(this.#clock.random() * this.#list.length)];
+      if (h !== not && (h.state === "alive" || h.state === "suspect")) out.add(h);
+    }
+    return [...out];
+  }
+
+  #probeRequests(p: Peer, sentNs: bigint, n: number) {
+    for (const h of this.#pick(n, p)) {
+      this.#send(
+        "probeRequest",
+        h.mesh,
+        encodeProbeRequest({ target: p.id, address: p.mesh, probeSeq: this.#seq + 1n, sentNs }),
+      );
+    }
+  }
+
+  /** One probe round of the watched peers: each probed, silence turned into suspicion and death. */
   probe(): void {
     const now = this.#clock.monoMs();
-    for (const p of this.#peers.values()) {
-      if (p.state === "left") continue;
+    for (const p of this.#list) {
+      if (p.state === "left" || !this.#watched(p)) continue;
       const sentNs = BigInt(Math.round(now * 1e6));
       const seq = this.#send("probe", p.mesh, encodeProbe({ probeSeq: this.#seq + 1n, sentNs }));
       p.sent++;
@@ -555,44 +722,117 @@ export class MeshNode {
       if (p.window.length > LOSS_WINDOW) p.window.shift();
       const silent = now - p.lastHeard;
       if (silent > this.o.deadAfterMs) {
-        this.#setState(p, "dead");
+        if (p.state !== "dead") {
+          this.#setState(p, "dead");
+          this.#announce(p);
+        }
       } else if (silent > this.o.suspectAfterMs) {
         this.#setState(p, "suspect");
-        const helpers = [...this.#peers.values()].filter((h) => h !== p && h.state === "alive");
-        for (
-          const h of helpers.sort(() => this.#clock.random() - 0.5).slice(0, this.o.indirectProbes)
-        ) {
-          this.#send(
-            "probeRequest",
-            h.mesh,
-            encodeProbeRequest({ target: p.id, address: p.mesh, probeSeq: this.#seq + 1n, sentNs }),
-          );
-        }
+        this.#probeRequests(p, sentNs, this.o.indirectProbes);
       }
     }
   }
 
-  /** One gossip round: members to every peer, hellos to seeds not yet members. */
-  gossip(): void {
-    // Ourselves first, then the others from a rotating start: lists longer than one datagram
-    // go out in turns.
-    const [self, ...others] = this.#members();
-    const from = others.length ? this.#gossipFrom % others.length : 0;
-    const { payload: g, count } = encodeGossip([
-      self,
-      ...others.slice(from),
-      ...others.slice(0, from),
-    ]);
-    this.#gossipFrom = from + Math.max(1, count - 1);
-    for (const p of this.#peers.values()) if (p.state !== "left") this.#send("gossip", p.mesh, g);
-    for (const s of this.#seeds) this.#send("hello", s, encodeHello(this.#self()));
+  /**
+   * One half of a SWIM period over the members not watched closely. First half: the round
+   * that ends is judged (two failed rounds in a row make the member suspect, to the fleet),
+   * expired suspicions become deaths, and the next member is probed. Second half: the probe
+   * not acked yet goes out again, and through `indirectProbes` helpers.
+   */
+  swim(): void {
+    const now = this.#clock.monoMs();
+    const r = this.#round;
+    if (r && !r.indirect) {
+      r.indirect = true;
+      if (r.failures >= 0) {
+        const sentNs = BigInt(Math.round(now * 1e6));
+        this.#send("probe", r.target.mesh, encodeProbe({ probeSeq: this.#seq + 1n, sentNs }));
+        this.#probeRequests(r.target, sentNs, this.o.indirectProbes);
+      }
+      return;
+    }
+    let target: Peer | undefined;
+    let failures = 0;
+    if (r && r.failures >= 0) { // not acked this round
+      if (r.failures + 1 >= 2) {
+        if (r.target.state === "alive") {
+          this.#setState(r.target, "suspect");
+          this.#announce(r.target);
+        }
+      } else if (r.target.state === "alive" || r.target.state === "suspect") {
+        target = r.target; // once more before suspecting it
+        failures = r.failures + 1;
+      }
+    }
+    this.#expireSuspicions(now);
+    target ??= this.#nextTarget();
+    this.#round = undefined;
+    if (!target) return;
+    this.#round = { target, start: now, failures, indirect: false };
+    const sentNs = BigInt(Math.round(now * 1e6));
+    this.#send("probe", target.mesh, encodeProbe({ probeSeq: this.#seq + 1n, sentNs }));
   }
 
+  #expireSuspicions(now: number) {
+    const periods = this.o.suspicionMult * Math.max(1, Math.log10(this.#peers.size + 1));
+    const timeout = periods * this.o.memberProbeIntervalMs;
+    for (const p of this.#suspects) {
+      if (this.#watched(p) || now - p.suspectAt < timeout) continue;
+      this.#setState(p, "dead");
+      this.#announce(p);
+    }
+  }
+
+  /** The next member in a shuffled round-robin over those not watched closely. */
+  #nextTarget(): Peer | undefined {
+    for (let pass = 0; pass < 2; pass++) {
+      while (this.#next < this.#order.length) {
+        const p = this.#order[this.#next++];
+        if ((p.state === "alive" || p.state === "suspect") && !this.#watched(p)) return p;
+      }
+      if (pass === 1) break;
+      this.#order = [...this.#list];
+      for (let i = this.#order.length - 1; i > 0; i--) { // Fisher-Yates
+        const j = Math.floor(this.#clock.random() * (i + 1));
+        [this.#order[i], this.#order[j]] = [this.#order[j], this.#order[i]];
+      }
+      this.#next = 0;
+    }
+    return undefined;
+  }
+
+  /** Queued membership changes to `gossipFanout` random members. */
+  gossip(): void {
+    if (this.#updates.size) {
+      const queued = [...this.#updates.values()].sort((a, b) => b.left - a.left);
+      const { payload, count } = encodeGossip(queued.map((u) => u.info));
+      const targets = this.#pick(this.o.gossipFanout);
+      for (const p of targets) this.#send("update", p.mesh, payload);
+      for (const u of queued.slice(0, count)) {
+        u.left -= Math.max(1, targets.length);
+        if (u.left <= 0) this.#updates.delete(u.info.id);
+      }
+    }
+  }
+
+  /**
+   * Push-pull: part of our member list to one random member, which answers with part of its;
+   * hellos to the seeds not yet members.
+   */
+  sync(): void {
+    const [p] = this.#pick(1);
+    if (p) this.#send("sync", p.mesh, this.#memberChunk());
+    this.#greet();
+  }
+
+  #greet() {
+    for (const s of this.#seeds) this.#send("hello", s, encodeHello(this.#self()));
+  }
   /** The UDP ports of the mesh protocol: ours and the peers'. */
   meshPorts(): Set<number> {
     return new Set([
       this.port,
-      ...[...this.#peers.values()].map((p) => parseHostPort(p.mesh).port),
+      ...this.#list.map((p) => parseHostPort(p.mesh).port),
     ]);
   }
 
@@ -624,6 +864,7 @@ export class MeshNode {
       },
       loss: { ratio: settled.length ? lost / settled.length : null, window: settled.length },
       probes: { sent: p.sent, acked: p.acked, indirectAcks: p.indirectAcks },
+      watched: this.#watched(p),
       probeBytes: { sent: p.bytesSent, received: p.bytesReceived },
       bytes: traffic ?? { sent: 0, received: 0 },
     };

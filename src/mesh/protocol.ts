@@ -21,6 +21,8 @@ export const MsgType = {
   probeRequest: 4,
   gossip: 5,
   leave: 6,
+  update: 7,
+  sync: 8,
 } as const;
 export type MsgTypeName = keyof typeof MsgType;
 const TYPE_NAMES = Object.fromEntries(Object.entries(MsgType).map(([k, v]) => [v, k])) as Record<
@@ -301,7 +303,11 @@ export function decodeProbeRequest(p: Uint8Array): ProbeRequestBody {
   return out;
 }
 
-/** gossip: members as the sender knows them (as many as fit). */
+/**
+ * gossip, update and sync: members as the sender knows them (as many as fit). gossip answers a
+ * hello or a sync, update carries the membership changes being disseminated, sync asks for a
+ * gossip back (push-pull).
+ */
 export function encodeGossip(members: MemberInfo[]): { payload: Uint8Array; count: number } {
   const w = new Writer();
   w.u8(0);

@@ -95,6 +95,8 @@ Deno.test("constants describe the documented layout", () => {
     probeRequest: 4,
     gossip: 5,
     leave: 6,
+    update: 7,
+    sync: 8,
   });
 });
 
@@ -225,7 +227,7 @@ Deno.test("decode: unknown version (2, 0, 255)", () => {
 
 Deno.test("decode: unknown type, with a valid MAC over it", () => {
   const b = encode(KEY, header("hello"), Uint8Array.of(1));
-  for (const type of [0, 7, 255]) {
+  for (const type of [0, 9, 255]) {
     const c = b.slice();
     c[3] = type;
     assert.equal(decode(KEY, resign(c)), "unknown_type", `type ${type}`);
