@@ -151,8 +151,6 @@ export interface PeerSnapshot {
   };
   loss: { ratio: number | null; window: number };
   probes: { sent: number; acked: number; indirectAcks: number };
-  /** Watched closely (probed every probe interval, full measurement), or SWIM only. */
-  watched: boolean;
   /** Mesh datagrams exchanged with the peer (the probing's own cost), in bytes. */
   probeBytes: { sent: number; received: number };
   /** Traffic with the peer's address seen by the datapath on watched interfaces. */
@@ -864,7 +862,6 @@ export class MeshNode {
       },
       loss: { ratio: settled.length ? lost / settled.length : null, window: settled.length },
       probes: { sent: p.sent, acked: p.acked, indirectAcks: p.indirectAcks },
-      watched: this.#watched(p),
       probeBytes: { sent: p.bytesSent, received: p.bytesReceived },
       bytes: traffic ?? { sent: 0, received: 0 },
     };
