@@ -191,6 +191,8 @@ interface Peer {
   bytesReceived: number;
   /** When a SWIM suspicion of it started here (monotonic ms). */
   suspectAt: number;
+  /** `mesh` parsed. */
+  to: { hostname: string; port: number };
 }
 
 /** A membership change being disseminated, and how many more times it is sent. */
@@ -334,8 +336,9 @@ export class MeshNode {
       seq,
       timestampNs: BigInt(Math.floor(this.#clock.wallMs())) * 1_000_000n,
     }, payload);
+    const peer = this.#byMesh.get(to);
     try {
-      const { hostname: host, port } = parseHostPort(to);
+      const { hostname: host, port } = peer?.to ?? parseHostPort(to);
       if (this.o.transport) this.o.transport(d, host, port);
       else {
         this.#socket?.send(d, port, host, (err) => {
@@ -344,7 +347,6 @@ export class MeshNode {
       }
       this.#stats.sent++;
       this.#stats.bytesSent += d.length;
-      const peer = this.#byMesh.get(to);
       if (peer) peer.bytesSent += d.length;
     } catch {
       this.#drop("send_failed");
@@ -390,6 +392,7 @@ export class MeshNode {
     mesh: string,
     metrics: string,
     incarnation: number,
+    announce = true,
   ): Peer | undefined {
     const refused = this.#refusal(name, mesh, metrics);
     if (refused) {
@@ -425,13 +428,14 @@ export class MeshNode {
         bytesSent: 0,
         bytesReceived: 0,
         suspectAt: 0,
+        to: parseHostPort(mesh),
       };
       this.#peers.set(id, p);
       this.#list.push(p);
       this.#byMesh.set(mesh, p);
       this.#seeds.delete(mesh);
       this.onChange?.(this.#snap(p), undefined);
-      this.#announce(p); // the fleet learns it from us
+      if (announce) this.#announce(p); // the fleet learns it from us
     } else {
       p.name = name;
       p.metrics = metrics;
@@ -439,6 +443,7 @@ export class MeshNode {
       if (mesh !== p.mesh) {
         if (this.#byMesh.get(p.mesh) === p) this.#byMesh.delete(p.mesh);
         p.mesh = mesh;
+        p.to = parseHostPort(mesh);
         this.#byMesh.set(mesh, p);
       }
     }
@@ -521,11 +526,22 @@ export class MeshNode {
     }
     if (type === "gossip" || type === "update" || type === "sync") {
       // A list names its sender too: a node learns the members, the sender among them.
-      for (const m of decodeGossip(payload)) this.#merge(m, sender, from, seq, now);
+      for (const m of decodeGossip(payload)) {
+        this.#merge(m, type === "update", sender, from, seq, now);
+      }
       p = this.#peers.get(sender);
     }
     if (!p) {
-      // Not a member yet: introduce ourselves, so that it says hello back.
+      // Not a member yet: introduce ourselves, so that it says hello back. A probe is acked
+      // too (to where it came from): it may know us before we know it.
+      if (type === "probe") {
+        const b = decodeProbe(payload);
+        this.#send(
+          "ack",
+          from,
+          encodeProbe({ ...b, about: this.o.id, incarnation: this.#incarnation }),
+        );
+      }
       this.#send("hello", from, encodeHello(this.#self()));
       return;
     }
@@ -586,7 +602,7 @@ export class MeshNode {
    * incarnation suspect beats alive and dead beats suspect. A claim that this node is suspect
    * or dead is refuted with a higher incarnation. What is news is passed on.
    */
-  #merge(m: MemberInfo, sender: string, from: string, seq: bigint, now: number) {
+  #merge(m: MemberInfo, news: boolean, sender: string, from: string, seq: bigint, now: number) {
     if (m.id === this.o.id) {
       if ((m.state === "suspect" || m.state === "dead") && m.incarnation >= this.#incarnation) {
         this.#incarnation = (m.incarnation + 1) >>> 0;
@@ -604,6 +620,7 @@ export class MeshNode {
         m.id === sender ? from : m.mesh,
         m.metrics,
         m.incarnation,
+        news, // a member from an update is news to pass on; from a list, old news
       );
       if (!learned) return;
       learned.lastHeard = now; // give it the full timeout to answer our probes
@@ -830,7 +847,7 @@ export class MeshNode {
   meshPorts(): Set<number> {
     return new Set([
       this.port,
-      ...this.#list.map((p) => parseHostPort(p.mesh).port),
+      ...this.#list.map((p) => p.to.port),
     ]);
   }
 

@@ -56,8 +56,12 @@ export interface Datagram extends Header {
   payload: Uint8Array;
 }
 
+const HEX = Array.from({ length: 256 }, (_, x) => x.toString(16).padStart(2, "0"));
+
 export function nodeIdHex(b: Uint8Array): string {
-  return Array.from(b, (x) => x.toString(16).padStart(2, "0")).join("");
+  let s = "";
+  for (const x of b) s += HEX[x];
+  return s;
 }
 
 export function nodeIdBytes(hex: string): Uint8Array {
