@@ -7,12 +7,14 @@
  *                                        `prometheus URL`
  *   deno run -A scripts/lab.ts down      removes everything, also after a crash
  *   deno run -A scripts/lab.ts flood [NODE] [SECONDS] [--enforce]
- *                                        a stranger (10.77.<subnet>.200, not a mesh peer)
+ *                                        a stranger (198.18.<subnet>.200, not a mesh peer)
  *                                        floods NODE (n2) with UDP; --enforce switches NODE's
  *                                        MAPE-K loop to enforce first (config file + SIGHUP)
  *
- * Addresses are 10.77.<subnet>.<i>/24 inside the lab's namespaces; the host reaches them over
- * a veth from the root namespace (10.77.<subnet>.254), so a browser on the box can open them.
+ * Addresses are 198.18.<subnet>.<i>/24 inside the lab's namespaces, in the benchmarking range
+ * 198.18.0.0/15 (RFC 2544), which no real edge network uses; the host reaches them over a veth
+ * from the root namespace (198.18.<subnet>.254), so a browser on the box can open them. `up`
+ * returns once everything is started (the processes go on; `down` removes them).
  */
 import { sh, trafficCommand } from "../tests/helpers/netns.ts";
 
@@ -61,7 +63,7 @@ export class Lab {
   }
 
   get prefix(): string {
-    return `10.77.${this.o.subnet}`;
+    return `198.18.${this.o.subnet}`;
   }
 
   /** Namespaces, bridge, addresses, keys and configs; no process yet. */
@@ -150,6 +152,7 @@ export class Lab {
       stderr: "null",
       detached,
     }).spawn();
+    if (detached) node.process.unref(); // `scripts/lab up` returns; `down` ends it
     Deno.writeTextFileSync(`${node.stateDir}/pid`, String(node.process.pid));
   }
 
@@ -181,6 +184,7 @@ export class Lab {
       stderr: "null",
       detached,
     }).spawn();
+    if (detached) process.unref();
     Deno.writeTextFileSync(`${dir}/pid`, String(process.pid));
     this.prometheus = { url, process };
   }
@@ -209,7 +213,7 @@ export class Lab {
 
   /**
    * A UDP flood of `pps` packets/s for `seconds` at `node` from a stranger on the lab's network
-   * (10.77.<subnet>.200 on the bridge: not a mesh peer). Resolves to the datagrams sent.
+   * (198.18.<subnet>.200 on the bridge: not a mesh peer). Resolves to the datagrams sent.
    */
   flood(node: LabNode, pps: number, seconds: number): { source: string; sent: Promise<number> } {
     const source = `${this.prefix}.200`;
@@ -278,8 +282,8 @@ if (import.meta.main) {
     lab.down();
     console.log("lab removed");
   } else if (cmd === "up") {
-    if (!(Number(n) >= 2 && Number(n) <= 32)) {
-      console.error("scripts/lab up [N]: N from 2 to 32");
+    if (!(Number(n) >= 2 && Number(n) <= 16)) {
+      console.error("scripts/lab up [N]: N from 2 to 16");
       Deno.exit(2);
     }
     lab.down(); // what a crashed lab left
