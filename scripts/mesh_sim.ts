@@ -36,9 +36,14 @@ export interface SimResult {
   detect_ms: { median: number | null; p99: number | null; max: number | null };
   /** Nodes declared dead by some node while they were alive. */
   false_dead: number;
-  /** Mesh datagrams sent (UDP payload bytes), per live node and simulated second. */
+  /**
+   * Mesh datagrams sent (UDP payload bytes), per live node and simulated second, once the fleet
+   * formed (from a quarter of the run to its end, the kills included).
+   */
   bytes_per_node_s: number;
   datagrams_per_node_s: number;
+  /** The same over the first quarter of the run, while every node joins (a burst of news). */
+  startup_bytes_per_node_s: number;
   /** From the start until every node knows every member alive (null: not before a kill). */
   converge_ms: number | null;
   /** Wall-clock time the simulation took, ms. */
@@ -60,7 +65,7 @@ export function defaultMesh(): Omit<
     memberProbeIntervalMs: 100,
     gossipFanout: 3,
     retransmitMult: 4,
-    suspicionMult: 3,
+    suspicionMult: 4,
     syncIntervalMs: 1000,
     networks: [parseCidr("198.18.0.0/15")],
     maxMembers: 1024,
@@ -240,8 +245,11 @@ export function simulate(o: SimOptions): SimResult {
   const firstKill = Math.min(end, ...killTimes.map((k) => k.at));
 
   const step = 100;
+  const formed = Math.round(end / 4 / step) * step;
+  let startup = { ...sent };
   for (let t = step; t <= end; t += step) {
     agenda.runUntil(t);
+    if (t === formed) startup = { ...sent };
     if (converged === null && t < firstKill && known.every((s) => s.size === o.nodes - 1)) {
       converged = t;
     }
@@ -250,8 +258,9 @@ export function simulate(o: SimOptions): SimResult {
     }
   }
 
-  let liveMs = 0;
-  for (const k of killedAt) liveMs += k ?? end;
+  let liveMs = 0; // node-ms alive after the fleet formed
+  for (const k of killedAt) liveMs += Math.max(0, (k ?? end) - formed);
+  const perNodeS = (x: number, ms: number) => x / (ms / 1000);
   detectMs.sort((a, b) => a - b);
   // Only pairs whose observer survived count as detected.
   let detected = 0;
@@ -270,8 +279,10 @@ export function simulate(o: SimOptions): SimResult {
       max: quantile(detectMs, 1),
     },
     false_dead: falseDead.size,
-    bytes_per_node_s: Math.round(sent.bytes / (liveMs / 1000)),
-    datagrams_per_node_s: Math.round(sent.datagrams / (liveMs / 1000) * 10) / 10,
+    bytes_per_node_s: Math.round(perNodeS(sent.bytes - startup.bytes, liveMs)),
+    datagrams_per_node_s: Math.round(perNodeS(sent.datagrams - startup.datagrams, liveMs) * 10) /
+      10,
+    startup_bytes_per_node_s: Math.round(perNodeS(startup.bytes, formed * o.nodes)),
     converge_ms: converged,
     wall_ms: Math.round(performance.now() - wallStart),
   };

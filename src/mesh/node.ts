@@ -212,6 +212,8 @@ export class MeshNode {
   readonly #configured: Set<string>;
   /** Members watched closely for their traffic (watch()). */
   #busiest = new Set<string>();
+  /** The members watched closely (configured or busiest). */
+  #watchList: Peer[] = [];
   readonly #dropped: Record<string, number> = {};
   readonly #stats = { sent: 0, received: 0, bytesSent: 0, bytesReceived: 0 };
   /** Indirect probes this node runs for others: its probe seq → whom to tell. */
@@ -314,6 +316,7 @@ export class MeshNode {
       if (this.#peers.has(id)) busiest.add(id);
     }
     this.#busiest = busiest;
+    this.#watchList = this.#list.filter((p) => this.#watched(p));
   }
 
   #watched(p: Peer): boolean {
@@ -432,6 +435,7 @@ export class MeshNode {
       };
       this.#peers.set(id, p);
       this.#list.push(p);
+      if (this.#watched(p)) this.#watchList.push(p);
       this.#byMesh.set(mesh, p);
       this.#seeds.delete(mesh);
       this.onChange?.(this.#snap(p), undefined);
@@ -445,6 +449,7 @@ export class MeshNode {
         p.mesh = mesh;
         p.to = parseHostPort(mesh);
         this.#byMesh.set(mesh, p);
+        this.#watchList = this.#list.filter((q) => this.#watched(q));
       }
     }
     return p;
@@ -452,8 +457,9 @@ export class MeshNode {
 
   /** Queues a member's state for dissemination, replacing what was queued about it. */
   #announce(p: Peer | undefined) {
-    const info = p ? this.#info(p) : this.#members()[0];
+    const info = p ? this.#info(p) : this.#selfInfo();
     const left = this.o.retransmitMult * Math.ceil(Math.log10(this.#peers.size + 2));
+    this.#updates.delete(info.id); // the newest last
     this.#updates.set(info.id, { info, left });
   }
 
@@ -680,8 +686,8 @@ export class MeshNode {
     if (b >= 0) p.buckets[b]++;
   }
 
-  #members(): MemberInfo[] {
-    const self: MemberInfo = {
+  #selfInfo(): MemberInfo {
+    return {
       id: this.o.id,
       name: this.o.name,
       mesh: this.o.listen,
@@ -689,17 +695,18 @@ export class MeshNode {
       incarnation: this.#incarnation,
       state: "alive",
     };
-    return [self, ...this.#list.map((p) => this.#info(p))];
   }
 
   /** Ourselves, then as many others as fit from a rotating start (long lists go in turns). */
   #memberChunk(): Uint8Array {
-    const [self, ...others] = this.#members();
+    const others = this.#list;
     const from = others.length ? this.#gossipFrom % others.length : 0;
     const { payload, count } = encodeGossip([
-      self,
-      ...others.slice(from, from + 255),
-      ...others.slice(0, Math.max(0, from + 255 - others.length)),
+      this.#selfInfo(),
+      ...[
+        ...others.slice(from, from + 254),
+        ...others.slice(0, Math.max(0, from + 254 - others.length)),
+      ].map((p) => this.#info(p)),
     ]);
     this.#gossipFrom = from + Math.max(1, count - 1);
     return payload;
@@ -728,8 +735,8 @@ export class MeshNode {
   /** One probe round of the watched peers: each probed, silence turned into suspicion and death. */
   probe(): void {
     const now = this.#clock.monoMs();
-    for (const p of this.#list) {
-      if (p.state === "left" || !this.#watched(p)) continue;
+    for (const p of this.#watchList) {
+      if (p.state === "left") continue;
       const sentNs = BigInt(Math.round(now * 1e6));
       const seq = this.#send("probe", p.mesh, encodeProbe({ probeSeq: this.#seq + 1n, sentNs }));
       p.sent++;
@@ -773,6 +780,8 @@ export class MeshNode {
         if (r.target.state === "alive") {
           this.#setState(r.target, "suspect");
           this.#announce(r.target);
+          // Told directly too, so that it refutes soon if it lives.
+          this.#send("update", r.target.mesh, encodeGossip([this.#info(r.target)]).payload);
         }
       } else if (r.target.state === "alive" || r.target.state === "suspect") {
         target = r.target; // once more before suspecting it
@@ -819,7 +828,8 @@ export class MeshNode {
   /** Queued membership changes to `gossipFanout` random members. */
   gossip(): void {
     if (this.#updates.size) {
-      const queued = [...this.#updates.values()].sort((a, b) => b.left - a.left);
+      // The newest first: as many as fit of the last 64 queued.
+      const queued = [...this.#updates.values()].slice(-64).reverse();
       const { payload, count } = encodeGossip(queued.map((u) => u.info));
       const targets = this.#pick(this.o.gossipFanout);
       for (const p of targets) this.#send("update", p.mesh, payload);

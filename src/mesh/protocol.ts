@@ -66,7 +66,9 @@ export function nodeIdHex(b: Uint8Array): string {
 
 export function nodeIdBytes(hex: string): Uint8Array {
   if (!/^[0-9a-f]{32}$/.test(hex)) throw new Error(`not a node id: ${hex}`);
-  return Uint8Array.from(hex.match(/../g)!.map((h) => parseInt(h, 16)));
+  const out = new Uint8Array(NODE_ID_BYTES);
+  for (let i = 0; i < NODE_ID_BYTES; i++) out[i] = parseInt(hex.slice(2 * i, 2 * i + 2), 16);
+  return out;
 }
 
 /** Builds an authenticated datagram. */
@@ -156,6 +158,10 @@ const STATES: MemberInfo["state"][] = ["alive", "suspect", "dead", "left"];
 
 const UTF8 = new TextEncoder();
 const UTF8_STRICT = new TextDecoder("utf-8", { fatal: true });
+const ascii = (s: string) => {
+  for (let i = 0; i < s.length; i++) if (s.charCodeAt(i) > 0x7f) return false;
+  return true;
+};
 
 class Writer {
   #b = new Uint8Array(MAX_PAYLOAD);
@@ -181,6 +187,12 @@ class Writer {
     this.n += x.length;
   }
   str(s: string) {
+    if (s.length <= 255 && ascii(s)) { // the common case, without a call into the runtime
+      this.u8(s.length);
+      this.#need(s.length);
+      for (let i = 0; i < s.length; i++) this.#b[this.n++] = s.charCodeAt(i);
+      return;
+    }
     const b = UTF8.encode(s);
     if (b.length > 255) throw new RangeError(`string of ${b.length} bytes in a payload`);
     this.u8(b.length);
@@ -224,7 +236,10 @@ class Reader {
     return this.b.subarray(this.n, this.n += k);
   }
   str(): string {
-    return UTF8_STRICT.decode(this.bytes(this.u8()));
+    const b = this.bytes(this.u8());
+    let ascii = true;
+    for (let i = 0; i < b.length && ascii; i++) ascii = b[i] < 0x80;
+    return ascii ? String.fromCharCode(...b) : UTF8_STRICT.decode(b);
   }
   end() {
     if (this.n !== this.b.length) throw new RangeError("trailing bytes in payload");
