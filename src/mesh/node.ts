@@ -195,10 +195,10 @@ interface Peer {
   to: { hostname: string; port: number };
 }
 
-/** A membership change being disseminated, and how many more times it is sent. */
+/** A membership change being disseminated, and how many times it was sent. */
 interface Update {
   info: MemberInfo;
-  left: number;
+  sent: number;
 }
 
 export class MeshNode {
@@ -267,6 +267,7 @@ export class MeshNode {
     every(this.o.gossipIntervalMs, () => this.gossip());
     every(this.o.syncIntervalMs, () => this.sync());
     if (!this.o.transport) await this.#bind();
+    this.#announce(undefined); // the fleet learns of us from the first members we know
     guarded(() => this.#greet())();
   }
 
@@ -458,9 +459,8 @@ export class MeshNode {
   /** Queues a member's state for dissemination, replacing what was queued about it. */
   #announce(p: Peer | undefined) {
     const info = p ? this.#info(p) : this.#selfInfo();
-    const left = this.o.retransmitMult * Math.ceil(Math.log10(this.#peers.size + 2));
     this.#updates.delete(info.id); // the newest last
-    this.#updates.set(info.id, { info, left });
+    this.#updates.set(info.id, { info, sent: 0 });
   }
 
   #info(p: Peer): MemberInfo {
@@ -521,6 +521,7 @@ export class MeshNode {
     let p = known;
     if (type === "hello" || type === "leave") {
       const h = decodeHello(payload);
+      const returning = known !== undefined && known.state !== "alive";
       p = this.#learn(sender, h.name, from, h.metrics, h.incarnation);
       if (!p) return;
       if (!known) p.replay.accept(seq);
@@ -528,7 +529,9 @@ export class MeshNode {
         if (p.state !== "left") this.#setState(p, "left");
         return;
       }
-      this.#send("gossip", from, this.#memberChunk());
+      if (known && !returning) this.#send("gossip", from, this.#memberChunk());
+      else this.#sendAll(from); // a newcomer (or one back) learns the whole fleet at once
+      if (returning) this.#announce(p);
     }
     if (type === "gossip" || type === "update" || type === "sync") {
       // A list names its sender too: a node learns the members, the sender among them.
@@ -712,6 +715,17 @@ export class MeshNode {
     return payload;
   }
 
+  /** The whole member list to `to`, in as many gossip datagrams as it takes. */
+  #sendAll(to: string) {
+    const self = this.#selfInfo();
+    for (let at = 0; at === 0 || at < this.#list.length;) {
+      const batch = this.#list.slice(at, at + 254).map((p) => this.#info(p));
+      const { payload, count } = encodeGossip([self, ...batch]);
+      this.#send("gossip", to, payload);
+      at += Math.max(1, count - 1);
+    }
+  }
+
   /** Up to `n` distinct random members that are neither `not` nor dead nor gone. */
   #pick(n: number, not?: Peer): Peer[] {
     const out = new Set<Peer>();
@@ -833,9 +847,11 @@ export class MeshNode {
       const { payload, count } = encodeGossip(queued.map((u) => u.info));
       const targets = this.#pick(this.o.gossipFanout);
       for (const p of targets) this.#send("update", p.mesh, payload);
+      // Sent retransmitMult × ceil(log10(members + 1)) times, as many as the fleet is now.
+      const limit = this.o.retransmitMult * Math.ceil(Math.log10(this.#peers.size + 2));
       for (const u of queued.slice(0, count)) {
-        u.left -= Math.max(1, targets.length);
-        if (u.left <= 0) this.#updates.delete(u.info.id);
+        u.sent += targets.length;
+        if (u.sent >= limit) this.#updates.delete(u.info.id);
       }
     }
   }
