@@ -672,7 +672,10 @@ export class MeshNode {
   }
 
   #acked(p: Peer, probeSeq: bigint, sentNs: bigint) {
-    const w = p.window.find((x) => x.seq === probeSeq);
+    let w: Peer["window"][number] | undefined;
+    for (let i = p.window.length - 1; i >= 0 && !w; i--) { // the newest first: acks come soon
+      if (p.window[i].seq === probeSeq) w = p.window[i];
+    }
     if (!w || w.acked) return;
     w.acked = true;
     p.acked++;
@@ -706,9 +709,10 @@ export class MeshNode {
     const from = others.length ? this.#gossipFrom % others.length : 0;
     const { payload, count } = encodeGossip([
       this.#selfInfo(),
+      // At most 46 entries fit (24 bytes each at least): no need to look further.
       ...[
-        ...others.slice(from, from + 254),
-        ...others.slice(0, Math.max(0, from + 254 - others.length)),
+        ...others.slice(from, from + 46),
+        ...others.slice(0, Math.max(0, from + 46 - others.length)),
       ].map((p) => this.#info(p)),
     ]);
     this.#gossipFrom = from + Math.max(1, count - 1);
@@ -719,7 +723,7 @@ export class MeshNode {
   #sendAll(to: string) {
     const self = this.#selfInfo();
     for (let at = 0; at === 0 || at < this.#list.length;) {
-      const batch = this.#list.slice(at, at + 254).map((p) => this.#info(p));
+      const batch = this.#list.slice(at, at + 46).map((p) => this.#info(p));
       const { payload, count } = encodeGossip([self, ...batch]);
       this.#send("gossip", to, payload);
       at += Math.max(1, count - 1);

@@ -64,10 +64,22 @@ export function nodeIdHex(b: Uint8Array): string {
   return s;
 }
 
+/** Ids converted lately (a node sends its own and its members' ids over and over). */
+const idCache = new Map<string, Uint8Array>();
+
 export function nodeIdBytes(hex: string): Uint8Array {
+  return idBytes(hex).slice();
+}
+
+/** The id's bytes, shared: callers copy them and never change them. */
+function idBytes(hex: string): Uint8Array {
+  const cached = idCache.get(hex);
+  if (cached) return cached;
   if (!/^[0-9a-f]{32}$/.test(hex)) throw new Error(`not a node id: ${hex}`);
   const out = new Uint8Array(NODE_ID_BYTES);
   for (let i = 0; i < NODE_ID_BYTES; i++) out[i] = parseInt(hex.slice(2 * i, 2 * i + 2), 16);
+  if (idCache.size >= 8192) idCache.clear(); // bounded, whatever ids come by
+  idCache.set(hex, out);
   return out;
 }
 
@@ -82,7 +94,7 @@ export function encode(key: Uint8Array, h: Header, payload: Uint8Array): Uint8Ar
   v.setUint8(2, VERSION);
   v.setUint8(3, MsgType[h.type]);
   v.setUint16(6, payload.length);
-  out.set(nodeIdBytes(h.sender), 8);
+  out.set(idBytes(h.sender), 8);
   v.setBigUint64(24, h.seq);
   v.setBigUint64(32, h.timestampNs);
   out.set(payload, HEADER_BYTES);
@@ -164,9 +176,14 @@ const ascii = (s: string) => {
 };
 
 class Writer {
-  #b = new Uint8Array(MAX_PAYLOAD);
-  #v = new DataView(this.#b.buffer);
+  #b: Uint8Array;
+  #v: DataView;
   n = 0;
+  /** `capacity`: the most bytes this payload can need (at most MAX_PAYLOAD). */
+  constructor(capacity = MAX_PAYLOAD) {
+    this.#b = new Uint8Array(capacity);
+    this.#v = new DataView(this.#b.buffer);
+  }
   u8(x: number) {
     this.#need(1);
     this.#v.setUint8(this.n++, x);
@@ -239,7 +256,10 @@ class Reader {
     const b = this.bytes(this.u8());
     let ascii = true;
     for (let i = 0; i < b.length && ascii; i++) ascii = b[i] < 0x80;
-    return ascii ? String.fromCharCode(...b) : UTF8_STRICT.decode(b);
+    if (!ascii) return UTF8_STRICT.decode(b);
+    let s = "";
+    for (let i = 0; i < b.length; i++) s += String.fromCharCode(b[i]);
+    return s;
   }
   end() {
     if (this.n !== this.b.length) throw new RangeError("trailing bytes in payload");
@@ -248,7 +268,7 @@ class Reader {
 
 /** hello: who I am. */
 export function encodeHello(m: Pick<MemberInfo, "name" | "metrics" | "incarnation">): Uint8Array {
-  const w = new Writer();
+  const w = new Writer(2 * 256 + 4);
   w.str(m.name);
   w.str(m.metrics);
   w.u32(m.incarnation);
@@ -272,11 +292,11 @@ export interface ProbeBody {
 }
 
 export function encodeProbe(b: ProbeBody): Uint8Array {
-  const w = new Writer();
+  const w = new Writer(36);
   w.u64(b.probeSeq);
   w.u64(b.sentNs);
   if (b.about !== undefined) {
-    w.bytes(nodeIdBytes(b.about));
+    w.bytes(idBytes(b.about));
     w.u32(b.incarnation ?? 0);
   }
   return w.done();
@@ -302,8 +322,8 @@ export interface ProbeRequestBody {
 }
 
 export function encodeProbeRequest(b: ProbeRequestBody): Uint8Array {
-  const w = new Writer();
-  w.bytes(nodeIdBytes(b.target));
+  const w = new Writer(16 + 256 + 16);
+  w.bytes(idBytes(b.target));
   w.str(b.address);
   w.u64(b.probeSeq);
   w.u64(b.sentNs);
@@ -333,8 +353,11 @@ export function encodeGossip(members: MemberInfo[]): { payload: Uint8Array; coun
   let count = 0;
   for (const m of members) {
     const at = w.n;
+    // An entry of ASCII strings needs exactly this much: stop before it does not fit.
+    const size = 16 + 3 + m.name.length + m.mesh.length + m.metrics.length + 4 + 1;
+    if (ascii(m.name) && ascii(m.mesh) && ascii(m.metrics) && at + size > MAX_PAYLOAD) break;
     try {
-      w.bytes(nodeIdBytes(m.id));
+      w.bytes(idBytes(m.id));
       w.str(m.name);
       w.str(m.mesh);
       w.str(m.metrics);
