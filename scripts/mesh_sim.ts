@@ -5,7 +5,7 @@
  * node's timers and clocks are injected, `MeshOptions.clock`). K nodes are killed at random
  * moments; every surviving node's view of them is recorded.
  *
- *   deno task mesh-sim [--nodes N] [--seconds S] [--loss P] [--kills K] [--seed X]
+ *   deno task mesh-sim [--nodes N] [--seconds S] [--loss P] [--kills K] [--seed X] [--star]
  *
  * Prints a few lines of progress and, as its last line, one JSON object (docs/BENCHMARKS.md,
  * "The mesh").
@@ -21,6 +21,11 @@ export interface SimOptions {
   loss: number;
   kills: number;
   seed: number;
+  /**
+   * Every node's seed is the first node, which is never killed (as in the lab, scripts/lab.ts);
+   * otherwise each node's seed is a random node started before it.
+   */
+  star?: boolean;
   /** Mesh settings for every node (the appliance's defaults when left out). */
   mesh?: Partial<MeshOptions>;
 }
@@ -194,7 +199,8 @@ export function simulate(o: SimOptions): SimResult {
       random,
     };
     // Each node is given one seed: a random node started before it (a tree that spans all).
-    const peers = i === 0 ? [] : [`${address(Math.floor(random() * i))}:5000`];
+    const seed = o.star ? 0 : Math.floor(random() * i);
+    const peers = i === 0 ? [] : [`${address(seed)}:5000`];
     const node = new MeshNode({
       ...defaultMesh(),
       ...o.mesh,
@@ -237,7 +243,10 @@ export function simulate(o: SimOptions): SimResult {
 
   const end = o.seconds * 1000;
   const kills = new Set<number>();
-  while (kills.size < Math.min(o.kills, o.nodes - 1)) kills.add(Math.floor(random() * o.nodes));
+  while (kills.size < Math.min(o.kills, o.nodes - 2)) {
+    const k = Math.floor(random() * o.nodes);
+    if (k > 0 || !o.star) kills.add(k);
+  }
   // Killed at random moments between 30% and 60% of the run: after the fleet formed, with time
   // left to find out.
   const killTimes = [...kills].map((i) => ({ i, at: end * (0.3 + 0.3 * random()) }));
@@ -297,6 +306,7 @@ if (import.meta.main) {
       loss: { type: "string", default: "0.1" },
       kills: { type: "string", default: "10" },
       seed: { type: "string", default: "1" },
+      star: { type: "boolean", default: false },
     },
   });
   const num = (name: keyof typeof values, min: number, max: number) => {
@@ -313,6 +323,7 @@ if (import.meta.main) {
     loss: num("loss", 0, 0.9),
     kills: num("kills", 0, 5000),
     seed: num("seed", 0, 2 ** 32 - 1),
+    star: values.star,
   });
   console.log(JSON.stringify(r));
 }
