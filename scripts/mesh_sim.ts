@@ -243,7 +243,7 @@ export function simulate(o: SimOptions): SimResult {
 
   const end = o.seconds * 1000;
   const kills = new Set<number>();
-  while (kills.size < Math.min(o.kills, o.nodes - 2)) {
+  while (kills.size < Math.min(o.kills, o.nodes - (o.star ? 2 : 1))) {
     const k = Math.floor(random() * o.nodes);
     if (k > 0 || !o.star) kills.add(k);
   }

@@ -220,6 +220,8 @@ export class MeshNode {
   readonly #relays = new Map<bigint, { to: string; probeSeq: bigint; sentNs: bigint }>();
   /** Membership changes to disseminate, by member id. */
   readonly #updates = new Map<string, Update>();
+  /** Members this node suspected itself, and how many more times it tells them so. */
+  readonly #warnings = new Map<Peer, number>();
   /** Members suspect here (their suspicion runs out into a death). */
   readonly #suspects = new Set<Peer>();
   #socket?: dgram.Socket;
@@ -621,7 +623,9 @@ export class MeshNode {
     }
     const q = this.#peers.get(m.id);
     if (!q) {
-      if (m.state === "left" || m.state === "dead") return; // not a member to learn
+      // Not a member to learn: one that left, or one a list (old news) or the member itself
+      // says is dead. A death in an update is news: learned as such, and passed on.
+      if (m.state === "left" || (m.state === "dead" && (!news || m.id === sender))) return;
       // The sender is reached where its datagram came from; others as the list says.
       const learned = this.#learn(
         m.id,
@@ -634,6 +638,10 @@ export class MeshNode {
       if (!learned) return;
       learned.lastHeard = now; // give it the full timeout to answer our probes
       if (m.id === sender) learned.replay.accept(seq);
+      if (m.state === "dead") {
+        this.#setState(learned, "dead");
+        this.#announce(learned);
+      }
       return;
     }
     const newer = m.incarnation > q.incarnation;
@@ -781,6 +789,13 @@ export class MeshNode {
    */
   swim(): void {
     const now = this.#clock.monoMs();
+    for (const [p, left] of this.#warnings) {
+      if (p.state === "suspect") {
+        this.#send("update", p.mesh, encodeGossip([this.#info(p)]).payload);
+      }
+      if (left <= 1 || p.state !== "suspect") this.#warnings.delete(p);
+      else this.#warnings.set(p, left - 1);
+    }
     const r = this.#round;
     if (r && !r.indirect) {
       r.indirect = true;
@@ -798,8 +813,9 @@ export class MeshNode {
         if (r.target.state === "alive") {
           this.#setState(r.target, "suspect");
           this.#announce(r.target);
-          // Told directly too, so that it refutes soon if it lives.
-          this.#send("update", r.target.mesh, encodeGossip([this.#info(r.target)]).payload);
+          // Told directly too (three times, half a period apart), so that it refutes soon if
+          // it lives.
+          this.#warnings.set(r.target, 3);
         }
       } else if (r.target.state === "alive" || r.target.state === "suspect") {
         target = r.target; // once more before suspecting it
