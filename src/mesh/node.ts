@@ -199,6 +199,8 @@ interface Peer {
 interface Update {
   info: MemberInfo;
   sent: number;
+  /** A change of liveness (not a join): goes before joins, which can be many at once. */
+  urgent: boolean;
 }
 
 export class MeshNode {
@@ -269,7 +271,7 @@ export class MeshNode {
     every(this.o.gossipIntervalMs, () => this.gossip());
     every(this.o.syncIntervalMs, () => this.sync());
     if (!this.o.transport) await this.#bind();
-    this.#announce(undefined); // the fleet learns of us from the first members we know
+    this.#announce(undefined, false); // the fleet learns of us from the first members we know
     guarded(() => this.#greet())();
   }
 
@@ -442,7 +444,7 @@ export class MeshNode {
       this.#byMesh.set(mesh, p);
       this.#seeds.delete(mesh);
       this.onChange?.(this.#snap(p), undefined);
-      if (announce) this.#announce(p); // the fleet learns it from us
+      if (announce) this.#announce(p, false); // the fleet learns it from us
     } else {
       p.name = name;
       p.metrics = metrics;
@@ -459,10 +461,10 @@ export class MeshNode {
   }
 
   /** Queues a member's state for dissemination, replacing what was queued about it. */
-  #announce(p: Peer | undefined) {
+  #announce(p: Peer | undefined, urgent = true) {
     const info = p ? this.#info(p) : this.#selfInfo();
     this.#updates.delete(info.id); // the newest last
-    this.#updates.set(info.id, { info, sent: 0 });
+    this.#updates.set(info.id, { info, sent: 0, urgent });
   }
 
   #info(p: Peer): MemberInfo {
@@ -862,8 +864,13 @@ export class MeshNode {
   /** Queued membership changes to `gossipFanout` random members. */
   gossip(): void {
     if (this.#updates.size) {
-      // The newest first: as many as fit of the last 64 queued.
-      const queued = [...this.#updates.values()].slice(-64).reverse();
+      // Changes of liveness first, then joins (a whole fleet may join at once: a suspicion or
+      // its refutation must not wait behind it); the newest first within each.
+      const all = [...this.#updates.values()];
+      const queued = [
+        ...all.filter((u) => u.urgent).slice(-64).reverse(),
+        ...all.filter((u) => !u.urgent).slice(-64).reverse(),
+      ].slice(0, 64);
       const { payload, count } = encodeGossip(queued.map((u) => u.info));
       const targets = this.#pick(this.o.gossipFanout);
       for (const p of targets) this.#send("update", p.mesh, payload);
