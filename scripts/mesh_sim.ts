@@ -70,7 +70,7 @@ export function defaultMesh(): Omit<
     memberProbeIntervalMs: 100,
     gossipFanout: 3,
     retransmitMult: 4,
-    suspicionMult: 4,
+    suspicionMult: 5,
     syncIntervalMs: 1000,
     networks: [parseCidr("198.18.0.0/15")],
     maxMembers: 1024,

@@ -607,7 +607,7 @@ export const SCHEMA = {
       description: "A membership change is sent retransmit_mult × ceil(log10(members + 1)) times.",
     }),
     suspicion_mult: int({
-      default: 4,
+      default: 5,
       min: 1,
       max: 32,
       description: "A suspected member (not watched closely) is declared dead after " +

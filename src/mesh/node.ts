@@ -131,6 +131,8 @@ export const RTT_BUCKETS = [
   1,
 ];
 const LOSS_WINDOW = 200; // probes
+/** Introductions sent per gossip interval (a newcomer introduces itself to the whole fleet). */
+const INTRODUCTIONS = 20;
 
 export interface PeerSnapshot {
   id: string;
@@ -199,8 +201,6 @@ interface Peer {
 interface Update {
   info: MemberInfo;
   sent: number;
-  /** A change of liveness (not a join): goes before joins, which can be many at once. */
-  urgent: boolean;
 }
 
 export class MeshNode {
@@ -222,6 +222,13 @@ export class MeshNode {
   readonly #relays = new Map<bigint, { to: string; probeSeq: bigint; sentNs: bigint }>();
   /** Membership changes to disseminate, by member id. */
   readonly #updates = new Map<string, Update>();
+  /**
+   * Members learned from someone else's list, to whom this node introduces itself, and how
+   * many more times (twice: one datagram in ten may be lost).
+   */
+  readonly #introductions = new Map<Peer, number>();
+  /** Per member suspected: the members this node passed the suspicion on to. */
+  readonly #told = new Map<string, Set<Peer>>();
   /** Members this node suspected itself, and how many more times it tells them so. */
   readonly #warnings = new Map<Peer, number>();
   /** Members suspect here (their suspicion runs out into a death). */
@@ -271,7 +278,6 @@ export class MeshNode {
     every(this.o.gossipIntervalMs, () => this.gossip());
     every(this.o.syncIntervalMs, () => this.sync());
     if (!this.o.transport) await this.#bind();
-    this.#announce(undefined, false); // the fleet learns of us from the first members we know
     guarded(() => this.#greet())();
   }
 
@@ -400,7 +406,6 @@ export class MeshNode {
     mesh: string,
     metrics: string,
     incarnation: number,
-    announce = true,
   ): Peer | undefined {
     const refused = this.#refusal(name, mesh, metrics);
     if (refused) {
@@ -444,7 +449,6 @@ export class MeshNode {
       this.#byMesh.set(mesh, p);
       this.#seeds.delete(mesh);
       this.onChange?.(this.#snap(p), undefined);
-      if (announce) this.#announce(p, false); // the fleet learns it from us
     } else {
       p.name = name;
       p.metrics = metrics;
@@ -461,10 +465,18 @@ export class MeshNode {
   }
 
   /** Queues a member's state for dissemination, replacing what was queued about it. */
-  #announce(p: Peer | undefined, urgent = true) {
+  #announce(p: Peer | undefined) {
     const info = p ? this.#info(p) : this.#selfInfo();
+    const told = this.#told.get(info.id);
+    if (told && info.state !== "suspect") {
+      this.#told.delete(info.id);
+      if (info.state === "alive") { // a refutation: at once to those we told the suspicion
+        const payload = encodeGossip([info]).payload;
+        for (const q of told) this.#send("update", q.mesh, payload);
+      }
+    }
     this.#updates.delete(info.id); // the newest last
-    this.#updates.set(info.id, { info, sent: 0, urgent });
+    this.#updates.set(info.id, { info, sent: 0 });
   }
 
   #info(p: Peer): MemberInfo {
@@ -635,11 +647,11 @@ export class MeshNode {
         m.id === sender ? from : m.mesh,
         m.metrics,
         m.incarnation,
-        news, // a member from an update is news to pass on; from a list, old news
       );
       if (!learned) return;
       learned.lastHeard = now; // give it the full timeout to answer our probes
       if (m.id === sender) learned.replay.accept(seq);
+      else this.#introductions.set(learned, 2); // it may not know us: we tell it who we are
       if (m.state === "dead") {
         this.#setState(learned, "dead");
         this.#announce(learned);
@@ -861,16 +873,25 @@ export class MeshNode {
     return undefined;
   }
 
-  /** Queued membership changes to `gossipFanout` random members. */
+  /**
+   * Queued membership changes to `gossipFanout` random members; introductions (an update of
+   * ourselves alone) to up to INTRODUCTIONS members learned from others' lists.
+   */
   gossip(): void {
+    if (this.#introductions.size) {
+      const self = encodeGossip([this.#selfInfo()]).payload;
+      let n = 0;
+      for (const [p, left] of this.#introductions) {
+        if (n++ >= INTRODUCTIONS) break;
+        this.#introductions.delete(p);
+        if (p.state !== "alive" && p.state !== "suspect") continue;
+        this.#send("update", p.mesh, self);
+        if (left > 1) this.#introductions.set(p, left - 1); // again, after the others
+      }
+    }
     if (this.#updates.size) {
-      // Changes of liveness first, then joins (a whole fleet may join at once: a suspicion or
-      // its refutation must not wait behind it); the newest first within each.
-      const all = [...this.#updates.values()];
-      const queued = [
-        ...all.filter((u) => u.urgent).slice(-64).reverse(),
-        ...all.filter((u) => !u.urgent).slice(-64).reverse(),
-      ].slice(0, 64);
+      // The newest first: as many as fit of the last 64 queued.
+      const queued = [...this.#updates.values()].slice(-64).reverse();
       const { payload, count } = encodeGossip(queued.map((u) => u.info));
       const targets = this.#pick(this.o.gossipFanout);
       for (const p of targets) this.#send("update", p.mesh, payload);
@@ -879,6 +900,11 @@ export class MeshNode {
       for (const u of queued.slice(0, count)) {
         u.sent += targets.length;
         if (u.sent >= limit) this.#updates.delete(u.info.id);
+        if (u.info.state !== "suspect") continue;
+        // Who heard the suspicion from us hears its refutation from us too (#announce).
+        const told = this.#told.get(u.info.id) ?? new Set<Peer>();
+        for (const p of targets) told.add(p);
+        this.#told.set(u.info.id, told);
       }
     }
   }

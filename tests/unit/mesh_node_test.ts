@@ -46,7 +46,7 @@ function node(o: Partial<MeshOptions> = {}): { n: MeshNode; sent: Sent[] } {
     memberProbeIntervalMs: 100,
     gossipFanout: 3,
     retransmitMult: 4,
-    suspicionMult: 4,
+    suspicionMult: 5,
     syncIntervalMs: 1000,
     networks: [parseCidr(NETWORK)],
     maxMembers: 64,
