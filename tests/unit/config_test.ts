@@ -101,7 +101,7 @@ mesh:
   member_probe_interval_ms: 500
   gossip_fanout: 4
   retransmit_mult: 3
-  suspicion_mult: 5
+  suspicion_mult: 6
   sync_interval_ms: 30000
   networks: ["10.0.0.0/24", "fd00::/64"]
   max_members: 64
@@ -205,7 +205,7 @@ export:
       member_probe_interval_ms: 500,
       gossip_fanout: 4,
       retransmit_mult: 3,
-      suspicion_mult: 5,
+      suspicion_mult: 6,
       sync_interval_ms: 30000,
       networks: ["10.0.0.0/24", "fd00::/64"],
       max_members: 64,
