@@ -330,8 +330,10 @@ export class MeshNode {
     this.#watchList = this.#list.filter((p) => this.#watched(p));
   }
 
+  /** Watched closely: configured, busiest, or any member of a mesh of at most watchPeers. */
   #watched(p: Peer): boolean {
-    return this.#configured.has(p.mesh) || this.#busiest.has(p.id);
+    return this.#peers.size <= this.o.watchPeers || this.#configured.has(p.mesh) ||
+      this.#busiest.has(p.id);
   }
 
   #self() {
@@ -445,7 +447,9 @@ export class MeshNode {
       };
       this.#peers.set(id, p);
       this.#list.push(p);
-      if (this.#watched(p)) this.#watchList.push(p);
+      if (this.#peers.size === this.o.watchPeers + 1) { // no longer a small mesh
+        this.#watchList = this.#list.filter((q) => this.#watched(q));
+      } else if (this.#watched(p)) this.#watchList.push(p);
       this.#byMesh.set(mesh, p);
       this.#seeds.delete(mesh);
       this.onChange?.(this.#snap(p), undefined);
