@@ -8,7 +8,7 @@
  * tests/unit/mesh_protocol_test.ts.
  */
 
-const K = new Uint32Array([
+const K = new Int32Array([
   0x428a2f98,
   0x71374491,
   0xb5c0fbcf,
@@ -84,10 +84,10 @@ const IV = [
   0x1f83d9ab,
   0x5be0cd19,
 ];
-const W = new Uint32Array(64);
+const W = new Int32Array(64);
 
 /** One compression of the 64-byte block at `b[at..]` into `h`. */
-function compress(h: Uint32Array, b: Uint8Array, at: number): void {
+function compress(h: Int32Array, b: Uint8Array, at: number): void {
   for (let i = 0; i < 16; i++) {
     const j = at + 4 * i;
     W[i] = (b[j] << 24) | (b[j + 1] << 16) | (b[j + 2] << 8) | b[j + 3];
@@ -127,7 +127,7 @@ function compress(h: Uint32Array, b: Uint8Array, at: number): void {
 const TAIL = new Uint8Array(128);
 
 /** Hashes `data` on from state `h`, as if `prefix` bytes had been hashed before (whole blocks). */
-function finish(h: Uint32Array, data: Uint8Array, prefix: number): void {
+function finish(h: Int32Array, data: Uint8Array, prefix: number): void {
   const whole = data.length - (data.length % 64);
   for (let at = 0; at < whole; at += 64) compress(h, data, at);
   const rest = data.length - whole;
@@ -145,7 +145,7 @@ function finish(h: Uint32Array, data: Uint8Array, prefix: number): void {
   for (let at = 0; at < end; at += 64) compress(h, TAIL, at);
 }
 
-function digestBytes(h: Uint32Array, out: Uint8Array, at = 0): void {
+function digestBytes(h: Int32Array, out: Uint8Array, at = 0): void {
   for (let i = 0; i < 8; i++) {
     out[at + 4 * i] = h[i] >>> 24;
     out[at + 4 * i + 1] = h[i] >>> 16;
@@ -156,7 +156,7 @@ function digestBytes(h: Uint32Array, out: Uint8Array, at = 0): void {
 
 /** SHA-256 of `data`. */
 export function sha256(data: Uint8Array): Uint8Array {
-  const h = Uint32Array.from(IV);
+  const h = Int32Array.from(IV);
   finish(h, data, 0);
   const out = new Uint8Array(32);
   digestBytes(h, out);
@@ -165,8 +165,8 @@ export function sha256(data: Uint8Array): Uint8Array {
 
 /** A key's states after its inner and outer pad blocks. */
 interface KeyState {
-  inner: Uint32Array;
-  outer: Uint32Array;
+  inner: Int32Array;
+  outer: Int32Array;
 }
 
 const states = new WeakMap<Uint8Array, KeyState>();
@@ -177,7 +177,7 @@ function keyState(key: Uint8Array): KeyState {
   const block = new Uint8Array(64);
   block.set(key.length > 64 ? sha256(key) : key);
   const pad = (x: number) => {
-    const h = Uint32Array.from(IV);
+    const h = Int32Array.from(IV);
     compress(h, block.map((b) => b ^ x), 0);
     return h;
   };
@@ -187,7 +187,7 @@ function keyState(key: Uint8Array): KeyState {
 }
 
 const INNER = new Uint8Array(32);
-const H = new Uint32Array(8);
+const H = new Int32Array(8);
 
 /** HMAC-SHA-256 of `data` under `key` (the key's pad states are cached per key object). */
 export function hmacSha256(key: Uint8Array, data: Uint8Array): Uint8Array {
