@@ -45,7 +45,7 @@ import { TcAttachment, XdpAttachment } from "../src/datapath/attach.ts";
 import { FLOW_KEY } from "../ffi/layout.ts";
 import { sh, VethPair } from "../tests/helpers/netns.ts";
 import { Daemon, DaemonHome, enforceArgs } from "../tests/helpers/daemon.ts";
-import { Lab, type LabNode } from "../scripts/lab.ts";
+import { Lab, labPeers, waitFor } from "../scripts/lab.ts";
 import { ipfix } from "./ipfix.ts";
 
 const sections = Deno.args.length ? Deno.args : [
@@ -458,31 +458,6 @@ async function startup() {
   console.log(`| start to /readyz = 200 (median of 5) | ${median(times).toFixed(0)} ms |`);
 }
 
-interface MeshPeer {
-  name: string;
-  state: string;
-  since: string;
-  probeBytes: { sent: number; received: number };
-}
-
-function meshPeers(lab: Lab, n: LabNode): MeshPeer[] {
-  try {
-    const r = lab.get(`${n.api}/api/v1/mesh/peers`);
-    return r.status === 200 ? JSON.parse(r.body).peers : [];
-  } catch {
-    return [];
-  }
-}
-
-async function waitFor(ms: number, fn: () => boolean): Promise<boolean> {
-  const end = performance.now() + ms;
-  while (performance.now() < end) {
-    if (fn()) return true;
-    await new Promise((r) => setTimeout(r, 50));
-  }
-  return false;
-}
-
 function cpuSeconds(pid: number): number {
   const f = Deno.readTextFileSync(`/proc/${pid}/stat`).split(") ")[1].split(" ");
   return (Number(f[11]) + Number(f[12])) / 100; // utime + stime, in clock ticks of 10 ms
@@ -500,14 +475,14 @@ async function mesh() {
       for (const n of lab.nodes) lab.startNode(n);
       const [n1, n2, n3, n4] = lab.nodes;
       const all = () =>
-        lab.nodes.every((n) => meshPeers(lab, n).filter((p) => p.state === "alive").length === 3);
+        lab.nodes.every((n) => labPeers(lab, n).filter((p) => p.state === "alive").length === 3);
       if (!await waitFor(30_000, all)) throw new Error("the lab did not converge");
       const times: number[] = [];
       for (let k = 0; k < 20; k++) {
         const killedAt = Date.now();
         Deno.kill(n4.process!.pid, "SIGKILL");
         await n4.process!.status;
-        const dead = () => [n1, n2, n3].map((n) => meshPeers(lab, n).find((p) => p.name === "n4"));
+        const dead = () => [n1, n2, n3].map((n) => labPeers(lab, n).find((p) => p.name === "n4"));
         if (!await waitFor(5000, () => dead().every((p) => p?.state === "dead"))) {
           throw new Error("no dead");
         }
@@ -545,7 +520,7 @@ async function mesh() {
       const end = performance.now() + 60_000;
       while (performance.now() < end) {
         for (const n of lab.nodes) {
-          for (const p of meshPeers(lab, n)) {
+          for (const p of labPeers(lab, n)) {
             looks++;
             const k = `${n.name}>${p.name}`;
             if (p.state === "dead" && seen.get(k) !== p.since) deaths++;
@@ -573,13 +548,13 @@ async function mesh() {
       for (const n of lab.nodes) lab.startNode(n);
       const ok = () =>
         lab.nodes.every((n) =>
-          meshPeers(lab, n).filter((p) => p.state === "alive").length === size - 1
+          labPeers(lab, n).filter((p) => p.state === "alive").length === size - 1
         );
       if (!await waitFor(60_000, ok)) throw new Error(`${size} nodes did not converge`);
       await new Promise((r) => setTimeout(r, 2000));
       const n1 = lab.nodes[0];
       const bytes = () =>
-        meshPeers(lab, n1).reduce((a, p) => a + p.probeBytes.sent + p.probeBytes.received, 0);
+        labPeers(lab, n1).reduce((a, p) => a + p.probeBytes.sent + p.probeBytes.received, 0);
       const cpu = () => lab.nodes.reduce((a, n) => a + cpuSeconds(n.process!.pid), 0);
       const [b0, c0, t0] = [bytes(), cpu(), performance.now()];
       await new Promise((r) => setTimeout(r, 10_000));

@@ -6,15 +6,22 @@
  *   deno run -A scripts/lab.ts up [N]    prints `node NAME NETNS API_URL` lines and
  *                                        `prometheus URL`
  *   deno run -A scripts/lab.ts down      removes everything, also after a crash
+ *   deno run -A scripts/lab.ts measure [KILLS] [--loss P]
+ *                                        on a lab that is up: P% of mesh datagrams dropped
+ *                                        on every node (nftables; default 10), KILLS nodes
+ *                                        (default 10) killed one at a time and restarted;
+ *                                        prints the simulator's JSON line (docs/BENCHMARKS.md)
  *   deno run -A scripts/lab.ts flood [NODE] [SECONDS] [--enforce]
- *                                        a stranger (10.77.<subnet>.200, not a mesh peer)
+ *                                        a stranger (198.18.<subnet>.200, not a mesh peer)
  *                                        floods NODE (n2) with UDP; --enforce switches NODE's
  *                                        MAPE-K loop to enforce first (config file + SIGHUP)
  *
- * Addresses are 10.77.<subnet>.<i>/24 inside the lab's namespaces; the host reaches them over
- * a veth from the root namespace (10.77.<subnet>.254), so a browser on the box can open them.
+ * Addresses are 198.18.<subnet>.<i>/24 inside the lab's namespaces, in the benchmarking range
+ * 198.18.0.0/15 (RFC 2544), which no real edge network uses; the host reaches them over a veth
+ * from the root namespace (198.18.<subnet>.254), so a browser on the box can open them. `up`
+ * returns once everything is started (the processes go on; `down` removes them).
  */
-import { sh, trafficCommand } from "../tests/helpers/netns.ts";
+import { nft, nftInputRule, sh, trafficCommand } from "../tests/helpers/netns.ts";
 
 const MAIN = new URL("../main.ts", import.meta.url).pathname;
 /** MAPE-K in the lab: observe mode, a flood floor a demo reaches, and no management network
@@ -61,7 +68,7 @@ export class Lab {
   }
 
   get prefix(): string {
-    return `10.77.${this.o.subnet}`;
+    return `198.18.${this.o.subnet}`;
   }
 
   /** Namespaces, bridge, addresses, keys and configs; no process yet. */
@@ -150,6 +157,7 @@ export class Lab {
       stderr: "null",
       detached,
     }).spawn();
+    if (detached) node.process.unref(); // `scripts/lab up` returns; `down` ends it
     Deno.writeTextFileSync(`${node.stateDir}/pid`, String(node.process.pid));
   }
 
@@ -181,6 +189,7 @@ export class Lab {
       stderr: "null",
       detached,
     }).spawn();
+    if (detached) process.unref();
     Deno.writeTextFileSync(`${dir}/pid`, String(process.pid));
     this.prometheus = { url, process };
   }
@@ -209,7 +218,7 @@ export class Lab {
 
   /**
    * A UDP flood of `pps` packets/s for `seconds` at `node` from a stranger on the lab's network
-   * (10.77.<subnet>.200 on the bridge: not a mesh peer). Resolves to the datagrams sent.
+   * (198.18.<subnet>.200 on the bridge: not a mesh peer). Resolves to the datagrams sent.
    */
   flood(node: LabNode, pps: number, seconds: number): { source: string; sent: Promise<number> } {
     const source = `${this.prefix}.200`;
@@ -254,6 +263,109 @@ export class Lab {
   }
 }
 
+/** A peer as a node's API gives it. */
+export interface LabPeer {
+  name: string;
+  state: string;
+  /** When the state began, ISO 8601 (the node's own clock). */
+  since: string;
+  probeBytes: { sent: number; received: number };
+}
+
+/** A node's peers from its API; none when it does not answer. */
+export function labPeers(lab: Lab, n: LabNode): LabPeer[] {
+  try {
+    const r = lab.get(`${n.api}/api/v1/mesh/peers`);
+    return r.status === 200 ? JSON.parse(r.body).peers : [];
+  } catch {
+    return [];
+  }
+}
+
+export async function waitFor(ms: number, fn: () => boolean): Promise<boolean> {
+  const end = performance.now() + ms;
+  while (performance.now() < end) {
+    if (fn()) return true;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  return false;
+}
+
+const quantile = (xs: number[], q: number) =>
+  xs.length ? [...xs].sort((a, b) => a - b)[Math.ceil(q * xs.length) - 1] : null;
+
+/**
+ * Death detection on the real appliances of a lab that is up, as the simulator measures it
+ * (scripts/mesh_sim.ts): `lossPct`% of mesh datagrams dropped on every node, `kills` nodes
+ * (never n1, the seed) killed with SIGKILL one at a time; each survivor's own record of when it
+ * declared the node dead (`since`) against the moment of the kill; then the node is restarted
+ * and the lab waits until every node holds every other alive. Any other node seen dead meanwhile
+ * is a false death. Bytes: the mesh datagrams the nodes send in 10 s before the first kill.
+ */
+export async function measure(lab: Lab, names: string[], kills: number, lossPct: number) {
+  const nodes = names.map((n) => lab.node(n));
+  for (const n of nodes) {
+    n.process = undefined;
+    await nft(
+      n.ns,
+      nftInputRule("x0loss", `udp dport 5000 numgen random mod 100 < ${lossPct} drop`),
+    );
+  }
+  const allAlive = () =>
+    nodes.every((n) =>
+      labPeers(lab, n).filter((p) => p.state === "alive").length === nodes.length - 1
+    );
+  if (!await waitFor(60_000, allAlive)) throw new Error("the lab's mesh did not converge");
+  const sentBytes = (of: LabNode[]) =>
+    of.reduce((a, n) => {
+      const r = lab.get(`${n.api}/api/v1/mesh/status`);
+      return a + (r.status === 200 ? JSON.parse(r.body).datagrams.bytesSent : 0);
+    }, 0);
+  // The cost in a quiet minute's sixth, before any kill (what the simulator reports as well,
+  // but for its kills' news).
+  const b0 = sentBytes(nodes), t0 = performance.now();
+  await new Promise((r) => setTimeout(r, 10_000));
+  const bytesPerNodeS = (sentBytes(nodes) - b0) / ((performance.now() - t0) / 1000) / nodes.length;
+  const detect: number[] = [];
+  const falseDead = new Set<string>();
+  let detected = 0;
+  for (let k = 0; k < kills; k++) {
+    const victim = nodes[1 + Math.floor(Math.random() * (nodes.length - 1))];
+    const others = nodes.filter((n) => n !== victim);
+    const killedAt = Date.now();
+    Deno.kill(Number(Deno.readTextFileSync(`${victim.stateDir}/pid`)), "SIGKILL");
+    const seen = new Map<string, number>();
+    await waitFor(10_000, () => {
+      for (const n of others) {
+        for (const p of labPeers(lab, n)) {
+          if (p.state !== "dead") continue;
+          if (p.name !== victim.name) falseDead.add(p.name);
+          else if (!seen.has(n.name)) seen.set(n.name, Date.parse(p.since) - killedAt);
+        }
+      }
+      return seen.size === others.length;
+    });
+    detected += seen.size;
+    detect.push(...seen.values());
+    lab.startNode(victim, true);
+    if (!await waitFor(60_000, allAlive)) throw new Error(`${victim.name} did not come back`);
+  }
+  for (const n of nodes) sh("nft", ["delete", "table", "inet", "x0loss"], n.ns);
+  return {
+    nodes: nodes.length,
+    loss: lossPct / 100,
+    killed: kills,
+    detected,
+    detect_ms: {
+      median: quantile(detect, 0.5),
+      p99: quantile(detect, 0.99),
+      max: quantile(detect, 1),
+    },
+    false_dead: falseDead.size,
+    bytes_per_node_s: Math.round(bytesPerNodeS),
+  };
+}
+
 function* walkPids(dir: string): Generator<string> {
   try {
     for (const e of Deno.readDirSync(dir)) {
@@ -278,8 +390,8 @@ if (import.meta.main) {
     lab.down();
     console.log("lab removed");
   } else if (cmd === "up") {
-    if (!(Number(n) >= 2 && Number(n) <= 32)) {
-      console.error("scripts/lab up [N]: N from 2 to 32");
+    if (!(Number(n) >= 2 && Number(n) <= 16)) {
+      console.error("scripts/lab up [N]: N from 2 to 16");
       Deno.exit(2);
     }
     lab.down(); // what a crashed lab left
@@ -289,6 +401,19 @@ if (import.meta.main) {
     for (const node of lab.nodes) console.log(`node ${node.name} ${node.ns} ${node.api}`);
     console.log(`prometheus ${lab.prometheus!.url}`);
     console.log(`(logs in ${lab.dir}/NODE/log; remove with: scripts/lab down)`);
+  } else if (cmd === "measure") {
+    const rest = args.filter((a, i) => !a.startsWith("--") && args[i - 1] !== "--loss");
+    const lossAt = args.indexOf("--loss");
+    const loss = lossAt >= 0 ? Number(args[lossAt + 1]) : 10;
+    const names = Deno.readDirSync(lab.dir).filter((e) => e.isDirectory && /^n\d+$/.test(e.name))
+      .map((e) => e.name).toArray().sort((a, b) => Number(a.slice(1)) - Number(b.slice(1)));
+    if (names.length < 3 || !(loss >= 0 && loss < 100)) {
+      console.error(
+        "scripts/lab measure [KILLS] [--loss P]: on a lab of 3 or more nodes that is up",
+      );
+      Deno.exit(2);
+    }
+    console.log(JSON.stringify(await measure(lab, names, Number(rest[0] ?? 10), loss)));
   } else if (cmd === "flood") {
     const [name = "n2", seconds = "5"] = args.filter((a) => !a.startsWith("--"));
     const node = lab.node(name);
@@ -300,7 +425,10 @@ if (import.meta.main) {
     for (const x of d.decisions ?? []) console.log(`  ${x.outcome}: ${x.reason}`);
     console.log(`live actions: ${node.api}/api/v1/mapek/actions; status page: ${node.api}/`);
   } else {
-    console.error("usage: scripts/lab [up [N] | flood [NODE] [SECONDS] [--enforce] | down]");
+    console.error(
+      "usage: scripts/lab [up [N] | measure [KILLS] [--loss P] | flood [NODE] [SECONDS] " +
+        "[--enforce] | down]",
+    );
     Deno.exit(2);
   }
 }

@@ -552,7 +552,8 @@ export const SCHEMA = {
       default: 100,
       min: 10,
       max: 10000,
-      description: "How often each peer is probed, in milliseconds.",
+      description: "How often each peer watched closely (see mesh.watch_peers) is probed, in " +
+        "milliseconds.",
     }),
     suspect_after_ms: int({
       default: 500,
@@ -573,10 +574,51 @@ export const SCHEMA = {
       description: "Peers asked to probe a suspect peer on our behalf.",
     }),
     gossip_interval_ms: int({
-      default: 500,
-      min: 50,
+      default: 100,
+      min: 20,
       max: 60000,
-      description: "How often membership is sent to every peer, in milliseconds.",
+      description: "How often membership changes (joins, suspicions, deaths, refutations) go " +
+        "to mesh.gossip_fanout random members, in milliseconds.",
+    }),
+    watch_peers: int({
+      default: 32,
+      min: 0,
+      max: 1024,
+      description: "Members watched closely (probed every mesh.probe_interval_ms, with RTT, " +
+        "jitter, loss and traffic) besides the configured peers: those with the most traffic.",
+    }),
+    member_probe_interval_ms: int({
+      default: 100,
+      min: 10,
+      max: 60000,
+      description: "SWIM period for the rest of the fleet: one member probed per period, " +
+        "whatever the fleet's size.",
+    }),
+    gossip_fanout: int({
+      default: 3,
+      min: 1,
+      max: 16,
+      description: "Random members each batch of membership changes goes to.",
+    }),
+    retransmit_mult: int({
+      default: 4,
+      min: 1,
+      max: 16,
+      description: "A membership change is sent retransmit_mult × ceil(log10(members + 1)) times.",
+    }),
+    suspicion_mult: int({
+      default: 5,
+      min: 1,
+      max: 32,
+      description: "A suspected member (not watched closely) is declared dead after " +
+        "suspicion_mult × max(1, log10(members)) SWIM periods unless it refutes.",
+    }),
+    sync_interval_ms: int({
+      default: 1000,
+      min: 100,
+      max: 600000,
+      description: "How often part of the member list is swapped with one random member " +
+        "(push-pull), in milliseconds.",
     }),
   },
   mapek: {

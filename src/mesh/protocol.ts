@@ -3,7 +3,7 @@
  * over both with the shared mesh key. Decoding never throws on bad input: it returns the reason
  * the datagram was dropped, and the caller counts it.
  */
-import { createHmac, timingSafeEqual } from "node:crypto";
+import { hmacSha256, macEqual } from "./hmac.ts";
 
 export const MAGIC = 0x5830; // "X0"
 export const VERSION = 1;
@@ -21,6 +21,8 @@ export const MsgType = {
   probeRequest: 4,
   gossip: 5,
   leave: 6,
+  update: 7,
+  sync: 8,
 } as const;
 export type MsgTypeName = keyof typeof MsgType;
 const TYPE_NAMES = Object.fromEntries(Object.entries(MsgType).map(([k, v]) => [v, k])) as Record<
@@ -54,17 +56,31 @@ export interface Datagram extends Header {
   payload: Uint8Array;
 }
 
+const HEX = Array.from({ length: 256 }, (_, x) => x.toString(16).padStart(2, "0"));
+
 export function nodeIdHex(b: Uint8Array): string {
-  return Array.from(b, (x) => x.toString(16).padStart(2, "0")).join("");
+  let s = "";
+  for (const x of b) s += HEX[x];
+  return s;
 }
+
+/** Ids converted lately (a node sends its own and its members' ids over and over). */
+const idCache = new Map<string, Uint8Array>();
 
 export function nodeIdBytes(hex: string): Uint8Array {
-  if (!/^[0-9a-f]{32}$/.test(hex)) throw new Error(`not a node id: ${hex}`);
-  return Uint8Array.from(hex.match(/../g)!.map((h) => parseInt(h, 16)));
+  return idBytes(hex).slice();
 }
 
-function mac(key: Uint8Array, data: Uint8Array): Uint8Array {
-  return new Uint8Array(createHmac("sha256", key).update(data).digest());
+/** The id's bytes, shared: callers copy them and never change them. */
+function idBytes(hex: string): Uint8Array {
+  const cached = idCache.get(hex);
+  if (cached) return cached;
+  if (!/^[0-9a-f]{32}$/.test(hex)) throw new Error(`not a node id: ${hex}`);
+  const out = new Uint8Array(NODE_ID_BYTES);
+  for (let i = 0; i < NODE_ID_BYTES; i++) out[i] = parseInt(hex.slice(2 * i, 2 * i + 2), 16);
+  if (idCache.size >= 8192) idCache.clear(); // bounded, whatever ids come by
+  idCache.set(hex, out);
+  return out;
 }
 
 /** Builds an authenticated datagram. */
@@ -78,11 +94,14 @@ export function encode(key: Uint8Array, h: Header, payload: Uint8Array): Uint8Ar
   v.setUint8(2, VERSION);
   v.setUint8(3, MsgType[h.type]);
   v.setUint16(6, payload.length);
-  out.set(nodeIdBytes(h.sender), 8);
+  out.set(idBytes(h.sender), 8);
   v.setBigUint64(24, h.seq);
   v.setBigUint64(32, h.timestampNs);
   out.set(payload, HEADER_BYTES);
-  out.set(mac(key, out.subarray(0, HEADER_BYTES + payload.length)), HEADER_BYTES + payload.length);
+  out.set(
+    hmacSha256(key, out.subarray(0, HEADER_BYTES + payload.length)),
+    HEADER_BYTES + payload.length,
+  );
   return out;
 }
 
@@ -96,7 +115,7 @@ export function decode(key: Uint8Array, b: Uint8Array): Datagram | DropReason {
   const len = v.getUint16(6);
   if (HEADER_BYTES + len + MAC_BYTES !== b.length) return "bad_length";
   const body = b.subarray(0, HEADER_BYTES + len);
-  if (!timingSafeEqual(mac(key, body), b.subarray(HEADER_BYTES + len))) return "bad_mac";
+  if (!macEqual(hmacSha256(key, body), b.subarray(HEADER_BYTES + len))) return "bad_mac";
   const type = TYPE_NAMES[v.getUint8(3)];
   if (!type) return "unknown_type";
   return {
@@ -149,10 +168,22 @@ export interface MemberInfo {
 
 const STATES: MemberInfo["state"][] = ["alive", "suspect", "dead", "left"];
 
+const UTF8 = new TextEncoder();
+const UTF8_STRICT = new TextDecoder("utf-8", { fatal: true });
+const ascii = (s: string) => {
+  for (let i = 0; i < s.length; i++) if (s.charCodeAt(i) > 0x7f) return false;
+  return true;
+};
+
 class Writer {
-  #b = new Uint8Array(MAX_PAYLOAD);
-  #v = new DataView(this.#b.buffer);
+  #b: Uint8Array;
+  #v: DataView;
   n = 0;
+  /** `capacity`: the most bytes this payload can need (at most MAX_PAYLOAD). */
+  constructor(capacity = MAX_PAYLOAD) {
+    this.#b = new Uint8Array(capacity);
+    this.#v = new DataView(this.#b.buffer);
+  }
   u8(x: number) {
     this.#need(1);
     this.#v.setUint8(this.n++, x);
@@ -173,7 +204,13 @@ class Writer {
     this.n += x.length;
   }
   str(s: string) {
-    const b = new TextEncoder().encode(s);
+    if (s.length <= 255 && ascii(s)) { // the common case, without a call into the runtime
+      this.u8(s.length);
+      this.#need(s.length);
+      for (let i = 0; i < s.length; i++) this.#b[this.n++] = s.charCodeAt(i);
+      return;
+    }
+    const b = UTF8.encode(s);
     if (b.length > 255) throw new RangeError(`string of ${b.length} bytes in a payload`);
     this.u8(b.length);
     this.bytes(b);
@@ -216,7 +253,13 @@ class Reader {
     return this.b.subarray(this.n, this.n += k);
   }
   str(): string {
-    return new TextDecoder("utf-8", { fatal: true }).decode(this.bytes(this.u8()));
+    const b = this.bytes(this.u8());
+    let ascii = true;
+    for (let i = 0; i < b.length && ascii; i++) ascii = b[i] < 0x80;
+    if (!ascii) return UTF8_STRICT.decode(b);
+    let s = "";
+    for (let i = 0; i < b.length; i++) s += String.fromCharCode(b[i]);
+    return s;
   }
   end() {
     if (this.n !== this.b.length) throw new RangeError("trailing bytes in payload");
@@ -225,7 +268,7 @@ class Reader {
 
 /** hello: who I am. */
 export function encodeHello(m: Pick<MemberInfo, "name" | "metrics" | "incarnation">): Uint8Array {
-  const w = new Writer();
+  const w = new Writer(2 * 256 + 4);
   w.str(m.name);
   w.str(m.metrics);
   w.u32(m.incarnation);
@@ -249,11 +292,11 @@ export interface ProbeBody {
 }
 
 export function encodeProbe(b: ProbeBody): Uint8Array {
-  const w = new Writer();
+  const w = new Writer(36);
   w.u64(b.probeSeq);
   w.u64(b.sentNs);
   if (b.about !== undefined) {
-    w.bytes(nodeIdBytes(b.about));
+    w.bytes(idBytes(b.about));
     w.u32(b.incarnation ?? 0);
   }
   return w.done();
@@ -279,8 +322,8 @@ export interface ProbeRequestBody {
 }
 
 export function encodeProbeRequest(b: ProbeRequestBody): Uint8Array {
-  const w = new Writer();
-  w.bytes(nodeIdBytes(b.target));
+  const w = new Writer(16 + 256 + 16);
+  w.bytes(idBytes(b.target));
   w.str(b.address);
   w.u64(b.probeSeq);
   w.u64(b.sentNs);
@@ -299,15 +342,22 @@ export function decodeProbeRequest(p: Uint8Array): ProbeRequestBody {
   return out;
 }
 
-/** gossip: members as the sender knows them (as many as fit). */
+/**
+ * gossip, update and sync: members as the sender knows them (as many as fit). gossip answers a
+ * hello or a sync, update carries the membership changes being disseminated, sync asks for a
+ * gossip back (push-pull).
+ */
 export function encodeGossip(members: MemberInfo[]): { payload: Uint8Array; count: number } {
   const w = new Writer();
   w.u8(0);
   let count = 0;
   for (const m of members) {
     const at = w.n;
+    // An entry of ASCII strings needs exactly this much: stop before it does not fit.
+    const size = 16 + 3 + m.name.length + m.mesh.length + m.metrics.length + 4 + 1;
+    if (ascii(m.name) && ascii(m.mesh) && ascii(m.metrics) && at + size > MAX_PAYLOAD) break;
     try {
-      w.bytes(nodeIdBytes(m.id));
+      w.bytes(idBytes(m.id));
       w.str(m.name);
       w.str(m.mesh);
       w.str(m.metrics);

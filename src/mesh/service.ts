@@ -112,6 +112,12 @@ export class MeshService {
         deadAfterMs: c.mesh.dead_after_ms,
         indirectProbes: c.mesh.indirect_probes,
         gossipIntervalMs: c.mesh.gossip_interval_ms,
+        watchPeers: c.mesh.watch_peers,
+        memberProbeIntervalMs: c.mesh.member_probe_interval_ms,
+        gossipFanout: c.mesh.gossip_fanout,
+        retransmitMult: c.mesh.retransmit_mult,
+        suspicionMult: c.mesh.suspicion_mult,
+        syncIntervalMs: c.mesh.sync_interval_ms,
         networks: meshNetworks(c),
         maxMembers: c.mesh.max_members,
         maxClockSkewMs: c.mesh.max_clock_skew_s * 1000,
@@ -130,6 +136,11 @@ export class MeshService {
     const traffic = flows
       ? peerTraffic(flows, this.node.peerAddresses(), this.node.meshPorts())
       : new Map();
+    // The members this box exchanges the most traffic with are watched closely.
+    this.node.watch(
+      [...traffic].sort(([, a], [, b]) => b.sent + b.received - a.sent - a.received)
+        .filter(([, t]) => t.sent + t.received > 0).map(([id]) => id),
+    );
     const m = this.node.snapshot(traffic);
     this.last = m;
     const live = m.peers.filter((p) => p.state !== "left");

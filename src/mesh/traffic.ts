@@ -1,11 +1,12 @@
 /** Bytes exchanged with each mesh peer, from the flows the datapath saw on watched interfaces. */
 import type { FlowTable } from "../flows/table.ts";
-import { parseAddress } from "../net/address.ts";
+import { formatAddress, parseAddress } from "../net/address.ts";
 
 /**
  * For each peer IP (→ peer id): bytes of flows received from it (source = peer, seen
  * inbound) and sent to it (destination = peer, seen outbound). The mesh protocol's own
- * datagrams (UDP from or to `meshPorts`) are left out: they are counted as probe bytes.
+ * datagrams (UDP from or to `meshPorts`) are left out: they are counted as probe bytes. One
+ * lookup per flow and side, whatever the number of peers (a fleet has a thousand).
  */
 export function peerTraffic(
   flows: FlowTable,
@@ -13,28 +14,32 @@ export function peerTraffic(
   meshPorts: Set<number>,
 ): Map<string, { sent: number; received: number }> {
   const out = new Map<string, { sent: number; received: number }>();
-  const addrs = [...peers].flatMap(([ip, id]) => {
+  /** Peer ids by the flow table's address identity (FlowTable.addressId). */
+  const ids = new Map<number | string, string>();
+  for (const [ip, id] of peers) {
     out.set(id, { sent: 0, received: 0 });
     try {
-      return [{ id, ...parseAddress(ip) }];
+      const { family, bytes: b } = parseAddress(ip);
+      const key = family === 4
+        ? ((b[0] << 24) | (b[1] << 16) | (b[2] << 8) | b[3]) >>> 0
+        : formatAddress(b, 6);
+      ids.set(key, id);
     } catch {
-      return []; // not a plain address (a zone suffix, a name): no flows can match it
+      // not a plain address (a zone suffix, a name): no flows can match it
     }
-  });
-  if (addrs.length === 0) return out;
+  }
+  if (ids.size === 0) return out;
   for (let i = 0; i < flows.size; i++) {
     if (
       flows.proto(i) === 17 &&
       (meshPorts.has(flows.port(i, "sport")) || meshPorts.has(flows.port(i, "dport")))
     ) continue;
-    for (const a of addrs) {
-      const side = flows.addressSide(i, a.family, a.bytes);
-      if (side === undefined) continue;
-      const t = out.get(a.id)!;
-      const f = flows.get(i);
-      if (side === "source" && f.direction === "rx") t.received += f.bytes;
-      if (side === "destination" && f.direction === "tx") t.sent += f.bytes;
-    }
+    const from = ids.get(flows.addressId(i, "saddr"));
+    const to = from === undefined ? ids.get(flows.addressId(i, "daddr")) : undefined;
+    if (from === undefined && to === undefined) continue;
+    const f = flows.get(i);
+    if (from !== undefined && f.direction === "rx") out.get(from)!.received += f.bytes;
+    if (to !== undefined && f.direction === "tx") out.get(to)!.sent += f.bytes;
   }
   return out;
 }

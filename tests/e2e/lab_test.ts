@@ -191,7 +191,7 @@ Deno.test("lab: 4 nodes converge, count per-peer traffic, detect death and loss,
         console.log(`lab: flood to block ${Math.round(performance.now() - t0)} ms`);
         const why = decisions().find((d) => d.id === blocked.decisionId)!;
         assert.equal(why.symptom.kind, "source_flood");
-        assert.match(why.reason, /block 10\.77\.\d+\.200 in the datapath for 4 s/);
+        assert.match(why.reason, /block 198\.18\.\d+\.200 in the datapath for 4 s/);
         await sent;
         const during = actions(false).find((a) => a.id === blocked.id);
         assert.ok((during?.droppedPackets ?? 0) > 0, "dropped in the kernel");

@@ -97,6 +97,12 @@ mesh:
   dead_after_ms: 2000
   indirect_probes: 3
   gossip_interval_ms: 1000
+  watch_peers: 8
+  member_probe_interval_ms: 500
+  gossip_fanout: 4
+  retransmit_mult: 3
+  suspicion_mult: 6
+  sync_interval_ms: 30000
   networks: ["10.0.0.0/24", "fd00::/64"]
   max_members: 64
   max_clock_skew_s: 5
@@ -195,6 +201,12 @@ export:
       dead_after_ms: 2000,
       indirect_probes: 3,
       gossip_interval_ms: 1000,
+      watch_peers: 8,
+      member_probe_interval_ms: 500,
+      gossip_fanout: 4,
+      retransmit_mult: 3,
+      suspicion_mult: 6,
+      sync_interval_ms: 30000,
       networks: ["10.0.0.0/24", "fd00::/64"],
       max_members: 64,
       max_clock_skew_s: 5,

@@ -8,6 +8,7 @@ import assert from "node:assert/strict";
 import fc from "fast-check";
 import { MeshNode, type MeshOptions } from "../../src/mesh/node.ts";
 import {
+  decodeGossip,
   encode,
   encodeGossip,
   encodeHello,
@@ -41,7 +42,13 @@ function node(o: Partial<MeshOptions> = {}): { n: MeshNode; sent: Sent[] } {
     suspectAfterMs: 500,
     deadAfterMs: 900,
     indirectProbes: 2,
-    gossipIntervalMs: 500,
+    gossipIntervalMs: 100,
+    watchPeers: 32,
+    memberProbeIntervalMs: 100,
+    gossipFanout: 3,
+    retransmitMult: 4,
+    suspicionMult: 5,
+    syncIntervalMs: 1000,
     networks: [parseCidr(NETWORK)],
     maxMembers: 64,
     maxClockSkewMs: 30_000,
@@ -238,6 +245,8 @@ Deno.test("mesh fuzz: hostile payloads with a valid MAC never throw, never grow 
     "probeRequest",
     "gossip",
     "leave",
+    "update",
+    "sync",
   );
   const addr = fc.oneof(
     fc.string({ maxLength: 40 }),
@@ -273,9 +282,39 @@ Deno.test("mesh fuzz: hostile payloads with a valid MAC never throw, never grow 
     { numRuns: 3000 },
   );
   n.probe();
+  n.swim();
+  n.swim();
   n.gossip();
+  n.sync();
   assert.ok(n.snapshot().peers.length <= 16);
   for (const s of sent) {
     assert.match(s.to, /^198\.18\.0\.\d+:\d+$/, "never sent outside the network");
   }
+});
+
+Deno.test("mesh node: a claim that it is suspect is refuted with a higher incarnation; a claim about a peer it hears well is ignored", () => {
+  const { n, sent } = node({ peers: ["198.18.0.9:5000"] });
+  const peer = member(9, { mesh: "198.18.0.9:5000" });
+  n.receive(datagram("hello", hello("m9", peer.metrics), peer.id), peer.mesh);
+  const self: MemberInfo = {
+    id: SELF,
+    name: "self",
+    mesh: "198.18.0.1:5000",
+    metrics: "198.18.0.1:9477",
+    incarnation: 4_000_000_000, // above the wall clock's seconds: the node's own is lower
+    state: "suspect",
+  };
+  // Another key holder says that we are suspect and that our configured peer (just heard) is dead.
+  const claims = encodeGossip([self, { ...peer, incarnation: 1, state: "dead" }]).payload;
+  n.receive(datagram("update", claims), "198.18.0.77:5000");
+  assert.equal(n.snapshot().peers.find((p) => p.name === "m9")?.state, "alive");
+  sent.length = 0;
+  n.gossip();
+  const refutations = sent.filter((s) => s.bytes[3] === 7).map((s) =>
+    decodeGossip(s.bytes.subarray(40, s.bytes.length - 32))
+  );
+  assert.ok(refutations.length > 0, "the refutation goes out");
+  const mine = refutations[0].find((m) => m.id === SELF);
+  assert.equal(mine?.state, "alive");
+  assert.equal(mine?.incarnation, 4_000_000_001);
 });

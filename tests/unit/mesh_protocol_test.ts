@@ -1,5 +1,7 @@
 import assert from "node:assert/strict";
 import { createHmac } from "node:crypto";
+import fc from "fast-check";
+import { hmacSha256, macEqual } from "../../src/mesh/hmac.ts";
 import {
   type Datagram,
   decode,
@@ -93,6 +95,8 @@ Deno.test("constants describe the documented layout", () => {
     probeRequest: 4,
     gossip: 5,
     leave: 6,
+    update: 7,
+    sync: 8,
   });
 });
 
@@ -223,7 +227,7 @@ Deno.test("decode: unknown version (2, 0, 255)", () => {
 
 Deno.test("decode: unknown type, with a valid MAC over it", () => {
   const b = encode(KEY, header("hello"), Uint8Array.of(1));
-  for (const type of [0, 7, 255]) {
+  for (const type of [0, 9, 255]) {
     const c = b.slice();
     c[3] = type;
     assert.equal(decode(KEY, resign(c)), "unknown_type", `type ${type}`);
@@ -603,4 +607,38 @@ Deno.test("gossip skips a member whose strings cannot be encoded, and goes on", 
   const { payload, count } = encodeGossip(members);
   assert.equal(count, 2);
   assert.deepEqual(decodeGossip(payload), [members[0], members[2]]);
+});
+
+Deno.test("hmacSha256 agrees with node:crypto for any key and data length (block edges included)", () => {
+  fc.assert(
+    fc.property(
+      fc.uint8Array({ minLength: 1, maxLength: 130 }),
+      fc.uint8Array({ minLength: 0, maxLength: 1300 }),
+      (key, data) => {
+        const want = new Uint8Array(createHmac("sha256", key).update(data).digest());
+        assert.deepEqual(hmacSha256(key, data), want);
+      },
+    ),
+    { numRuns: 500 },
+  );
+  const key = new Uint8Array(32).fill(9);
+  for (let n = 0; n <= 200; n++) {
+    const data = new Uint8Array(n).map((_, i) => i * 7);
+    assert.deepEqual(
+      hmacSha256(key, data),
+      new Uint8Array(createHmac("sha256", key).update(data).digest()),
+      `length ${n}`,
+    );
+  }
+});
+
+Deno.test("macEqual: equal only for the same bytes and length", () => {
+  const a = new Uint8Array(32).fill(1);
+  assert.equal(macEqual(a, a.slice()), true);
+  for (let i = 0; i < 32; i++) {
+    const b = a.slice();
+    b[i] ^= 0x80;
+    assert.equal(macEqual(a, b), false);
+  }
+  assert.equal(macEqual(a, a.subarray(0, 31)), false);
 });
