@@ -68,6 +68,7 @@ const LIBC_SYMBOLS = {
   clock_gettime: { parameters: ["i32", "buffer"], result: "i32" },
   vsnprintf: { parameters: ["buffer", "usize", "pointer", "pointer"], result: "i32" },
   __errno_location: { parameters: [], result: "pointer" },
+  mallopt: { parameters: ["i32", "i32"], result: "i32" },
   /** Waits on the ring buffer's epoll fd on a worker thread, so the event loop never blocks. */
   epoll_wait: {
     name: "epoll_wait",
@@ -120,6 +121,34 @@ export function loadLibc(): Libc {
     }
   }
   return libc;
+}
+
+/** glibc's M_TRIM_THRESHOLD and M_MMAP_THRESHOLD (malloc.h), and the largest mmap threshold
+ * its dynamic adjustment reaches (which sets the trim threshold to twice that). */
+const M_TRIM_THRESHOLD = -1;
+const M_MMAP_THRESHOLD = -3;
+const MMAP_THRESHOLD_MAX = 32 * 1024 * 1024;
+
+/**
+ * Runs `load` with glibc serving every allocation of 128 KiB or more with its own mmap, returned
+ * to the kernel when freed. By default glibc raises that threshold (up to 32 MiB) each time such
+ * a block is freed, so the large buffers of the BPF objects' load (libbpf's parse of the kernel
+ * BTF for CO-RE, the objects' bytes) land in the C heap and stay resident after they are freed:
+ * about 12 MiB of an idle appliance. Afterwards both thresholds are where the dynamic
+ * adjustment ends, so that the buffers of every snapshot are reused from the heap instead of
+ * mapped (or trimmed) and faulted in again each time (docs/BENCHMARKS.md, footprint).
+ */
+export async function returningLargeAllocations<T>(load: () => Promise<T>): Promise<T> {
+  const libc = loadLibc();
+  if (libc.mallopt(M_MMAP_THRESHOLD, 128 * 1024) !== 1) {
+    throw new Error("mallopt(M_MMAP_THRESHOLD) refused");
+  }
+  try {
+    return await load();
+  } finally {
+    libc.mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD_MAX);
+    libc.mallopt(M_TRIM_THRESHOLD, 2 * MMAP_THRESHOLD_MAX);
+  }
 }
 
 /** The calling thread's errno, right after a libc or libbpf call that failed. */

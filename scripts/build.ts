@@ -90,7 +90,7 @@ try {
       "compile",
       "-A",
       "--frozen",
-      "--v8-flags=--max-semi-space-size=2",
+      "--v8-flags=--max-semi-space-size=2,--optimize-for-size",
       "--target",
       TARGETS[t],
       "--output",

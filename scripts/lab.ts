@@ -144,7 +144,7 @@ export class Lab {
       Deno.execPath(),
       "run",
       "-A",
-      "--v8-flags=--max-semi-space-size=2",
+      "--v8-flags=--max-semi-space-size=2,--optimize-for-size",
       MAIN,
       "serve",
       "--config",

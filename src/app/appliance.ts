@@ -14,10 +14,8 @@ import { Collector, watchedInterfaces } from "../collect/collector.ts";
 import { changedKeys, type Config, tokenFilePath } from "../config/schema.ts";
 import { monotonicNs } from "../datapath/enforce.ts";
 import type { Exporter } from "../export/exporter.ts";
-import { IpfixExporter } from "../export/ipfix_exporter.ts";
-import { RemoteWriter } from "../export/remote_write.ts";
 import { MapekLoop } from "../mapek/loop.ts";
-import { MeshService } from "../mesh/service.ts";
+import type { MeshService } from "../mesh/service.ts";
 import { MetricsRenderer } from "../metrics/exposition.ts";
 import type { Snapshot } from "../state/snapshot.ts";
 import { StateStore } from "../state/store.ts";
@@ -174,6 +172,9 @@ export class Appliance {
     let mesh: MeshService | undefined;
     if (config.mesh.enabled) {
       try {
+        // The mesh and the exporters are loaded only when configured: each module graph costs
+        // resident memory whether it runs or not (docs/BENCHMARKS.md, footprint).
+        const { MeshService } = await import("../mesh/service.ts");
         mesh = MeshService.fromConfig(config, store);
         await mesh.start();
         log("info", `mesh listening on udp ${config.mesh.listen}`, { id: mesh.node.o.id });
@@ -182,6 +183,17 @@ export class Appliance {
         health.set("mesh", "unhealthy", `cannot start: ${(e as Error).message}`);
         log("error", "mesh cannot start", { error: String(e) });
       }
+    }
+
+    const exporters: Exporter[] = [];
+    if (config.export.ipfix.collectors.length) {
+      const { IpfixExporter } = await import("../export/ipfix_exporter.ts");
+      exporters.push(...IpfixExporter.fromConfig(config, log, () => Number(monotonicNs())));
+    }
+    if (config.export.remote_write.url !== "") {
+      const { RemoteWriter } = await import("../export/remote_write.ts");
+      const writer = RemoteWriter.fromConfig(config, log);
+      if (writer) exporters.push(writer);
     }
 
     let mapek: MapekLoop | undefined, allow: AllowListSources | undefined;
@@ -223,10 +235,7 @@ export class Appliance {
       allow,
       cilium,
       monoNs: () => Number(monotonicNs()),
-      exporters: [
-        ...IpfixExporter.fromConfig(config, log, () => Number(monotonicNs())),
-        RemoteWriter.fromConfig(config, log),
-      ].filter((e) => e !== undefined),
+      exporters,
     });
     // Live actions from the last run are applied again (some act on the appliance itself).
     mapek?.restore();

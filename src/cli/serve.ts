@@ -7,6 +7,7 @@ import { Appliance } from "../app/appliance.ts";
 import { type Log, stderrLog } from "../app/log.ts";
 import { loadConfig } from "../config/load.ts";
 import { joinHostPort, parseHostPort } from "../net/hostport.ts";
+import { returningLargeAllocations } from "../../ffi/libbpf.ts";
 
 export interface ServeInputs {
   file?: string;
@@ -16,7 +17,8 @@ export interface ServeInputs {
 
 export async function serve(inputs: ServeInputs, log: Log = stderrLog): Promise<number> {
   const startedAt = performance.now();
-  const appliance = await Appliance.fromConfig(await loadConfig(inputs), log);
+  const config = await loadConfig(inputs);
+  const appliance = await returningLargeAllocations(() => Appliance.fromConfig(config, log));
   appliance.start();
 
   const { hostname, port } = parseHostPort(appliance.config.api.listen);

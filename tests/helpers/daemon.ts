@@ -78,7 +78,7 @@ export class Daemon implements AsyncDisposable {
       Deno.execPath(),
       "run",
       "-A",
-      "--v8-flags=--max-semi-space-size=2", // as scripts/run starts it
+      "--v8-flags=--max-semi-space-size=2,--optimize-for-size", // as scripts/run starts it
       MAIN,
       "serve",
       "--listen",
