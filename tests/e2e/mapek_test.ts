@@ -102,10 +102,15 @@ Deno.test("mapek e2e: enforce mode blocks a UDP flood in XDP, keeps legitimate t
   await legit.result();
   const counts = JSON.parse(await sink.result()) as Record<string, number[]>;
   // Legitimate traffic: 25 datagrams per 500 ms slot from its first full slot to its last,
-  // flood or no flood.
+  // flood or no flood. Never silenced (a block would empty ten slots in a row); in the slot the
+  // flood starts, before the block, the flood may crowd some of it out on a loaded machine.
   const l = counts[legitSrc];
   const steady = l.slice(4, 28);
-  assert.ok(steady.every((n) => n >= 15), `legitimate traffic kept flowing: ${l}`);
+  assert.ok(steady.every((n) => n >= 10), `legitimate traffic kept flowing: ${l}`);
+  assert.ok(
+    steady.reduce((a, b) => a + b, 0) >= 0.95 * 25 * steady.length,
+    `legitimate traffic nearly all delivered: ${l}`,
+  );
   // The flooder: silenced while blocked, heard again after the expiry.
   const f = counts[v.a.ip4];
   const blockedSlot = Math.ceil((blocked.createdAt - (floodAt - 2500)) / 500) + 2;
