@@ -237,6 +237,8 @@ export class MeshNode {
   #timers: (() => void)[] = [];
   readonly #clock: MeshClock;
   #seq: bigint;
+  /** The last send's timestamp (ms) and as the header carries it (ns), for the next in that ms. */
+  #stamp = { ms: NaN, ns: 0n };
   /** Starts at the wall clock's seconds since the epoch (a restarted node outranks what others
    * recall of it) and rises to refute a suspicion. */
   #incarnation: number;
@@ -346,12 +348,13 @@ export class MeshNode {
 
   #send(type: MsgTypeName, to: string, payload: Uint8Array): bigint {
     const seq = ++this.#seq;
-    const d = encode(this.o.key, {
-      type,
-      sender: this.o.id,
-      seq,
-      timestampNs: BigInt(Math.floor(this.#clock.wallMs())) * 1_000_000n,
-    }, payload);
+    const ms = Math.floor(this.#clock.wallMs());
+    if (ms !== this.#stamp.ms) this.#stamp = { ms, ns: BigInt(ms) * 1_000_000n };
+    const d = encode(
+      this.o.key,
+      { type, sender: this.o.id, seq, timestampNs: this.#stamp.ns },
+      payload,
+    );
     const peer = this.#byMesh.get(to);
     try {
       const { hostname: host, port } = peer?.to ?? parseHostPort(to);
@@ -409,12 +412,17 @@ export class MeshNode {
     metrics: string,
     incarnation: number,
   ): Peer | undefined {
+    let p = this.#peers.get(id);
+    if (p && p.name === name && p.mesh === mesh && p.metrics === metrics) {
+      // Nothing new to check: these were checked when they were learned.
+      if (incarnation > p.incarnation) p.incarnation = incarnation;
+      return p;
+    }
     const refused = this.#refusal(name, mesh, metrics);
     if (refused) {
       this.#drop(refused);
       return undefined;
     }
-    let p = this.#peers.get(id);
     if (!p) {
       if (this.#peers.size >= this.o.maxMembers) {
         this.#drop("members_full");
@@ -514,7 +522,7 @@ export class MeshNode {
     const d = decode(this.o.key, b);
     if (typeof d === "string") return this.#drop(d);
     // A datagram from another time is a replay (our replay windows do not survive a restart).
-    const skewMs = Math.abs(this.#clock.wallMs() - Number(d.timestampNs / 1_000_000n));
+    const skewMs = Math.abs(this.#clock.wallMs() - Number(d.timestampNs) / 1e6);
     if (skewMs > this.o.maxClockSkewMs) return this.#drop("stale");
     if (d.sender === this.o.id) {
       this.#seeds.delete(from); // a seed that is this very node: no more hellos to it

@@ -56,12 +56,17 @@ export interface Datagram extends Header {
   payload: Uint8Array;
 }
 
-const HEX = Array.from({ length: 256 }, (_, x) => x.toString(16).padStart(2, "0"));
+const HEX_CODES = new TextEncoder().encode("0123456789abcdef");
+/** An id's characters, turned into one flat string (a map key hashed without flattening). */
+const ID_CHARS: number[] = [];
 
 export function nodeIdHex(b: Uint8Array): string {
-  let s = "";
-  for (const x of b) s += HEX[x];
-  return s;
+  ID_CHARS.length = 2 * b.length;
+  for (let i = 0; i < b.length; i++) {
+    ID_CHARS[2 * i] = HEX_CODES[b[i] >> 4];
+    ID_CHARS[2 * i + 1] = HEX_CODES[b[i] & 15];
+  }
+  return String.fromCharCode.apply(null, ID_CHARS);
 }
 
 /** Ids converted lately (a node sends its own and its members' ids over and over). */
@@ -98,12 +103,17 @@ export function encode(key: Uint8Array, h: Header, payload: Uint8Array): Uint8Ar
   v.setBigUint64(24, h.seq);
   v.setBigUint64(32, h.timestampNs);
   out.set(payload, HEADER_BYTES);
-  out.set(
-    hmacSha256(key, out.subarray(0, HEADER_BYTES + payload.length)),
+  hmacSha256(
+    key,
+    out.subarray(0, HEADER_BYTES + payload.length),
+    out,
     HEADER_BYTES + payload.length,
   );
   return out;
 }
+
+/** The MAC a received datagram should carry (computed, compared, forgotten). */
+const MAC = new Uint8Array(MAC_BYTES);
 
 /** Checks and splits a datagram; authenticity is checked before anything is trusted. */
 export function decode(key: Uint8Array, b: Uint8Array): Datagram | DropReason {
@@ -115,7 +125,7 @@ export function decode(key: Uint8Array, b: Uint8Array): Datagram | DropReason {
   const len = v.getUint16(6);
   if (HEADER_BYTES + len + MAC_BYTES !== b.length) return "bad_length";
   const body = b.subarray(0, HEADER_BYTES + len);
-  if (!macEqual(hmacSha256(key, body), b.subarray(HEADER_BYTES + len))) return "bad_mac";
+  if (!macEqual(hmacSha256(key, body, MAC), b.subarray(HEADER_BYTES + len))) return "bad_mac";
   const type = TYPE_NAMES[v.getUint8(3)];
   if (!type) return "unknown_type";
   return {
@@ -175,14 +185,21 @@ const ascii = (s: string) => {
   return true;
 };
 
+/**
+ * Where every payload is written before `done()` copies it out: one buffer for all (encoding is
+ * synchronous and never nested), so that a datagram costs no scratch allocation.
+ */
+const SCRATCH = new Uint8Array(MAX_PAYLOAD);
+const SCRATCH_VIEW = new DataView(SCRATCH.buffer);
+
 class Writer {
-  #b: Uint8Array;
-  #v: DataView;
+  #b = SCRATCH;
+  #v = SCRATCH_VIEW;
+  #capacity: number;
   n = 0;
   /** `capacity`: the most bytes this payload can need (at most MAX_PAYLOAD). */
   constructor(capacity = MAX_PAYLOAD) {
-    this.#b = new Uint8Array(capacity);
-    this.#v = new DataView(this.#b.buffer);
+    this.#capacity = Math.min(capacity, MAX_PAYLOAD);
   }
   u8(x: number) {
     this.#need(1);
@@ -216,7 +233,7 @@ class Writer {
     this.bytes(b);
   }
   #need(k: number) {
-    if (this.n + k > this.#b.length) throw new RangeError("payload too large");
+    if (this.n + k > this.#capacity) throw new RangeError("payload too large");
   }
   done(): Uint8Array {
     return this.#b.slice(0, this.n);
