@@ -78,8 +78,8 @@ export function defaultMesh(): Omit<
   };
 }
 
-/** A small seeded generator (mulberry32), so that a run can be repeated. */
-function prng(seed: number): () => number {
+/** A small seeded generator (mulberry32), so that a run (or a failed test) can be repeated. */
+export function prng(seed: number): () => number {
   let a = seed >>> 0;
   return () => {
     a = (a + 0x6d2b79f5) >>> 0;
