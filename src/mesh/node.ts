@@ -8,7 +8,8 @@
  * two failed rounds, the suspicion spread to the fleet (which the member refutes with a higher
  * incarnation) and turned into a death after a timeout that grows with log10 of the fleet;
  * changes go out to `gossipFanout` random members per `gossipIntervalMs`, and one random member
- * swaps part of the member list with it every `syncIntervalMs`.
+ * swaps part of the member list with it every `syncIntervalMs` (the whole list while members are
+ * still being learned).
  */
 import dgram from "node:dgram";
 import { parseAddress } from "../net/address.ts";
@@ -131,6 +132,13 @@ export const RTT_BUCKETS = [
   1,
 ];
 const LOSS_WINDOW = 200; // probes
+/**
+ * For SETTLING_MS after this node learns a member, its sync sends the whole member list (and
+ * so is answered with the whole of the other's): members that join at the same moment, missing
+ * from each other's seeds' lists, find each other within seconds instead of in the long tail of
+ * one partial swap a second.
+ */
+const SETTLING_MS = 2000;
 /** Introductions sent per gossip interval (a newcomer introduces itself to the whole fleet). */
 const INTRODUCTIONS = 20;
 
@@ -242,6 +250,8 @@ export class MeshNode {
   /** Starts at the wall clock's seconds since the epoch (a restarted node outranks what others
    * recall of it) and rises to refute a suspicion. */
   #incarnation: number;
+  /** When a member was last learned (monotonic ms). */
+  #changedAt = -Infinity;
   /** Where the next gossip or sync's member list starts, so that every member gets its turn. */
   #gossipFrom = 0;
   /** SWIM: members in probe order, the next one, and the round in progress. */
@@ -455,6 +465,7 @@ export class MeshNode {
       };
       this.#peers.set(id, p);
       this.#list.push(p);
+      this.#changedAt = p.lastHeard;
       if (this.#peers.size === this.o.watchPeers + 1) { // no longer a small mesh
         this.#watchList = this.#list.filter((q) => this.#watched(q));
       } else if (this.#watched(p)) this.#watchList.push(p);
@@ -753,13 +764,13 @@ export class MeshNode {
     return payload;
   }
 
-  /** The whole member list to `to`, in as many gossip datagrams as it takes. */
-  #sendAll(to: string) {
+  /** The whole member list to `to`, in as many datagrams as it takes. */
+  #sendAll(to: string, type: "gossip" | "sync" = "gossip") {
     const self = this.#selfInfo();
     for (let at = 0; at === 0 || at < this.#list.length;) {
       const batch = this.#list.slice(at, at + 46).map((p) => this.#info(p));
       const { payload, count } = encodeGossip([self, ...batch]);
-      this.#send("gossip", to, payload);
+      this.#send(type, to, payload);
       at += Math.max(1, count - 1);
     }
   }
@@ -922,12 +933,14 @@ export class MeshNode {
   }
 
   /**
-   * Push-pull: part of our member list to one random member, which answers with part of its;
-   * hellos to the seeds not yet members.
+   * Push-pull: part of our member list to one random member, which answers with part of its
+   * (the whole of both while this node is still learning members, SETTLING_MS); hellos to the
+   * seeds not yet members.
    */
   sync(): void {
     const [p] = this.#pick(1);
-    if (p) this.#send("sync", p.mesh, this.#memberChunk());
+    if (p && this.#clock.monoMs() - this.#changedAt < SETTLING_MS) this.#sendAll(p.mesh, "sync");
+    else if (p) this.#send("sync", p.mesh, this.#memberChunk());
     this.#greet();
   }
 
