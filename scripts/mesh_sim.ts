@@ -78,8 +78,8 @@ export function defaultMesh(): Omit<
   };
 }
 
-/** A small seeded generator (mulberry32), so that a run can be repeated. */
-function prng(seed: number): () => number {
+/** A small seeded generator (mulberry32), so that a run (or a failed test) can be repeated. */
+export function prng(seed: number): () => number {
   let a = seed >>> 0;
   return () => {
     a = (a + 0x6d2b79f5) >>> 0;
@@ -90,10 +90,14 @@ function prng(seed: number): () => number {
   };
 }
 
+/** A timer or, without `run`, a datagram `b` from `from` arriving at node `to`. */
 interface Event {
   at: number;
   order: number;
-  run: () => void;
+  run: (() => void) | null;
+  to: number;
+  b: Uint8Array | null;
+  from: string;
 }
 
 /** Events by time (then by order of scheduling): a binary heap. */
@@ -102,9 +106,20 @@ class Agenda {
   #order = 0;
   now = 0;
 
+  /** `deliver`: what a datagram's arrival does. */
+  constructor(readonly deliver: (to: number, b: Uint8Array, from: string) => void) {}
+
   at(t: number, run: () => void): void {
+    this.#push({ at: t, order: this.#order++, run, to: 0, b: null, from: "" });
+  }
+
+  /** A datagram arriving at `t` (an event without a closure of its own). */
+  datagram(t: number, to: number, b: Uint8Array, from: string): void {
+    this.#push({ at: t, order: this.#order++, run: null, to, b, from });
+  }
+
+  #push(e: Event): void {
     const h = this.#heap;
-    const e = { at: t, order: this.#order++, run };
     let i = h.push(e) - 1;
     while (i > 0) {
       const parent = (i - 1) >> 1;
@@ -139,7 +154,8 @@ class Agenda {
         h[i] = last;
       }
       this.now = top.at;
-      top.run();
+      if (top.run) top.run();
+      else this.deliver(top.to, top.b!, top.from);
     }
     this.now = end;
   }
@@ -158,11 +174,14 @@ const address = (i: number) => `198.18.${Math.floor(i / 250)}.${(i % 250) + 1}`;
 export function simulate(o: SimOptions): SimResult {
   const wallStart = performance.now();
   const random = prng(o.seed);
-  const agenda = new Agenda();
+  const agenda = new Agenda((to, b, from) => {
+    if (killedAt[to] === undefined) nodes[to].receive(b, from);
+  });
   const epoch = Date.UTC(2026, 0, 1);
   const key = new Uint8Array(32).map(() => Math.floor(random() * 256));
   const nodes: MeshNode[] = [];
-  const byAddress = new Map<string, number>();
+  /** Node by its mesh address's host (every node listens on port 5000). */
+  const byHost = new Map<string, number>();
   /** When each node was killed (ms), or undefined while it lives. */
   const killedAt: (number | undefined)[] = [];
   const sent = { bytes: 0, datagrams: 0 };
@@ -179,7 +198,7 @@ export function simulate(o: SimOptions): SimResult {
     const id = idOf(i);
     indexOf.set(id, i);
     const listen = `${address(i)}:5000`;
-    byAddress.set(listen, i);
+    byHost.set(address(i), i);
     const stops: (() => void)[] = [];
     const clock: MeshClock = {
       wallMs: () => epoch + agenda.now,
@@ -214,11 +233,9 @@ export function simulate(o: SimOptions): SimResult {
       transport(b, host, port) {
         sent.bytes += b.length;
         sent.datagrams++;
-        const to = byAddress.get(`${host}:${port}`);
+        const to = port === 5000 ? byHost.get(host) : undefined;
         if (to === undefined || random() < o.loss) return;
-        agenda.at(agenda.now + 0.1 + random() * 0.9, () => {
-          if (killedAt[to] === undefined) nodes[to].receive(b, listen);
-        });
+        agenda.datagram(agenda.now + 0.1 + random() * 0.9, to, b, listen);
       },
     });
     known.push(new Set());

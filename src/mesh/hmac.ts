@@ -189,16 +189,23 @@ function keyState(key: Uint8Array): KeyState {
 const INNER = new Uint8Array(32);
 const H = new Int32Array(8);
 
-/** HMAC-SHA-256 of `data` under `key` (the key's pad states are cached per key object). */
-export function hmacSha256(key: Uint8Array, data: Uint8Array): Uint8Array {
+/**
+ * HMAC-SHA-256 of `data` under `key` (the key's pad states are cached per key object), written
+ * to `out` at `at` (a datagram's own MAC field: no allocation).
+ */
+export function hmacSha256(
+  key: Uint8Array,
+  data: Uint8Array,
+  out = new Uint8Array(32),
+  at = 0,
+): Uint8Array {
   const s = keyState(key);
   H.set(s.inner);
   finish(H, data, 64);
   digestBytes(H, INNER);
   H.set(s.outer);
   finish(H, INNER, 64);
-  const out = new Uint8Array(32);
-  digestBytes(H, out);
+  digestBytes(H, out, at);
   return out;
 }
 

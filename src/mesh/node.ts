@@ -8,7 +8,8 @@
  * two failed rounds, the suspicion spread to the fleet (which the member refutes with a higher
  * incarnation) and turned into a death after a timeout that grows with log10 of the fleet;
  * changes go out to `gossipFanout` random members per `gossipIntervalMs`, and one random member
- * swaps part of the member list with it every `syncIntervalMs`.
+ * swaps part of the member list with it every `syncIntervalMs` (the whole list while members are
+ * still being learned).
  */
 import dgram from "node:dgram";
 import { parseAddress } from "../net/address.ts";
@@ -131,6 +132,13 @@ export const RTT_BUCKETS = [
   1,
 ];
 const LOSS_WINDOW = 200; // probes
+/**
+ * For SETTLING_MS after this node learns a member, its sync sends the whole member list (and
+ * so is answered with the whole of the other's): members that join at the same moment, missing
+ * from each other's seeds' lists, find each other within seconds instead of in the long tail of
+ * one partial swap a second.
+ */
+const SETTLING_MS = 2000;
 /** Introductions sent per gossip interval (a newcomer introduces itself to the whole fleet). */
 const INTRODUCTIONS = 20;
 
@@ -237,9 +245,13 @@ export class MeshNode {
   #timers: (() => void)[] = [];
   readonly #clock: MeshClock;
   #seq: bigint;
+  /** The last send's timestamp (ms) and as the header carries it (ns), for the next in that ms. */
+  #stamp = { ms: NaN, ns: 0n };
   /** Starts at the wall clock's seconds since the epoch (a restarted node outranks what others
    * recall of it) and rises to refute a suspicion. */
   #incarnation: number;
+  /** When a member was last learned (monotonic ms). */
+  #changedAt = -Infinity;
   /** Where the next gossip or sync's member list starts, so that every member gets its turn. */
   #gossipFrom = 0;
   /** SWIM: members in probe order, the next one, and the round in progress. */
@@ -346,12 +358,13 @@ export class MeshNode {
 
   #send(type: MsgTypeName, to: string, payload: Uint8Array): bigint {
     const seq = ++this.#seq;
-    const d = encode(this.o.key, {
-      type,
-      sender: this.o.id,
-      seq,
-      timestampNs: BigInt(Math.floor(this.#clock.wallMs())) * 1_000_000n,
-    }, payload);
+    const ms = Math.floor(this.#clock.wallMs());
+    if (ms !== this.#stamp.ms) this.#stamp = { ms, ns: BigInt(ms) * 1_000_000n };
+    const d = encode(
+      this.o.key,
+      { type, sender: this.o.id, seq, timestampNs: this.#stamp.ns },
+      payload,
+    );
     const peer = this.#byMesh.get(to);
     try {
       const { hostname: host, port } = peer?.to ?? parseHostPort(to);
@@ -409,12 +422,17 @@ export class MeshNode {
     metrics: string,
     incarnation: number,
   ): Peer | undefined {
+    let p = this.#peers.get(id);
+    if (p && p.name === name && p.mesh === mesh && p.metrics === metrics) {
+      // Nothing new to check: these were checked when they were learned.
+      if (incarnation > p.incarnation) p.incarnation = incarnation;
+      return p;
+    }
     const refused = this.#refusal(name, mesh, metrics);
     if (refused) {
       this.#drop(refused);
       return undefined;
     }
-    let p = this.#peers.get(id);
     if (!p) {
       if (this.#peers.size >= this.o.maxMembers) {
         this.#drop("members_full");
@@ -447,6 +465,7 @@ export class MeshNode {
       };
       this.#peers.set(id, p);
       this.#list.push(p);
+      this.#changedAt = p.lastHeard;
       if (this.#peers.size === this.o.watchPeers + 1) { // no longer a small mesh
         this.#watchList = this.#list.filter((q) => this.#watched(q));
       } else if (this.#watched(p)) this.#watchList.push(p);
@@ -514,7 +533,7 @@ export class MeshNode {
     const d = decode(this.o.key, b);
     if (typeof d === "string") return this.#drop(d);
     // A datagram from another time is a replay (our replay windows do not survive a restart).
-    const skewMs = Math.abs(this.#clock.wallMs() - Number(d.timestampNs / 1_000_000n));
+    const skewMs = Math.abs(this.#clock.wallMs() - Number(d.timestampNs) / 1e6);
     if (skewMs > this.o.maxClockSkewMs) return this.#drop("stale");
     if (d.sender === this.o.id) {
       this.#seeds.delete(from); // a seed that is this very node: no more hellos to it
@@ -745,13 +764,13 @@ export class MeshNode {
     return payload;
   }
 
-  /** The whole member list to `to`, in as many gossip datagrams as it takes. */
-  #sendAll(to: string) {
+  /** The whole member list to `to`, in as many datagrams as it takes. */
+  #sendAll(to: string, type: "gossip" | "sync" = "gossip") {
     const self = this.#selfInfo();
     for (let at = 0; at === 0 || at < this.#list.length;) {
       const batch = this.#list.slice(at, at + 46).map((p) => this.#info(p));
       const { payload, count } = encodeGossip([self, ...batch]);
-      this.#send("gossip", to, payload);
+      this.#send(type, to, payload);
       at += Math.max(1, count - 1);
     }
   }
@@ -914,12 +933,14 @@ export class MeshNode {
   }
 
   /**
-   * Push-pull: part of our member list to one random member, which answers with part of its;
-   * hellos to the seeds not yet members.
+   * Push-pull: part of our member list to one random member, which answers with part of its
+   * (the whole of both while this node is still learning members, SETTLING_MS); hellos to the
+   * seeds not yet members.
    */
   sync(): void {
     const [p] = this.#pick(1);
-    if (p) this.#send("sync", p.mesh, this.#memberChunk());
+    if (p && this.#clock.monoMs() - this.#changedAt < SETTLING_MS) this.#sendAll(p.mesh, "sync");
+    else if (p) this.#send("sync", p.mesh, this.#memberChunk());
     this.#greet();
   }
 

@@ -56,12 +56,17 @@ export interface Datagram extends Header {
   payload: Uint8Array;
 }
 
-const HEX = Array.from({ length: 256 }, (_, x) => x.toString(16).padStart(2, "0"));
+const HEX_CODES = new TextEncoder().encode("0123456789abcdef");
+/** An id's characters, turned into one flat string (a map key hashed without flattening). */
+const ID_CHARS: number[] = [];
 
 export function nodeIdHex(b: Uint8Array): string {
-  let s = "";
-  for (const x of b) s += HEX[x];
-  return s;
+  ID_CHARS.length = 2 * b.length;
+  for (let i = 0; i < b.length; i++) {
+    ID_CHARS[2 * i] = HEX_CODES[b[i] >> 4];
+    ID_CHARS[2 * i + 1] = HEX_CODES[b[i] & 15];
+  }
+  return String.fromCharCode.apply(null, ID_CHARS);
 }
 
 /** Ids converted lately (a node sends its own and its members' ids over and over). */
@@ -83,46 +88,65 @@ function idBytes(hex: string): Uint8Array {
   return out;
 }
 
+/** 64-bit fields go through these 8 bytes (no DataView per datagram). */
+const WORD = new Uint8Array(8);
+const WORD_VIEW = new DataView(WORD.buffer);
+
+function putU64(b: Uint8Array, at: number, x: bigint): void {
+  WORD_VIEW.setBigUint64(0, x);
+  for (let i = 0; i < 8; i++) b[at + i] = WORD[i];
+}
+
+function getU64(b: Uint8Array, at: number): bigint {
+  for (let i = 0; i < 8; i++) WORD[i] = b[at + i];
+  return WORD_VIEW.getBigUint64(0);
+}
+
 /** Builds an authenticated datagram. */
 export function encode(key: Uint8Array, h: Header, payload: Uint8Array): Uint8Array {
   if (payload.length > MAX_PAYLOAD) {
     throw new RangeError(`payload of ${payload.length} bytes exceeds ${MAX_PAYLOAD}`);
   }
   const out = new Uint8Array(HEADER_BYTES + payload.length + MAC_BYTES);
-  const v = new DataView(out.buffer);
-  v.setUint16(0, MAGIC);
-  v.setUint8(2, VERSION);
-  v.setUint8(3, MsgType[h.type]);
-  v.setUint16(6, payload.length);
+  out[0] = MAGIC >> 8;
+  out[1] = MAGIC & 0xff;
+  out[2] = VERSION;
+  out[3] = MsgType[h.type];
+  out[6] = payload.length >> 8;
+  out[7] = payload.length & 0xff;
   out.set(idBytes(h.sender), 8);
-  v.setBigUint64(24, h.seq);
-  v.setBigUint64(32, h.timestampNs);
+  putU64(out, 24, h.seq);
+  putU64(out, 32, h.timestampNs);
   out.set(payload, HEADER_BYTES);
-  out.set(
-    hmacSha256(key, out.subarray(0, HEADER_BYTES + payload.length)),
+  hmacSha256(
+    key,
+    out.subarray(0, HEADER_BYTES + payload.length),
+    out,
     HEADER_BYTES + payload.length,
   );
   return out;
 }
 
+/** The MAC a received datagram should carry (computed, compared, forgotten). */
+const MAC = new Uint8Array(MAC_BYTES);
+
 /** Checks and splits a datagram; authenticity is checked before anything is trusted. */
 export function decode(key: Uint8Array, b: Uint8Array): Datagram | DropReason {
   if (b.length > MAX_DATAGRAM) return "oversized";
   if (b.length < HEADER_BYTES + MAC_BYTES) return "truncated";
-  const v = new DataView(b.buffer, b.byteOffset, b.byteLength);
-  if (v.getUint16(0) !== MAGIC) return "bad_magic";
-  if (v.getUint8(2) !== VERSION) return "unknown_version";
-  const len = v.getUint16(6);
+  if (((b[0] << 8) | b[1]) !== MAGIC) return "bad_magic";
+  if (b[2] !== VERSION) return "unknown_version";
+  const len = (b[6] << 8) | b[7];
   if (HEADER_BYTES + len + MAC_BYTES !== b.length) return "bad_length";
   const body = b.subarray(0, HEADER_BYTES + len);
-  if (!macEqual(hmacSha256(key, body), b.subarray(HEADER_BYTES + len))) return "bad_mac";
-  const type = TYPE_NAMES[v.getUint8(3)];
+  if (!macEqual(hmacSha256(key, body, MAC), b.subarray(HEADER_BYTES + len))) return "bad_mac";
+  const type = TYPE_NAMES[b[3]];
   if (!type) return "unknown_type";
   return {
     type,
     sender: nodeIdHex(b.subarray(8, 8 + NODE_ID_BYTES)),
-    seq: v.getBigUint64(24),
-    timestampNs: v.getBigUint64(32),
+    seq: getU64(b, 24),
+    timestampNs: getU64(b, 32),
     payload: b.slice(HEADER_BYTES, HEADER_BYTES + len),
   };
 }
@@ -133,21 +157,36 @@ export function decode(key: Uint8Array, b: Uint8Array): Datagram | DropReason {
  */
 export class ReplayWindow {
   #highest = -1n;
-  #bits = 0n; // bit i: highest - i was seen
+  /** Bit i: highest - i was seen; bits 0-31 in `#lo`, 32-63 in `#hi` (numbers: no BigInt work). */
+  #lo = 0;
+  #hi = 0;
 
   /** True (and remembered) when `seq` is new; false for a replay or something too old. */
   accept(seq: bigint): boolean {
     if (seq > this.#highest) {
-      const shift = seq - this.#highest;
-      this.#bits = shift >= 64n ? 1n : ((this.#bits << shift) | 1n) & 0xffff_ffff_ffff_ffffn;
+      const shift = seq - this.#highest >= 64n ? 64 : Number(seq - this.#highest);
+      if (shift >= 64) this.#hi = this.#lo = 0;
+      else if (shift >= 32) {
+        this.#hi = shift === 32 ? this.#lo : this.#lo << (shift - 32);
+        this.#lo = 0;
+      } else {
+        this.#hi = (this.#hi << shift) | (this.#lo >>> (32 - shift));
+        this.#lo <<= shift;
+      }
+      this.#lo |= 1;
       this.#highest = seq;
       return true;
     }
-    const age = this.#highest - seq;
-    if (age >= 64n) return false;
-    const bit = 1n << age;
-    if (this.#bits & bit) return false;
-    this.#bits |= bit;
+    if (this.#highest - seq >= 64n) return false;
+    const age = Number(this.#highest - seq);
+    const bit = 1 << (age & 31);
+    if (age < 32) {
+      if (this.#lo & bit) return false;
+      this.#lo |= bit;
+    } else {
+      if (this.#hi & bit) return false;
+      this.#hi |= bit;
+    }
     return true;
   }
 }
@@ -175,14 +214,21 @@ const ascii = (s: string) => {
   return true;
 };
 
+/**
+ * Where every payload is written before `done()` copies it out: one buffer for all (encoding is
+ * synchronous and never nested), so that a datagram costs no scratch allocation.
+ */
+const SCRATCH = new Uint8Array(MAX_PAYLOAD);
+const SCRATCH_VIEW = new DataView(SCRATCH.buffer);
+
 class Writer {
-  #b: Uint8Array;
-  #v: DataView;
+  #b = SCRATCH;
+  #v = SCRATCH_VIEW;
+  #capacity: number;
   n = 0;
   /** `capacity`: the most bytes this payload can need (at most MAX_PAYLOAD). */
   constructor(capacity = MAX_PAYLOAD) {
-    this.#b = new Uint8Array(capacity);
-    this.#v = new DataView(this.#b.buffer);
+    this.#capacity = Math.min(capacity, MAX_PAYLOAD);
   }
   u8(x: number) {
     this.#need(1);
@@ -216,7 +262,7 @@ class Writer {
     this.bytes(b);
   }
   #need(k: number) {
-    if (this.n + k > this.#b.length) throw new RangeError("payload too large");
+    if (this.n + k > this.#capacity) throw new RangeError("payload too large");
   }
   done(): Uint8Array {
     return this.#b.slice(0, this.n);
@@ -224,29 +270,25 @@ class Writer {
 }
 
 class Reader {
-  #v: DataView;
   n = 0;
-  constructor(readonly b: Uint8Array) {
-    this.#v = new DataView(b.buffer, b.byteOffset, b.byteLength);
-  }
+  constructor(readonly b: Uint8Array) {}
   #need(k: number) {
     if (this.n + k > this.b.length) throw new RangeError("payload cut short");
   }
   u8(): number {
     this.#need(1);
-    return this.#v.getUint8(this.n++);
+    return this.b[this.n++];
   }
   u32(): number {
     this.#need(4);
-    const x = this.#v.getUint32(this.n);
+    const b = this.b, n = this.n;
     this.n += 4;
-    return x;
+    return ((b[n] << 24) | (b[n + 1] << 16) | (b[n + 2] << 8) | b[n + 3]) >>> 0;
   }
   u64(): bigint {
     this.#need(8);
-    const x = this.#v.getBigUint64(this.n);
     this.n += 8;
-    return x;
+    return getU64(this.b, this.n - 8);
   }
   bytes(k: number): Uint8Array {
     this.#need(k);

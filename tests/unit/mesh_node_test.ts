@@ -17,6 +17,7 @@ import {
   type MsgTypeName,
 } from "../../src/mesh/protocol.ts";
 import { parseCidr } from "../../src/net/cidr.ts";
+import { defaultMesh } from "../../scripts/mesh_sim.ts";
 
 const KEY = new Uint8Array(32).fill(7);
 const SELF = "00000000000000000000000000000001";
@@ -38,20 +39,9 @@ function node(o: Partial<MeshOptions> = {}): { n: MeshNode; sent: Sent[] } {
     id: SELF,
     name: "self",
     metrics: "198.18.0.1:9477",
-    probeIntervalMs: 100,
-    suspectAfterMs: 500,
-    deadAfterMs: 900,
-    indirectProbes: 2,
-    gossipIntervalMs: 100,
-    watchPeers: 32,
-    memberProbeIntervalMs: 100,
-    gossipFanout: 3,
-    retransmitMult: 4,
-    suspicionMult: 5,
-    syncIntervalMs: 1000,
+    ...defaultMesh(),
     networks: [parseCidr(NETWORK)],
     maxMembers: 64,
-    maxClockSkewMs: 30_000,
     transport: (bytes, host, port) => sent.push({ to: `${host}:${port}`, bytes }),
     ...o,
   });

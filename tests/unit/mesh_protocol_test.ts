@@ -2,6 +2,7 @@ import assert from "node:assert/strict";
 import { createHmac } from "node:crypto";
 import fc from "fast-check";
 import { hmacSha256, macEqual } from "../../src/mesh/hmac.ts";
+import { prng } from "../../scripts/mesh_sim.ts";
 import {
   type Datagram,
   decode,
@@ -53,18 +54,6 @@ function resign(b: Uint8Array, key = KEY): Uint8Array {
   const out = b.slice();
   out.set(hmac(key, out.subarray(0, out.length - MAC_BYTES)), out.length - MAC_BYTES);
   return out;
-}
-
-/** mulberry32: a small seeded PRNG so failures reproduce. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
 }
 
 function member(i: number, over: Partial<MemberInfo> = {}): MemberInfo {

@@ -12,6 +12,8 @@ Deno.test("mesh sim: 100 nodes, 10% loss, 10 kills: every death known by every s
   assert.equal(r.detected, 90 * 10, JSON.stringify(r));
   assert.equal(r.false_dead, 0, JSON.stringify(r));
   assert.ok(r.detect_ms.median !== null && r.detect_ms.median <= 2000, JSON.stringify(r));
+  // Nodes join within half a second of each other: all know all before the first kill (9 s).
+  assert.ok(r.converge_ms !== null, JSON.stringify(r));
 });
 
 Deno.test("mesh sim: 10 nodes without loss: the fleet forms before the first kill, every death known, none false", () => {
