@@ -377,20 +377,25 @@ function scrapeTimes(ns: string, url: string, n: number): { ms: number; bytes: n
   return { ms: median(times), bytes };
 }
 
-async function scrape() {
-  using v = new VethPair(51);
-  const port = 19100 + (Deno.pid % 1000);
-  const ne = new Deno.Command("ip", {
+/** Debian's node_exporter in namespace `ns`, on a loopback port: the reference in the same run. */
+function nodeExporter(ns: string, port: number): Deno.ChildProcess {
+  return new Deno.Command("ip", {
     args: [
       "netns",
       "exec",
-      v.b.ns,
+      ns,
       "prometheus-node-exporter",
       `--web.listen-address=127.0.0.1:${port}`,
     ],
     stdout: "null",
     stderr: "null",
   }).spawn();
+}
+
+async function scrape() {
+  using v = new VethPair(51);
+  const port = 19100 + (Deno.pid % 1000);
+  const ne = nodeExporter(v.b.ns, port);
   try {
     await new Promise((r) => setTimeout(r, 1000));
     const node = scrapeTimes(v.b.ns, `http://127.0.0.1:${port}/metrics`, 21);
@@ -808,17 +813,7 @@ async function footprint() {
   const second = "10.201.54.3";
   v.run(v.b, "ip", ["addr", "add", `${second}/24`, "dev", v.b.dev]);
   const port = 19200 + (Deno.pid % 1000);
-  const ne = new Deno.Command("ip", {
-    args: [
-      "netns",
-      "exec",
-      v.b.ns,
-      "prometheus-node-exporter",
-      `--web.listen-address=127.0.0.1:${port}`,
-    ],
-    stdout: "null",
-    stderr: "null",
-  }).spawn();
+  const ne = nodeExporter(v.b.ns, port);
   // With a ping every 100 ms across the pair while measuring, the table changes at every
   // snapshot, as on a box that is never quiet (without it the appliance skips reading a table
   // that no packet changed).

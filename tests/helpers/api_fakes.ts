@@ -12,7 +12,7 @@ import type { Action, Decision, PolicyAction } from "../../src/mapek/plan.ts";
 import type { MeshSnapshot, PeerSnapshot } from "../../src/mesh/node.ts";
 import type { InterfaceSnapshot, Snapshot } from "../../src/state/snapshot.ts";
 import { StateStore } from "../../src/state/store.ts";
-import { flowOf } from "./snapshot.ts";
+import { flowOf, tableOf } from "./snapshot.ts";
 
 export const TOKEN = "test-token-0123456789abcdef";
 
@@ -52,13 +52,7 @@ export function snapshot(
     mode: "ebpf",
     interfaces,
     flows: FlowTable.from(flows),
-    flowTable: {
-      entries: flows.length,
-      capacity: 1024,
-      created: flows.length,
-      evicted: 0,
-      insertFailed: 0,
-    },
+    flowTable: tableOf(flows.length),
     events: { sent: 0, suppressed: 0, lostKernel: 0, lostConsumer: 0, consumed: 0 },
     programs: [],
     bpfStatsEnabled: false,

@@ -10,7 +10,7 @@ import { type RemoteWriteOptions, RemoteWriter } from "../../src/export/remote_w
 import { WRITE_REQUEST } from "../../src/export/remote_write_wire.ts";
 import type { FlowSnapshot } from "../../src/flows/key.ts";
 import type { Snapshot } from "../../src/state/snapshot.ts";
-import { flowOf, snapshotOf } from "./snapshot.ts";
+import { flowOf, snapshotOf, tableOf } from "./snapshot.ts";
 
 export const BUILD = { version: "0.1.0", commit: "0123abc", denoVersion: "2.9.6" };
 
@@ -47,13 +47,7 @@ export function snapshot(
       fragments: 0,
       vlanTagged: 0,
     }],
-    flowTable: {
-      entries: flows.length,
-      capacity: 1024,
-      created: flows.length,
-      evicted: 0,
-      insertFailed: 0,
-    },
+    flowTable: tableOf(flows.length),
   });
 }
 

@@ -26,6 +26,11 @@ export function flowOf(o: Partial<FlowSnapshot> = {}): FlowSnapshot {
   };
 }
 
+/** A flow table of capacity 1024 holding the `n` flows it created, nothing evicted. */
+export function tableOf(n: number): Snapshot["flowTable"] {
+  return { entries: n, capacity: 1024, created: n, evicted: 0, insertFailed: 0 };
+}
+
 /** A snapshot of these flows and nothing else counted; `over` replaces any field. */
 export function snapshotOf(flows: FlowSnapshot[], over: Partial<Snapshot> = {}): Snapshot {
   return {
