@@ -26,7 +26,7 @@ import { PacketSocket } from "../tests/helpers/packet.ts";
 import process from "node:process";
 
 export const DPORT = 5001;
-export const FIRST_SPORT = 10_000;
+const FIRST_SPORT = 10_000;
 
 export interface BenchFlow {
   v6: boolean;
@@ -70,17 +70,14 @@ if (import.meta.main) {
     { length: Number(flows) },
     (_, i) => benchFlow(i, { src4, src6, dst4, dst6 }),
   );
+  const nRounds = Number(rounds), nBurst = Number(burst), rate = Number(pps);
   using socket = new PacketSocket(iface);
   const start = performance.now(), cpu = process.cpuUsage();
-  for (let r = 0; r < Number(rounds); r++) {
+  for (let r = 0; r < nRounds; r++) {
     for (const f of all) {
-      for (let b = 0; b < Number(burst); b++) {
+      for (let b = 0; b < nBurst; b++) {
         socket.send(f.frame, f.v6);
-        // Paced in steps of 500 frames.
-        if (socket.sent % 500 === 0) {
-          const ahead = start + (socket.sent / Number(pps)) * 1000 - performance.now();
-          if (ahead > 0) await new Promise((r) => setTimeout(r, ahead));
-        }
+        await socket.pace(rate, start, 500);
       }
     }
   }

@@ -18,6 +18,7 @@
 import { dirname } from "node:path";
 import { VERSION } from "../src/version.ts";
 import { generateKey, publicKeyOf, resign, VALID_DAYS, writeRelease } from "./release.ts";
+import { V8_FLAGS } from "./v8_flags.ts";
 
 const ROOT = new URL("../", import.meta.url).pathname;
 const TARGETS: Record<string, string> = {
@@ -90,7 +91,7 @@ try {
       "compile",
       "-A",
       "--frozen",
-      "--v8-flags=--max-semi-space-size=2,--optimize-for-size",
+      V8_FLAGS,
       "--target",
       TARGETS[t],
       "--output",

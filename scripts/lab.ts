@@ -22,6 +22,7 @@
  * returns once everything is started (the processes go on; `down` removes them).
  */
 import { nft, nftInputRule, sh, trafficCommand } from "../tests/helpers/netns.ts";
+import { V8_FLAGS } from "./v8_flags.ts";
 
 const MAIN = new URL("../main.ts", import.meta.url).pathname;
 /** MAPE-K in the lab: observe mode, a flood floor a demo reaches, and no management network
@@ -144,7 +145,7 @@ export class Lab {
       Deno.execPath(),
       "run",
       "-A",
-      "--v8-flags=--max-semi-space-size=2,--optimize-for-size",
+      V8_FLAGS,
       MAIN,
       "serve",
       "--config",

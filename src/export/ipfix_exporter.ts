@@ -170,6 +170,8 @@ export function stateFileBase(stateDir: string, collector: string): string {
 
 export class IpfixExporter implements Exporter {
   readonly name: string;
+  /** The collector, HOST:PORT. */
+  readonly #destination: string;
   readonly #o: Required<Omit<IpfixOptions, "statePath" | "log">> & IpfixOptions;
   readonly #host: string;
   readonly #port: number;
@@ -228,7 +230,8 @@ export class IpfixExporter implements Exporter {
     const { hostname, port } = parseHostPort(o.collector);
     this.#host = hostname;
     this.#port = port;
-    this.name = `ipfix ${joinHostPort(hostname, port)}`;
+    this.#destination = joinHostPort(hostname, port);
+    this.name = `ipfix ${this.#destination}`;
     this.#o = {
       monoNs: () => Number(monotonicNs()),
       wallMs: () => Date.now(),
@@ -605,7 +608,7 @@ export class IpfixExporter implements Exporter {
     if (!failing && this.#lastError) counts += `; last error: ${this.#lastError}`;
     return {
       kind: "ipfix",
-      destination: joinHostPort(this.#host, this.#port),
+      destination: this.#destination,
       state,
       reason: problems.length ? `${problems.join("; ")} (${counts})` : counts,
       sent: this.#sent,

@@ -231,13 +231,13 @@ export class Monitor {
       },
       mesh: s.mesh?.peers ?? [],
     };
-    this.#remember(s);
+    this.#remember(s, drops);
     return obs;
   }
 
-  #remember(s: Snapshot): void {
+  #remember(s: Snapshot, drops = watchedDrops(s)): void {
     this.#prevAt = s.takenAt;
-    this.#prevDrops = watchedDrops(s);
+    this.#prevDrops = drops;
     this.#prevEvicted = s.flowTable.evicted;
     this.#prevLost = { kernel: s.events.lostKernel, consumer: s.events.lostConsumer };
   }

@@ -7,6 +7,7 @@
  * to one run: pins live in a bpffs the test mounts elsewhere (Bpffs) and removes afterwards.
  */
 import { sh, type Side } from "./netns.ts";
+import { V8_FLAGS } from "../../scripts/v8_flags.ts";
 
 const MAIN = new URL("../../main.ts", import.meta.url).pathname;
 let seq = 0;
@@ -78,7 +79,7 @@ export class Daemon implements AsyncDisposable {
       Deno.execPath(),
       "run",
       "-A",
-      "--v8-flags=--max-semi-space-size=2,--optimize-for-size", // as scripts/run starts it
+      V8_FLAGS, // as scripts/run starts it
       MAIN,
       "serve",
       "--listen",

@@ -45,6 +45,16 @@ export class PacketSocket implements Disposable {
     this.sent++;
   }
 
+  /**
+   * Keeps the sending at `pps` frames a second since `start` (performance.now()): every `step`
+   * frames, waits for as long as the sending is ahead.
+   */
+  async pace(pps: number, start: number, step: number): Promise<void> {
+    if (this.sent % step) return;
+    const ahead = start + (this.sent / pps) * 1000 - performance.now();
+    if (ahead > 0) await new Promise((r) => setTimeout(r, ahead));
+  }
+
   close(): void {
     libc.close(this.#fd);
   }

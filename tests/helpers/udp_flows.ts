@@ -21,10 +21,7 @@ for (const dst of dsts) {
   for (let p = Number(first); p < Number(first) + Number(ports); p++) {
     socket.send(eth(ETH_P.ipv4, ipv4(IPPROTO.udp, udp(Number(sport), p), { src, dst })));
     // Paced in steps of 1000 datagrams, so the receiving side keeps up.
-    if (socket.sent % 1000 === 0) {
-      const ahead = start + (socket.sent / Number(pps)) * 1000 - performance.now();
-      if (ahead > 0) await new Promise((r) => setTimeout(r, ahead));
-    }
+    await socket.pace(Number(pps), start, 1000);
   }
 }
 console.log(socket.sent);
