@@ -106,6 +106,7 @@ export type NodeDropReason =
   | "outside_networks"
   | "members_full"
   | "unknown_target"
+  | "unknown_sender"
   | "socket_error"
   | "send_failed"
   | "tick_failed";
@@ -518,9 +519,8 @@ export class MeshNode {
     p.lastHeard = now;
     if (this.#round?.target === p) this.#round.failures = -1; // acked
     if (p.state === "alive") return;
-    const wasGone = p.state !== "left";
     this.#setState(p, "alive");
-    if (wasGone) this.#announce(p);
+    this.#announce(p); // back from suspect, dead or left: passed on as alive
   }
 
   /**
@@ -570,12 +570,23 @@ export class MeshNode {
       }
       if (known && !returning) this.#send("gossip", from, this.#memberChunk());
       else this.#sendAll(from); // a newcomer (or one back) learns the whole fleet at once
-      if (returning) this.#announce(p);
     }
     if (type === "gossip" || type === "update" || type === "sync") {
-      // A list names its sender too: a node learns the members, the sender among them.
-      for (const m of decodeGossip(payload)) {
-        this.#merge(m, type === "update", sender, from, seq, now);
+      const members = decodeGossip(payload);
+      if (!known) {
+        // A list is believed only from a member, whose datagrams the replay window checks: one
+        // not known yet must name itself in it (and is learned first), else it is refused and
+        // asked to say hello.
+        const own = members.find((m) => m.id === sender);
+        if (own) this.#merge(own, type === "update", sender, from, seq, now);
+        if (!this.#peers.has(sender)) {
+          this.#drop("unknown_sender");
+          this.#send("hello", from, encodeHello(this.#self()));
+          return;
+        }
+      }
+      for (const m of members) {
+        if (known || m.id !== sender) this.#merge(m, type === "update", sender, from, seq, now);
       }
       p = this.#peers.get(sender);
     }
@@ -653,7 +664,8 @@ export class MeshNode {
   #merge(m: MemberInfo, news: boolean, sender: string, from: string, seq: bigint, now: number) {
     if (m.id === this.o.id) {
       if ((m.state === "suspect" || m.state === "dead") && m.incarnation >= this.#incarnation) {
-        this.#incarnation = (m.incarnation + 1) >>> 0;
+        // At the top it stays there: a wrap to 0 would lose every refutation from then on.
+        this.#incarnation = Math.min(m.incarnation + 1, 0xffffffff);
         this.#announce(undefined);
       }
       return;

@@ -72,6 +72,9 @@ const member = (i: number, o: Partial<MemberInfo> = {}): MemberInfo => ({
 });
 
 const dropped = (n: MeshNode) => n.snapshot().dropped;
+/** The attacker, a key holder, says hello from 198.18.0.77: a member whose lists are believed. */
+const join = (n: MeshNode) =>
+  n.receive(datagram("hello", hello("attacker", "198.18.0.77:9477")), "198.18.0.77:5000");
 const members = (n: MeshNode) => n.snapshot().peers.map((p) => p.name).sort();
 
 Deno.test("mesh node: a datagram captured a month ago is refused as stale, also by a node that just started", () => {
@@ -110,15 +113,19 @@ Deno.test("mesh node: poisoned gossip entries are refused one by one, counted, a
     member(9, { mesh: "[::1]:99999" }),
   ];
   const good = member(10);
+  join(n);
   n.receive(datagram("gossip", encodeGossip([...bad, good]).payload), "198.18.0.77:5000");
-  assert.deepEqual(members(n), ["m10"]);
+  assert.deepEqual(members(n), ["attacker", "m10"]);
   const d = dropped(n);
   assert.equal(d.bad_member, 7, JSON.stringify(d));
   assert.equal(d.outside_networks, 2, JSON.stringify(d));
   // Every tick works on what was kept, and nothing is ever sent outside the network.
   n.probe();
   n.gossip();
-  assert.deepEqual(n.peerAddresses(), new Map([["198.18.0.12", good.id]]));
+  assert.deepEqual(
+    n.peerAddresses(),
+    new Map([["198.18.0.12", good.id], ["198.18.0.77", ATTACKER]]),
+  );
   assert.ok(n.meshPorts().has(5000));
   for (const s of sent) assert.match(s.to, /^198\.18\.0\.\d+:\d+$/);
 });
@@ -127,6 +134,7 @@ Deno.test("mesh node: a thousand gossip datagrams from one key holder keep at mo
   // Long timeouts: on a busy machine the loop below may take longer than suspect_after, and a
   // suspect member's indirect probes would then count as more sends.
   const { n, sent } = node({ maxMembers: 64, suspectAfterMs: 60_000, deadAfterMs: 90_000 });
+  join(n);
   for (let d = 0; d < 1000; d++) {
     const batch = Array.from({ length: 10 }, (_, i) => member(d * 10 + i));
     n.receive(datagram("gossip", encodeGossip(batch).payload), "198.18.0.77:5000");
@@ -142,8 +150,8 @@ Deno.test("mesh node: a thousand gossip datagrams from one key holder keep at mo
 Deno.test("mesh node: a probe request is served only for a known member, at the address we know", () => {
   const { n, sent } = node();
   const known = member(1);
+  join(n);
   n.receive(datagram("gossip", encodeGossip([known]).payload), "198.18.0.77:5000");
-  n.receive(datagram("hello", hello("attacker", "198.18.0.77:9477")), "198.18.0.77:5000");
   sent.length = 0;
   const request = (target: string, address: string) =>
     datagram("probeRequest", encodeProbeRequest({ target, address, probeSeq: 1n, sentNs: 1n }));
@@ -296,6 +304,7 @@ Deno.test("mesh node: a claim that it is suspect is refuted with a higher incarn
   };
   // Another key holder says that we are suspect and that our configured peer (just heard) is dead.
   const claims = encodeGossip([self, { ...peer, incarnation: 1, state: "dead" }]).payload;
+  join(n);
   n.receive(datagram("update", claims), "198.18.0.77:5000");
   assert.equal(n.snapshot().peers.find((p) => p.name === "m9")?.state, "alive");
   sent.length = 0;
@@ -307,4 +316,26 @@ Deno.test("mesh node: a claim that it is suspect is refuted with a higher incarn
   const mine = refutations[0].find((m) => m.id === SELF);
   assert.equal(mine?.state, "alive");
   assert.equal(mine?.incarnation, 4_000_000_001);
+});
+
+Deno.test("mesh node: a list from a key holder that is no member is refused, and a member's list replayed is dropped", () => {
+  const { n, sent } = node();
+  const c = member(3);
+  n.receive(datagram("hello", hello("m3", c.metrics), c.id), c.mesh);
+  // A non-member's update, which does not name its sender: no replay window could check it.
+  const claim = datagram("update", encodeGossip([{ ...c, state: "suspect" }]).payload);
+  sent.length = 0;
+  for (let i = 0; i < 3; i++) n.receive(claim, "198.18.0.77:5000");
+  assert.equal(n.snapshot().peers.find((p) => p.name === "m3")?.state, "alive");
+  assert.equal(dropped(n).unknown_sender, 3);
+  assert.ok(sent.every((s) => s.bytes[3] === 1 && s.to === "198.18.0.77:5000"), "hello back");
+  // Once a member, its list counts once; the same datagram again is a replay.
+  join(n);
+  const again = datagram(
+    "update",
+    encodeGossip([{ ...c, incarnation: 2, state: "suspect" }]).payload,
+  );
+  n.receive(again, "198.18.0.77:5000");
+  n.receive(again, "198.18.0.77:5000");
+  assert.equal(dropped(n).replay, 1);
 });
