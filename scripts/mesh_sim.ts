@@ -13,6 +13,8 @@
 import { parseArgs } from "node:util";
 import { type MeshClock, MeshNode, type MeshOptions, type PeerState } from "../src/mesh/node.ts";
 import { parseCidr } from "../src/net/cidr.ts";
+import { defaultConfig } from "../src/config/schema.ts";
+import { meshTimings } from "../src/mesh/service.ts";
 
 export interface SimOptions {
   nodes: number;
@@ -55,27 +57,12 @@ export interface SimResult {
   wall_ms: number;
 }
 
-/** The appliance's mesh settings (the configuration's defaults, src/config/schema.ts). */
+/** The appliance's mesh settings: the configuration's defaults, on the lab's network. */
 export function defaultMesh(): Omit<
   MeshOptions,
   "listen" | "key" | "peers" | "id" | "name" | "metrics"
 > {
-  return {
-    probeIntervalMs: 100,
-    suspectAfterMs: 500,
-    deadAfterMs: 900,
-    indirectProbes: 2,
-    gossipIntervalMs: 100,
-    watchPeers: 32,
-    memberProbeIntervalMs: 100,
-    gossipFanout: 3,
-    retransmitMult: 4,
-    suspicionMult: 5,
-    syncIntervalMs: 1000,
-    networks: [parseCidr("198.18.0.0/15")],
-    maxMembers: 1024,
-    maxClockSkewMs: 30_000,
-  };
+  return { ...meshTimings(defaultConfig().mesh), networks: [parseCidr("198.18.0.0/15")] };
 }
 
 /** A small seeded generator (mulberry32), so that a run (or a failed test) can be repeated. */

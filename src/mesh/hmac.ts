@@ -155,7 +155,7 @@ function digestBytes(h: Int32Array, out: Uint8Array, at = 0): void {
 }
 
 /** SHA-256 of `data`. */
-export function sha256(data: Uint8Array): Uint8Array {
+function sha256(data: Uint8Array): Uint8Array {
   const h = Int32Array.from(IV);
   finish(h, data, 0);
   const out = new Uint8Array(32);

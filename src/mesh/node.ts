@@ -88,7 +88,7 @@ export interface MeshClock {
 }
 
 /** The system's clock and timers. */
-export const systemClock: MeshClock = {
+const systemClock: MeshClock = {
   wallMs: () => Date.now(),
   monoMs: () => performance.now(),
   every(ms, f) {
@@ -340,6 +340,11 @@ export class MeshNode {
       if (this.#peers.has(id)) busiest.add(id);
     }
     this.#busiest = busiest;
+    this.#rewatch();
+  }
+
+  /** The list of members watched closely, again from the whole list. */
+  #rewatch(): void {
     this.#watchList = this.#list.filter((p) => this.#watched(p));
   }
 
@@ -467,9 +472,8 @@ export class MeshNode {
       this.#peers.set(id, p);
       this.#list.push(p);
       this.#changedAt = p.lastHeard;
-      if (this.#peers.size === this.o.watchPeers + 1) { // no longer a small mesh
-        this.#watchList = this.#list.filter((q) => this.#watched(q));
-      } else if (this.#watched(p)) this.#watchList.push(p);
+      if (this.#peers.size === this.o.watchPeers + 1) this.#rewatch(); // no longer a small mesh
+      else if (this.#watched(p)) this.#watchList.push(p);
       this.#byMesh.set(mesh, p);
       this.#seeds.delete(mesh);
       this.onChange?.(this.#snap(p), undefined);
@@ -482,7 +486,7 @@ export class MeshNode {
         p.mesh = mesh;
         p.to = parseHostPort(mesh);
         this.#byMesh.set(mesh, p);
-        this.#watchList = this.#list.filter((q) => this.#watched(q));
+        this.#rewatch();
       }
     }
     return p;
@@ -969,7 +973,7 @@ export class MeshNode {
 
   /** Each peer's IP address → its id, to attribute the datapath's flows to peers. */
   peerAddresses(): Map<string, string> {
-    return new Map([...this.#peers.values()].map((p) => [parseHostPort(p.mesh).hostname, p.id]));
+    return new Map(this.#list.map((p) => [p.to.hostname, p.id]));
   }
 
   #snap(p: Peer, traffic?: { sent: number; received: number }): PeerSnapshot {

@@ -8,7 +8,7 @@ import { type Cidr, cidrContains, parseCidr } from "../net/cidr.ts";
 import { joinHostPort, parseHostPort } from "../net/hostport.ts";
 import type { Config } from "../config/schema.ts";
 import type { StateStore } from "../state/store.ts";
-import { MeshNode, type MeshSnapshot } from "./node.ts";
+import { MeshNode, type MeshOptions, type MeshSnapshot } from "./node.ts";
 import { nodeIdHex } from "./protocol.ts";
 import { peerTraffic } from "./traffic.ts";
 
@@ -85,6 +85,25 @@ function advertisedMetrics(c: Config): string {
   return joinHostPort(host, api.port);
 }
 
+/** The node's timings, fanouts and bounds as a configuration's mesh section sets them. */
+export function meshTimings(m: Config["mesh"]) {
+  return {
+    probeIntervalMs: m.probe_interval_ms,
+    suspectAfterMs: m.suspect_after_ms,
+    deadAfterMs: m.dead_after_ms,
+    indirectProbes: m.indirect_probes,
+    gossipIntervalMs: m.gossip_interval_ms,
+    watchPeers: m.watch_peers,
+    memberProbeIntervalMs: m.member_probe_interval_ms,
+    gossipFanout: m.gossip_fanout,
+    retransmitMult: m.retransmit_mult,
+    suspicionMult: m.suspicion_mult,
+    syncIntervalMs: m.sync_interval_ms,
+    maxMembers: m.max_members,
+    maxClockSkewMs: m.max_clock_skew_s * 1000,
+  } satisfies Partial<MeshOptions>;
+}
+
 export class MeshService {
   last?: MeshSnapshot;
 
@@ -107,20 +126,8 @@ export class MeshService {
         id: nodeId(c.state_dir),
         name: c.mesh.name || hostname(),
         metrics,
-        probeIntervalMs: c.mesh.probe_interval_ms,
-        suspectAfterMs: c.mesh.suspect_after_ms,
-        deadAfterMs: c.mesh.dead_after_ms,
-        indirectProbes: c.mesh.indirect_probes,
-        gossipIntervalMs: c.mesh.gossip_interval_ms,
-        watchPeers: c.mesh.watch_peers,
-        memberProbeIntervalMs: c.mesh.member_probe_interval_ms,
-        gossipFanout: c.mesh.gossip_fanout,
-        retransmitMult: c.mesh.retransmit_mult,
-        suspicionMult: c.mesh.suspicion_mult,
-        syncIntervalMs: c.mesh.sync_interval_ms,
+        ...meshTimings(c.mesh),
         networks: meshNetworks(c),
-        maxMembers: c.mesh.max_members,
-        maxClockSkewMs: c.mesh.max_clock_skew_s * 1000,
       }),
       store,
     );
