@@ -196,7 +196,7 @@ export class FlowTable {
   }
   /**
    * A cheap identity of the flow's source or destination address, for grouping without
-   * formatting: an IPv4 address as a number, an IPv6 address as text.
+   * formatting: an IPv4 address as a number, an IPv6 address as text (as addressIdOf gives it).
    */
   addressId(i: number, which: "saddr" | "daddr"): number | string {
     const at = i * FLOW_KEY.size + K[which][0];
@@ -325,4 +325,11 @@ export class FlowTable {
     const kept = Array.from(heap.subarray(0, n)).sort((a, b) => col[b] - col[a] || a - b);
     return { total, flows: kept.map((i) => this.get(i)) };
   }
+}
+
+/** The identity FlowTable.addressId gives an address of this family (4 or 16 bytes). */
+export function addressIdOf(family: 4 | 6, b: Uint8Array): number | string {
+  return family === 4
+    ? ((b[0] << 24) | (b[1] << 16) | (b[2] << 8) | b[3]) >>> 0
+    : formatAddress(b, 6);
 }

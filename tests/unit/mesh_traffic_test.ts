@@ -39,3 +39,16 @@ Deno.test("peerTraffic: received from a peer, sent to it, mesh datagrams and str
     c: { sent: 0, received: 0 },
   });
 });
+
+Deno.test("peerTraffic: a box that forwards between two peers credits the flow's direction", () => {
+  // Sent out towards a, from c (forwarded): a's sent; received from c on its way to a: c's received.
+  const flows = FlowTable.from([
+    flow({ saddr: "198.18.0.3", daddr: "198.18.0.2", bytes: 4, hook: "tcEgress", direction: "tx" }),
+    flow({ saddr: "198.18.0.3", daddr: "198.18.0.2", bytes: 6 }),
+  ]);
+  const t = peerTraffic(flows, new Map([["198.18.0.2", "a"], ["198.18.0.3", "c"]]), new Set());
+  assert.deepEqual(Object.fromEntries(t), {
+    a: { sent: 4, received: 0 },
+    c: { sent: 0, received: 6 },
+  });
+});
