@@ -20,6 +20,7 @@ import { Daemon } from "../tests/helpers/daemon.ts";
 import { nft, sh, VethPair } from "../tests/helpers/netns.ts";
 import { freeUdpPort, Nfcapd, type Totals } from "../tests/export/collectors.ts";
 import { benchFlow, DPORT } from "./ipfix_traffic.ts";
+import { bpfStats, median } from "./stats.ts";
 
 const TRAFFIC = new URL("./ipfix_traffic.ts", import.meta.url).pathname;
 const FLOWS = 10_000;
@@ -37,7 +38,6 @@ const DST4 = "10.202.55.1", DST6 = "fd00:202:55::1", SINK_MAC = "02:00:00:00:00:
 /** "x0tta6bl4, no export": the appliance without IPFIX, to tell the export's cost from its own. */
 type Monitor = "baseline" | "x0tta6bl4" | "x0tta6bl4, no export" | "softflowd";
 
-const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 const range = (xs: number[], digits: number) =>
   `${median(xs).toFixed(digits)} (${Math.min(...xs).toFixed(digits)}–${
     Math.max(...xs).toFixed(digits)
@@ -294,14 +294,8 @@ export async function ipfix(): Promise<void> {
       "flows exact in packets, and in bytes too (of 10 000) | notes |",
   );
   console.log("|---|---|---|---|---|---|---|---|---|---|---|");
-  // The BPF programs' run time is counted only while this is 1 (it costs them two clock reads).
-  const stats = sh("sysctl", ["-n", "kernel.bpf_stats_enabled"]).trim();
-  sh("sysctl", ["-qw", "kernel.bpf_stats_enabled=1"]);
-  try {
-    await rates(v);
-  } finally {
-    sh("sysctl", ["-qw", `kernel.bpf_stats_enabled=${stats}`]);
-  }
+  using _stats = bpfStats();
+  await rates(v);
 }
 
 /** The BPF programs' time: all of them, then each that ran for 10 ms or more (medians). */

@@ -47,6 +47,7 @@ import { sh, VethPair } from "../tests/helpers/netns.ts";
 import { Daemon, DaemonHome, enforceArgs } from "../tests/helpers/daemon.ts";
 import { Lab, labPeers, waitFor } from "../scripts/lab.ts";
 import { ipfix } from "./ipfix.ts";
+import { bpfStats, median } from "./stats.ts";
 
 const sections = Deno.args.length ? Deno.args : [
   "cost",
@@ -62,7 +63,6 @@ const sections = Deno.args.length ? Deno.args : [
   "footprint",
   "ipfix",
 ];
-const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 
 function udpFrame(len: number): Uint8Array<ArrayBuffer> {
   const f = new Uint8Array(len);
@@ -155,9 +155,8 @@ async function live() {
   using v = new VethPair(50);
   const bIdx = withNetns(v.b.ns, () => ifindexOf(v.b.dev));
   using base = Collection.load(baselineObject as Uint8Array<ArrayBuffer>, { name: "x0_baseline" });
-  const stats = sh("sysctl", ["-n", "kernel.bpf_stats_enabled"]).trim();
-  sh("sysctl", ["-qw", "kernel.bpf_stats_enabled=1"]);
-  try {
+  using _stats = bpfStats();
+  {
     console.log(
       "| traffic | baseline | with ours | ratio | ns per packet (bpf_stats) | " +
         "empty TC program ns per packet (bpf_stats) |",
@@ -229,8 +228,6 @@ async function live() {
         );
       }
     }
-  } finally {
-    sh("sysctl", ["-qw", `kernel.bpf_stats_enabled=${stats}`]);
   }
 }
 
@@ -719,8 +716,7 @@ async function enforce() {
   {
     using v = new VethPair(96);
     const bIdx = withNetns(v.b.ns, () => ifindexOf(v.b.dev));
-    const stats = sh("sysctl", ["-n", "kernel.bpf_stats_enabled"]).trim();
-    sh("sysctl", ["-qw", "kernel.bpf_stats_enabled=1"]);
+    const stats = bpfStats();
     const ns: Record<string, number[]> = { without: [], with: [] };
     try {
       for (let round = 0; round < 3; round++) {
@@ -738,7 +734,7 @@ async function enforce() {
         }
       }
     } finally {
-      sh("sysctl", ["-qw", `kernel.bpf_stats_enabled=${stats}`]);
+      stats[Symbol.dispose]();
     }
     const [a, b] = [median(ns.without), median(ns.with)];
     console.log(
